@@ -1,0 +1,86 @@
+//! What an attestation document's `user_data` commits to, and how.
+//!
+//! `user_data = SHA-256(JSON(Commitment))`, where the JSON is serde_json's compact
+//! encoding of [`Commitment`] with its fields in declaration order, `audiences` in
+//! configured order and `jwk_thumbprints` sorted. The host serves the commitment object
+//! beside the document; an auditor recomputes each field from what the host serves
+//! right now (the JWKS, the note verifier key, the discovery document), hashes it, and
+//! compares with the signed `user_data`. 32 bytes fit Nitro's 512-byte `user_data`.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub const COMMITMENT_VERSION: &str = "sealgate-attestation-v1";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commitment {
+    pub version: String,
+    /// `sim` or `nitro`.
+    pub mode: String,
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub ttl_min_seconds: u64,
+    pub ttl_max_seconds: u64,
+    pub log_origin: String,
+    /// RFC 7638 SHA-256 thumbprints (base64url) of every key in the JWKS, sorted.
+    pub jwk_thumbprints: Vec<String>,
+    /// The checkpoint signer as a signed-note verifier key string.
+    pub checkpoint_key: String,
+}
+
+impl Commitment {
+    /// The 32 bytes that go into the attestation document's `user_data`.
+    pub fn digest(&self) -> [u8; 32] {
+        let json = serde_json::to_vec(self).expect("plain struct serializes");
+        Sha256::digest(json).into()
+    }
+}
+
+/// RFC 7638 thumbprint of a P-256 public key given by its affine coordinates.
+pub fn p256_thumbprint(x: &[u8], y: &[u8]) -> String {
+    // Required members only, in lexicographic order, no whitespace (RFC 7638 §3.2).
+    let canonical = format!(
+        r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+        B64URL.encode(x),
+        B64URL.encode(y)
+    );
+    B64URL.encode(Sha256::digest(canonical.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_changes_with_every_field() {
+        let base = Commitment {
+            version: COMMITMENT_VERSION.into(),
+            mode: "sim".into(),
+            issuer: "http://127.0.0.1:8080".into(),
+            audiences: vec!["sts.amazonaws.com".into()],
+            ttl_min_seconds: 60,
+            ttl_max_seconds: 3600,
+            log_origin: "127.0.0.1:8080/log".into(),
+            jwk_thumbprints: vec!["a".into()],
+            checkpoint_key: "k".into(),
+        };
+        let d = base.digest();
+        let mut c = base.clone();
+        c.mode = "nitro".into();
+        assert_ne!(c.digest(), d);
+        let mut c = base.clone();
+        c.jwk_thumbprints.push("b".into());
+        assert_ne!(c.digest(), d);
+        let mut c = base.clone();
+        c.ttl_max_seconds = 3599;
+        assert_ne!(c.digest(), d);
+    }
+
+    #[test]
+    fn rfc7638_shape() {
+        // Thumbprints are 43 base64url characters (32 bytes).
+        assert_eq!(p256_thumbprint(&[1; 32], &[2; 32]).len(), 43);
+    }
+}

@@ -1,0 +1,27 @@
+//! Everything the host, the enclave and the auditor must agree on byte for byte:
+//! addresses, framing, the request/response protocol, the log leaf format, RFC 9162
+//! hashing and proofs, C2SP checkpoints and signed notes, and the attestation
+//! commitment.
+//!
+//! Nothing here does I/O except [`connection`] (behind the `io` feature), so the
+//! auditor's tool links this crate without an async runtime.
+#![forbid(unsafe_code)]
+
+pub mod addr;
+pub mod commitment;
+pub mod frame;
+pub mod ids;
+pub mod leaf;
+pub mod merkle;
+pub mod note;
+pub mod protocol;
+
+#[cfg(feature = "io")]
+pub mod connection;
+
+/// Version of the host ↔ enclave protocol; `Hello` refuses a mismatch.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Token lifetime bounds the enclave enforces, in seconds (DESIGN §2.1).
+pub const TTL_MIN_SECONDS: u64 = 60;
+pub const TTL_MAX_SECONDS: u64 = 3600;
