@@ -1,0 +1,357 @@
+//! Where the auditor's data comes from: a small [`LogSource`] trait with one method per
+//! read-only audit endpoint of the host (docs/API.md, "Audit log"), and [`HttpSource`],
+//! its implementation over `ureq`.
+//!
+//! Why a trait: everything the host serves is untrusted input, and the interesting part
+//! of this tool is how it reacts to a host that lies. Keeping the transport behind a
+//! trait lets the verification in [`crate::log`] be pure and lets the tests play a
+//! dishonest host from memory, leaf by leaf, without a server.
+//!
+//! The trait hands back *decoded* values (bytes, 32-byte hashes) so that every
+//! implementation shares one meaning of "malformed response": anything that is not
+//! the documented JSON, not base64, or not a 32-byte hash is a [`FetchError`], and the
+//! verifier only ever judges well-formed data.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use sealgate_shared::merkle::{self, Hash};
+use serde::Deserialize;
+use std::time::Duration;
+
+/// Most leaves the host returns per entries call (docs/API.md); the verifier never asks
+/// for more than this in one page.
+pub const MAX_PAGE: u64 = 1000;
+
+/// Body limit for an entries page. A page is at most [`MAX_PAGE`] leaves of at most
+/// ~16.6 KiB each (a host event's 16 KiB payload plus the envelope), ×4/3 for base64:
+/// about 22 MB at worst, so 32 MiB leaves room without letting a host make us buffer
+/// an unbounded body.
+pub const ENTRIES_BODY_LIMIT: u64 = 32 * 1024 * 1024;
+
+/// Body limit for everything else (key, checkpoint, token record, proof). These are a
+/// few KiB at most; 16 MiB is generous and still bounded.
+pub const BODY_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// How much of an error response we read to quote its `error.message`.
+const ERROR_BODY_LIMIT: u64 = 64 * 1024;
+
+/// Per-request time limit, so a host that stalls cannot hang an audit forever.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a fetch failed. All of these are exit code 3 except [`FetchError::NotFound`] on
+/// a token lookup, which the verifier reads as "this token is not in the log".
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    /// The host answered 404 (for a token lookup: no leaf for that `jti`).
+    #[error("{what}: not found (HTTP 404)")]
+    NotFound { what: String },
+    /// Any other non-2xx status; `message` is the API error's message when it had one.
+    #[error("{what}: HTTP {status}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Status {
+        what: String,
+        status: u16,
+        message: Option<String>,
+    },
+    /// Connection, TLS, timeout or other transport failure.
+    #[error("{what}: {reason}")]
+    Transport { what: String, reason: String },
+    /// The body exceeded its size limit.
+    #[error("{what}: response body larger than {limit} bytes")]
+    TooLarge { what: String, limit: u64 },
+    /// The body is not what docs/API.md documents.
+    #[error("{what}: malformed response: {reason}")]
+    Malformed { what: String, reason: String },
+}
+
+/// A page of leaves `[start, end)` as the host returned it, leaves base64-decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntriesPage {
+    pub start: u64,
+    pub end: u64,
+    pub entries: Vec<Vec<u8>>,
+}
+
+/// The host's answer to a token lookup: where the leaf for `jti` is, and its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub jti: String,
+    pub index: u64,
+    pub leaf: Vec<u8>,
+}
+
+/// An inclusion proof as the host returned it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InclusionProof {
+    pub index: u64,
+    pub size: u64,
+    pub proof: Vec<Hash>,
+}
+
+/// The read-only audit endpoints the log verifier needs. Implementations only fetch
+/// and decode; they never judge content.
+pub trait LogSource {
+    /// `GET /v1/audit/key`: the note verifier key string.
+    fn key(&self) -> Result<String, FetchError>;
+    /// `GET /v1/audit/checkpoint`: the signed note.
+    fn checkpoint(&self) -> Result<String, FetchError>;
+    /// `GET /v1/audit/entries?start=S&end=E`.
+    fn entries(&self, start: u64, end: u64) -> Result<EntriesPage, FetchError>;
+    /// `GET /v1/audit/tokens/{jti}`; [`FetchError::NotFound`] when the host has none.
+    fn token(&self, jti: &str) -> Result<TokenRecord, FetchError>;
+    /// `GET /v1/audit/proof/inclusion?index=I&size=N`.
+    fn inclusion_proof(&self, index: u64, size: u64) -> Result<InclusionProof, FetchError>;
+}
+
+#[derive(Deserialize)]
+struct WireEntries {
+    start: u64,
+    end: u64,
+    entries: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct WireToken {
+    jti: String,
+    index: u64,
+    leaf: String,
+}
+
+#[derive(Deserialize)]
+struct WireInclusion {
+    index: u64,
+    size: u64,
+    proof: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct WireError {
+    error: WireErrorBody,
+}
+
+#[derive(Deserialize)]
+struct WireErrorBody {
+    message: String,
+}
+
+fn malformed(what: &str, reason: impl Into<String>) -> FetchError {
+    FetchError::Malformed {
+        what: what.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn decode_b64(what: &str, field: &str, s: &str) -> Result<Vec<u8>, FetchError> {
+    B64.decode(s)
+        .map_err(|e| malformed(what, format!("{field} is not base64: {e}")))
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(what: &str, body: &[u8]) -> Result<T, FetchError> {
+    serde_json::from_slice(body)
+        .map_err(|e| malformed(what, format!("not the documented JSON: {e}")))
+}
+
+/// Decodes an entries response body (shared with test sources that speak the wire format).
+pub fn decode_entries(what: &str, body: &[u8]) -> Result<EntriesPage, FetchError> {
+    let w: WireEntries = parse_json(what, body)?;
+    let entries = w
+        .entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| decode_b64(what, &format!("entries[{i}]"), e))
+        .collect::<Result<_, _>>()?;
+    Ok(EntriesPage {
+        start: w.start,
+        end: w.end,
+        entries,
+    })
+}
+
+/// Decodes a token lookup response body.
+pub fn decode_token(what: &str, body: &[u8]) -> Result<TokenRecord, FetchError> {
+    let w: WireToken = parse_json(what, body)?;
+    Ok(TokenRecord {
+        leaf: decode_b64(what, "leaf", &w.leaf)?,
+        jti: w.jti,
+        index: w.index,
+    })
+}
+
+/// Decodes an inclusion proof response body.
+pub fn decode_inclusion(what: &str, body: &[u8]) -> Result<InclusionProof, FetchError> {
+    let w: WireInclusion = parse_json(what, body)?;
+    let proof = w
+        .proof
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let field = format!("proof[{i}]");
+            let raw = decode_b64(what, &field, p)?;
+            merkle::to_hash(&raw).map_err(|e| malformed(what, format!("{field}: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(InclusionProof {
+        index: w.index,
+        size: w.size,
+        proof,
+    })
+}
+
+/// Percent-encodes a path segment (everything but RFC 3986 unreserved characters), so
+/// a `jti` taken from an untrusted JWT cannot change which endpoint we ask.
+pub fn encode_path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// [`LogSource`] over HTTP(S) against a sealgate host's base URL.
+pub struct HttpSource {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl HttpSource {
+    /// `base` is the host's root URL, e.g. `http://127.0.0.1:8080`; a trailing `/` is
+    /// ignored.
+    pub fn new(base: &str) -> Self {
+        let config = ureq::Agent::config_builder()
+            // Read error bodies ourselves, to quote the API's error message.
+            .http_status_as_error(false)
+            .timeout_global(Some(REQUEST_TIMEOUT))
+            .user_agent(concat!("sealgate-verify/", env!("CARGO_PKG_VERSION")))
+            .build();
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            agent: ureq::Agent::new_with_config(config),
+        }
+    }
+
+    /// GETs `path` and returns the body of a 2xx answer, at most `limit` bytes.
+    fn get(&self, what: &str, path: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+        let url = format!("{}{}", self.base, path);
+        let transport = |e: ureq::Error| match e {
+            ureq::Error::BodyExceedsLimit(_) => FetchError::TooLarge {
+                what: what.to_string(),
+                limit,
+            },
+            other => FetchError::Transport {
+                what: what.to_string(),
+                reason: format!("GET {url}: {other}"),
+            },
+        };
+        let mut resp = self.agent.get(&url).call().map_err(transport)?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            // Best effort: the API's `{error:{code,message}}`; ignore anything else.
+            let message = resp
+                .body_mut()
+                .with_config()
+                .limit(ERROR_BODY_LIMIT)
+                .read_to_vec()
+                .ok()
+                .and_then(|b| serde_json::from_slice::<WireError>(&b).ok())
+                .map(|e| e.error.message);
+            return Err(if status == 404 {
+                FetchError::NotFound {
+                    what: what.to_string(),
+                }
+            } else {
+                FetchError::Status {
+                    what: what.to_string(),
+                    status,
+                    message,
+                }
+            });
+        }
+        resp.body_mut()
+            .with_config()
+            .limit(limit)
+            .read_to_vec()
+            .map_err(transport)
+    }
+
+    fn get_text(&self, what: &str, path: &str) -> Result<String, FetchError> {
+        let body = self.get(what, path, BODY_LIMIT)?;
+        String::from_utf8(body).map_err(|_| malformed(what, "body is not UTF-8"))
+    }
+}
+
+impl LogSource for HttpSource {
+    fn key(&self) -> Result<String, FetchError> {
+        self.get_text("verifier key", "/v1/audit/key")
+    }
+
+    fn checkpoint(&self) -> Result<String, FetchError> {
+        self.get_text("checkpoint", "/v1/audit/checkpoint")
+    }
+
+    fn entries(&self, start: u64, end: u64) -> Result<EntriesPage, FetchError> {
+        let what = format!("entries [{start}, {end})");
+        let body = self.get(
+            &what,
+            &format!("/v1/audit/entries?start={start}&end={end}"),
+            ENTRIES_BODY_LIMIT,
+        )?;
+        decode_entries(&what, &body)
+    }
+
+    fn token(&self, jti: &str) -> Result<TokenRecord, FetchError> {
+        let what = format!("token lookup {jti:?}");
+        let body = self.get(
+            &what,
+            &format!("/v1/audit/tokens/{}", encode_path_segment(jti)),
+            BODY_LIMIT,
+        )?;
+        decode_token(&what, &body)
+    }
+
+    fn inclusion_proof(&self, index: u64, size: u64) -> Result<InclusionProof, FetchError> {
+        let what = format!("inclusion proof of {index} in {size}");
+        let body = self.get(
+            &what,
+            &format!("/v1/audit/proof/inclusion?index={index}&size={size}"),
+            BODY_LIMIT,
+        )?;
+        decode_inclusion(&what, &body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_escaped() {
+        assert_eq!(encode_path_segment("abc-123_x.y~"), "abc-123_x.y~");
+        assert_eq!(encode_path_segment("../key?x=1"), "..%2Fkey%3Fx%3D1");
+        assert_eq!(encode_path_segment("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn malformed_bodies_are_fetch_errors() {
+        assert!(matches!(
+            decode_entries("e", b"{}"),
+            Err(FetchError::Malformed { .. })
+        ));
+        assert!(matches!(
+            decode_entries("e", br#"{"start":0,"end":1,"entries":["***"]}"#),
+            Err(FetchError::Malformed { .. })
+        ));
+        assert!(matches!(
+            decode_inclusion("p", br#"{"index":0,"size":2,"proof":["AAAA"]}"#),
+            Err(FetchError::Malformed { .. })
+        ));
+        assert!(matches!(
+            decode_token("t", br#"{"jti":"j","index":-1,"leaf":""}"#),
+            Err(FetchError::Malformed { .. })
+        ));
+        let ok = decode_entries("e", br#"{"start":3,"end":4,"entries":["eyJ9"]}"#).unwrap();
+        assert_eq!(ok.entries, vec![b"{\"}".to_vec()]);
+    }
+}

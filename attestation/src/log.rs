@@ -1,0 +1,450 @@
+//! Verifying the audit log a host serves, against the checkpoint the enclave signed.
+//!
+//! The host stores leaves and serves them; only the enclave signs checkpoints. So the
+//! auditor trusts nothing the host says except through the checkpoint signature:
+//!
+//! 1. fetch the note verifier key (pinned with `--key`, else trusted on first fetch;
+//!    binding it to an attestation document comes with the `attest` command);
+//! 2. fetch the checkpoint and verify its signature → `(origin, size, root)`;
+//! 3. stream every leaf `[0, size)` page by page, check each envelope sits at its own
+//!    index, fold the leaf hashes into a [`CompactRange`] and compare the root — this
+//!    proves the host serves *exactly* the log the enclave signed, with nothing
+//!    dropped, changed, reordered or inserted;
+//! 4. for each token the auditor holds, prove its leaf is in that log: the leaf must
+//!    describe this very JWT (hash of its bytes), an inclusion proof must lead to the
+//!    signed root, and the leaf must be the one the full scan saw at that index.
+//!
+//! Everything here is pure over a [`LogSource`]: no I/O of its own, no panics on what
+//! the source returns, and memory bounded by what the source actually delivers (the
+//! claimed size only bounds a loop, never an allocation). Leaves are not kept after
+//! hashing except those at the indices of the tokens being proven.
+
+use crate::fetch::{FetchError, LogSource, TokenRecord, MAX_PAGE};
+use crate::jwt::Token;
+use crate::report::FailureClass;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use sealgate_shared::leaf::{self, TokenIssued, KIND_TOKEN_ISSUED, LEAF_VERSION};
+use sealgate_shared::merkle::{self, CompactRange, MerkleError};
+use sealgate_shared::note::{Checkpoint, NoteError, VerifierKey};
+use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
+
+/// What to verify beyond the log itself.
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    /// The key the auditor expects (`--key`); `None` trusts the host's key on first fetch.
+    pub pinned_key: Option<VerifierKey>,
+    /// Tokens to prove (`--token`).
+    pub tokens: Vec<Token>,
+}
+
+/// Why a token is not proven to be in the log (exit code 6).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenProblem {
+    #[error("not in the log: the host has no leaf for this jti")]
+    NotInLog,
+    #[error("host answered the lookup with jti {0:?}")]
+    WrongRecord(String),
+    #[error("leaf is not a valid envelope: {0}")]
+    BadLeaf(String),
+    #[error("leaf version is {0}, expected {LEAF_VERSION}")]
+    WrongVersion(u32),
+    #[error("host says index {record}, but the leaf says index {leaf}")]
+    IndexMismatch { record: u64, leaf: u64 },
+    #[error("leaf kind is {0:?}, expected \"token.issued\"")]
+    WrongKind(String),
+    #[error("leaf is for jti {0:?}")]
+    WrongJti(String),
+    #[error("leaf records token_sha256 {logged}, but this JWT hashes to {actual}")]
+    HashMismatch { logged: String, actual: String },
+    #[error("leaf index {index} is not covered by the checkpoint (size {size}); retry once a newer checkpoint is signed")]
+    NotInCheckpoint { index: u64, size: u64 },
+    #[error("inclusion proof does not verify: {0}")]
+    Inclusion(MerkleError),
+    #[error("leaf served for the token differs from log entry {0}")]
+    DiffersFromLog(u64),
+    #[error("log entry {0} was not read (the log scan stopped early), so the leaf cannot be matched with it")]
+    LogEntryUnread(u64),
+}
+
+/// A failed check. Each variant belongs to one [`FailureClass`], hence one exit code.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LogError {
+    /// Network, HTTP or response-format failure (exit 3).
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// The host's key text is not a verifier key (exit 3).
+    #[error("verifier key from the host is malformed: {0}")]
+    KeyMalformed(NoteError),
+    /// The host's key is not the pinned one (exit 4).
+    #[error("host's verifier key {fetched} differs from the pinned key {pinned}")]
+    KeyMismatch { pinned: String, fetched: String },
+    /// The checkpoint is not even a signed note (exit 3).
+    #[error("checkpoint is malformed: {0}")]
+    CheckpointMalformed(NoteError),
+    /// The checkpoint is not validly signed by the key (exit 4).
+    #[error("checkpoint does not verify under {key}: {source}")]
+    CheckpointSignature { key: String, source: NoteError },
+    /// The host answered a different range than asked (exit 5).
+    #[error("asked for entries [{start}, {end}), host answered for [{got_start}, {got_end})")]
+    WrongRange {
+        start: u64,
+        end: u64,
+        got_start: u64,
+        got_end: u64,
+    },
+    /// The host returned too few (or too many) leaves for a page (exit 5).
+    #[error("entries [{start}, {end}): expected {} leaves, host returned {got}", end - start)]
+    PageLength { start: u64, end: u64, got: usize },
+    /// A leaf is not a valid envelope (exit 5).
+    #[error("leaf {index} is not a valid envelope: {reason}")]
+    BadLeaf { index: u64, reason: String },
+    /// A leaf's version is not the one this tool understands (exit 5).
+    #[error("leaf {index} has version {v}, expected {LEAF_VERSION}")]
+    WrongVersion { index: u64, v: u32 },
+    /// A leaf's own index differs from its position (exit 5): a leaf was dropped,
+    /// inserted or moved.
+    #[error("leaf at position {position} says index {claimed}")]
+    WrongIndex { position: u64, claimed: u64 },
+    /// The leaves do not hash to the checkpoint's root (exit 5).
+    #[error("root of the {size} served leaves is {computed}, the checkpoint says {expected}")]
+    RootMismatch {
+        size: u64,
+        computed: String,
+        expected: String,
+    },
+    /// A token is not proven (exit 6).
+    #[error("token {jti}: {problem}")]
+    Token { jti: String, problem: TokenProblem },
+}
+
+impl LogError {
+    pub fn class(&self) -> FailureClass {
+        match self {
+            LogError::Fetch(_) | LogError::KeyMalformed(_) | LogError::CheckpointMalformed(_) => {
+                FailureClass::Fetch
+            }
+            LogError::KeyMismatch { .. } | LogError::CheckpointSignature { .. } => {
+                FailureClass::Signature
+            }
+            LogError::WrongRange { .. }
+            | LogError::PageLength { .. }
+            | LogError::BadLeaf { .. }
+            | LogError::WrongVersion { .. }
+            | LogError::WrongIndex { .. }
+            | LogError::RootMismatch { .. } => FailureClass::LogContent,
+            LogError::Token { .. } => FailureClass::Token,
+        }
+    }
+}
+
+/// One line of the report: a named check and either what was established or why not.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Check {
+    pub name: String,
+    pub result: Result<String, LogError>,
+}
+
+/// Everything `sealgate-verify log` established or refuted, in order.
+#[derive(Debug, Default)]
+pub struct LogReport {
+    /// The verifier key used, as a note key string, once fetched and parsed.
+    pub key: Option<String>,
+    /// Whether the key was pinned with `--key` (else trusted on first fetch).
+    pub key_pinned: bool,
+    /// The verified checkpoint, once its signature checked out.
+    pub checkpoint: Option<Checkpoint>,
+    pub checks: Vec<Check>,
+}
+
+impl LogReport {
+    fn push(&mut self, name: impl Into<String>, result: Result<String, LogError>) {
+        self.checks.push(Check {
+            name: name.into(),
+            result,
+        });
+    }
+
+    /// The first failed check's error, in report order.
+    pub fn first_failure(&self) -> Option<&LogError> {
+        self.checks.iter().find_map(|c| c.result.as_ref().err())
+    }
+
+    /// True when at least one check ran and every check passed.
+    pub fn verified(&self) -> bool {
+        !self.checks.is_empty() && self.first_failure().is_none()
+    }
+
+    /// The process exit code for this report (see [`crate::report`]).
+    pub fn exit_code(&self) -> u8 {
+        crate::report::exit_code(self)
+    }
+}
+
+/// Runs every check of `sealgate-verify log` against `src`.
+///
+/// Stops early only when nothing further can be judged (no usable key or checkpoint);
+/// a bad log still lets tokens be checked against the signed root.
+pub fn verify_log(src: &dyn LogSource, opts: &LogOptions) -> LogReport {
+    let mut report = LogReport {
+        key_pinned: opts.pinned_key.is_some(),
+        ..LogReport::default()
+    };
+
+    let vk = match fetch_key(src, opts.pinned_key.as_ref()) {
+        Ok(vk) => {
+            let detail = if opts.pinned_key.is_some() {
+                format!("{vk} (matches --key)")
+            } else {
+                format!(
+                    "{vk} (trusted on first fetch: pass --key to pin it; binding it to an attestation document comes in a later version)"
+                )
+            };
+            report.key = Some(vk.to_string());
+            report.push("key", Ok(detail));
+            vk
+        }
+        Err(e) => {
+            report.push("key", Err(e));
+            return report;
+        }
+    };
+
+    let cp = match fetch_checkpoint(src, &vk) {
+        Ok(cp) => {
+            let detail = format!(
+                "signature verifies; origin {}, size {}, root {}",
+                cp.origin,
+                cp.size,
+                B64.encode(cp.root)
+            );
+            report.push("checkpoint", Ok(detail));
+            report.checkpoint = Some(cp.clone());
+            cp
+        }
+        Err(e) => {
+            report.push("checkpoint", Err(e));
+            return report;
+        }
+    };
+
+    // Look tokens up before the scan so the scan can keep just the leaves they point at.
+    let lookups: Vec<Result<TokenRecord, LogError>> =
+        opts.tokens.iter().map(|t| lookup_token(src, t)).collect();
+    let keep: BTreeSet<u64> = lookups.iter().flatten().map(|r| r.index).collect();
+    let mut kept: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+
+    match scan_log(src, &cp, &keep, &mut kept) {
+        Ok((range, pages)) => {
+            report.push(
+                "entries",
+                Ok(format!(
+                    "{} leaves in {pages} page(s), each a v{LEAF_VERSION} envelope at its own index",
+                    range.size()
+                )),
+            );
+            let root = range.root();
+            if root == cp.root {
+                report.push(
+                    "root",
+                    Ok(format!(
+                        "the served leaves hash to the checkpoint root {}",
+                        B64.encode(root)
+                    )),
+                );
+            } else {
+                report.push(
+                    "root",
+                    Err(LogError::RootMismatch {
+                        size: range.size(),
+                        computed: B64.encode(root),
+                        expected: B64.encode(cp.root),
+                    }),
+                );
+            }
+        }
+        Err(e) => report.push("entries", Err(e)),
+    }
+
+    for (token, lookup) in opts.tokens.iter().zip(lookups) {
+        let result = lookup.and_then(|record| prove_token(src, &cp, token, &record, &kept));
+        report.push(format!("token {}", token.jti), result);
+    }
+    report
+}
+
+/// Fetches and parses the host's key, and holds it to the pin if there is one.
+fn fetch_key(src: &dyn LogSource, pinned: Option<&VerifierKey>) -> Result<VerifierKey, LogError> {
+    let text = src.key()?;
+    let vk = VerifierKey::from_str(&text).map_err(LogError::KeyMalformed)?;
+    match pinned {
+        Some(p) if *p != vk => Err(LogError::KeyMismatch {
+            pinned: p.to_string(),
+            fetched: vk.to_string(),
+        }),
+        _ => Ok(vk),
+    }
+}
+
+/// Fetches the checkpoint and opens it with `vk`.
+fn fetch_checkpoint(src: &dyn LogSource, vk: &VerifierKey) -> Result<Checkpoint, LogError> {
+    let note = src.checkpoint()?;
+    vk.open(&note).map_err(|e| match e {
+        // Not a signed note at all: a format problem, not a signature verdict.
+        NoteError::Note(_) => LogError::CheckpointMalformed(e),
+        other => LogError::CheckpointSignature {
+            key: vk.to_string(),
+            source: other,
+        },
+    })
+}
+
+/// Checks one leaf's envelope: parses, is version 1, and sits at its own index.
+fn check_envelope(position: u64, bytes: &[u8]) -> Result<(), LogError> {
+    let leaf = leaf::parse(bytes).map_err(|e| LogError::BadLeaf {
+        index: position,
+        reason: e.to_string(),
+    })?;
+    if leaf.v != LEAF_VERSION {
+        return Err(LogError::WrongVersion {
+            index: position,
+            v: leaf.v,
+        });
+    }
+    if leaf.index != position {
+        return Err(LogError::WrongIndex {
+            position,
+            claimed: leaf.index,
+        });
+    }
+    Ok(())
+}
+
+/// Streams leaves `[0, cp.size)` in pages, checking each envelope and folding its hash
+/// into a compact range; keeps the bytes of the leaves at `keep`. Returns the range and
+/// the number of pages.
+fn scan_log(
+    src: &dyn LogSource,
+    cp: &Checkpoint,
+    keep: &BTreeSet<u64>,
+    kept: &mut BTreeMap<u64, Vec<u8>>,
+) -> Result<(CompactRange, u64), LogError> {
+    let mut range = CompactRange::new();
+    let mut pages = 0u64;
+    let mut start = 0u64;
+    while start < cp.size {
+        let end = start.saturating_add(MAX_PAGE).min(cp.size);
+        let page = src.entries(start, end)?;
+        pages += 1;
+        if page.start != start || page.end != end {
+            return Err(LogError::WrongRange {
+                start,
+                end,
+                got_start: page.start,
+                got_end: page.end,
+            });
+        }
+        if page.entries.len() as u64 != end - start {
+            return Err(LogError::PageLength {
+                start,
+                end,
+                got: page.entries.len(),
+            });
+        }
+        for (position, bytes) in (start..end).zip(page.entries) {
+            check_envelope(position, &bytes)?;
+            range.append(merkle::leaf_hash(&bytes));
+            if keep.contains(&position) {
+                kept.insert(position, bytes);
+            }
+        }
+        start = end;
+    }
+    Ok((range, pages))
+}
+
+/// Asks the host where the token's leaf is; a 404 means "not in the log".
+fn lookup_token(src: &dyn LogSource, token: &Token) -> Result<TokenRecord, LogError> {
+    src.token(&token.jti).map_err(|e| match e {
+        FetchError::NotFound { .. } => LogError::Token {
+            jti: token.jti.clone(),
+            problem: TokenProblem::NotInLog,
+        },
+        other => LogError::Fetch(other),
+    })
+}
+
+/// Proves one token's leaf is in the checkpointed log; see the module docs, step 4.
+fn prove_token(
+    src: &dyn LogSource,
+    cp: &Checkpoint,
+    token: &Token,
+    record: &TokenRecord,
+    log_leaves: &BTreeMap<u64, Vec<u8>>,
+) -> Result<String, LogError> {
+    let fail = |problem| LogError::Token {
+        jti: token.jti.clone(),
+        problem,
+    };
+    if record.jti != token.jti {
+        return Err(fail(TokenProblem::WrongRecord(record.jti.clone())));
+    }
+    let envelope =
+        leaf::parse(&record.leaf).map_err(|e| fail(TokenProblem::BadLeaf(e.to_string())))?;
+    if envelope.v != LEAF_VERSION {
+        return Err(fail(TokenProblem::WrongVersion(envelope.v)));
+    }
+    if envelope.index != record.index {
+        return Err(fail(TokenProblem::IndexMismatch {
+            record: record.index,
+            leaf: envelope.index,
+        }));
+    }
+    if envelope.kind != KIND_TOKEN_ISSUED {
+        return Err(fail(TokenProblem::WrongKind(envelope.kind)));
+    }
+    let data: TokenIssued = serde_json::from_value(envelope.data)
+        .map_err(|e| fail(TokenProblem::BadLeaf(format!("data: {e}"))))?;
+    if data.jti != token.jti {
+        return Err(fail(TokenProblem::WrongJti(data.jti)));
+    }
+    let actual = token.sha256_hex();
+    if data.token_sha256 != actual {
+        return Err(fail(TokenProblem::HashMismatch {
+            logged: data.token_sha256,
+            actual,
+        }));
+    }
+    let (index, size) = (record.index, cp.size);
+    if index >= size {
+        return Err(fail(TokenProblem::NotInCheckpoint { index, size }));
+    }
+    let proof = src.inclusion_proof(index, size)?;
+    if proof.index != index || proof.size != size {
+        return Err(LogError::Fetch(FetchError::Malformed {
+            what: format!("inclusion proof of {index} in {size}"),
+            reason: format!(
+                "host answered for index {} in size {}",
+                proof.index, proof.size
+            ),
+        }));
+    }
+    merkle::verify_inclusion(
+        index,
+        size,
+        &merkle::leaf_hash(&record.leaf),
+        &proof.proof,
+        &cp.root,
+    )
+    .map_err(|e| fail(TokenProblem::Inclusion(e)))?;
+    match log_leaves.get(&index) {
+        Some(bytes) if *bytes == record.leaf => {}
+        Some(_) => return Err(fail(TokenProblem::DiffersFromLog(index))),
+        None => return Err(fail(TokenProblem::LogEntryUnread(index))),
+    }
+    Ok(format!(
+        "leaf {index} is token.issued for this JWT (sub {}, aud {}, exp {}); inclusion proof verifies against the checkpoint root and the leaf matches the log",
+        data.sub, data.aud, data.exp
+    ))
+}

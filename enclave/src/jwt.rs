@@ -1,0 +1,81 @@
+//! Building and signing a JWT. The enclave composes every byte of the header and
+//! claims itself; nothing the host sends is copied in without validation (DESIGN §2.1).
+
+use crate::signer::{Es256, SignError};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine;
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct Header<'a> {
+    alg: &'static str,
+    typ: &'static str,
+    kid: &'a str,
+}
+
+#[derive(Serialize)]
+struct AwsTags<'a> {
+    principal_tags: PrincipalTags<'a>,
+    transitive_tag_keys: [&'static str; 2],
+}
+
+#[derive(Serialize)]
+struct PrincipalTags<'a> {
+    #[serde(rename = "sealgate:workspace")]
+    workspace: [&'a str; 1],
+    #[serde(rename = "sealgate:agent")]
+    agent: [&'a str; 1],
+}
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    iat: u64,
+    nbf: u64,
+    exp: u64,
+    jti: &'a str,
+    /// AWS reads session tags for `AssumeRoleWithWebIdentity` from this claim.
+    #[serde(rename = "https://aws.amazon.com/tags")]
+    tags: AwsTags<'a>,
+}
+
+/// The fields of one token, already validated.
+pub struct TokenFields<'a> {
+    pub issuer: &'a str,
+    pub subject: &'a str,
+    pub audience: &'a str,
+    pub workspace: &'a str,
+    pub agent: &'a str,
+    pub iat: u64,
+    pub exp: u64,
+    pub jti: &'a str,
+}
+
+/// Returns the compact JWS `header.claims.signature`.
+pub fn sign(signer: &dyn Es256, kid: &str, f: &TokenFields<'_>) -> Result<String, SignError> {
+    let header = serde_json::to_vec(&Header { alg: "ES256", typ: "JWT", kid }).map_err(|_| SignError::Sign)?;
+    let claims = serde_json::to_vec(&Claims {
+        iss: f.issuer,
+        sub: f.subject,
+        aud: f.audience,
+        iat: f.iat,
+        nbf: f.iat,
+        exp: f.exp,
+        jti: f.jti,
+        tags: AwsTags {
+            principal_tags: PrincipalTags { workspace: [f.workspace], agent: [f.agent] },
+            transitive_tag_keys: ["sealgate:workspace", "sealgate:agent"],
+        },
+    })
+    .map_err(|_| SignError::Sign)?;
+    let mut out = String::with_capacity(512);
+    B64URL.encode_string(&header, &mut out);
+    out.push('.');
+    B64URL.encode_string(&claims, &mut out);
+    let sig = signer.sign(out.as_bytes())?;
+    out.push('.');
+    B64URL.encode_string(sig, &mut out);
+    Ok(out)
+}

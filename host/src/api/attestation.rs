@@ -1,0 +1,45 @@
+//! `GET /v1/attestation?nonce=HEX`: a fresh document from the enclave and the values
+//! its `user_data` commits to (see `sealgate_shared::commitment`).
+
+use super::QueryParams;
+use crate::error::ApiError;
+use crate::expect_reply;
+use crate::App;
+use axum::extract::State;
+use axum::Json;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use sealgate_shared::protocol::{Op, Reply};
+use serde::Deserialize;
+use serde_bytes::ByteBuf;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Longest nonce accepted, in bytes.
+pub const MAX_NONCE_BYTES: usize = 64;
+
+#[derive(Deserialize)]
+pub struct AttestQuery {
+    nonce: Option<String>,
+}
+
+pub async fn attestation(State(app): State<Arc<App>>, QueryParams(q): QueryParams<AttestQuery>) -> Result<Json<Value>, ApiError> {
+    let nonce = match q.nonce.as_deref() {
+        None | Some("") => None,
+        Some(h) => {
+            let raw = hex::decode(h).map_err(|_| ApiError::bad_code("INVALID_NONCE", "nonce must be hex"))?;
+            if raw.len() > MAX_NONCE_BYTES {
+                return Err(ApiError::bad_code("INVALID_NONCE", format!("nonce must be at most {MAX_NONCE_BYTES} bytes")));
+            }
+            Some(ByteBuf::from(raw))
+        }
+    };
+    let reply = app.ledger.call(Op::Attest { nonce }).await?;
+    let att = expect_reply!(reply, Reply::Attestation, "Attest")?;
+    Ok(Json(json!({
+        "mode": att.commitment.mode,
+        "document": B64.encode(&att.document),
+        "user_data": hex::encode(att.commitment.digest()),
+        "commitment": att.commitment,
+    })))
+}

@@ -1,0 +1,50 @@
+//! The REST API: the router, and extractors that turn every malformed request into
+//! our JSON error shape instead of axum's plain-text rejections.
+
+mod attestation;
+mod audit;
+mod extract;
+mod oidc;
+mod ops;
+mod tenancy;
+
+use crate::error::ApiError;
+use crate::App;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use std::sync::Arc;
+
+pub use extract::{JsonBody, QueryParams};
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/v1/openapi.json", get(ops::openapi))
+        .route("/.well-known/openid-configuration", get(oidc::discovery))
+        .route("/.well-known/jwks.json", get(oidc::jwks))
+        .route("/v1/tokens", post(oidc::mint))
+        .route("/v1/attestation", get(attestation::attestation))
+        .route("/v1/workspaces", post(tenancy::create_workspace))
+        .route("/v1/workspaces/{ws}/agents", post(tenancy::create_agent))
+        .route("/v1/workspaces/{ws}/keys", post(tenancy::create_key))
+        .route("/v1/workspaces/{ws}/keys/{id}", delete(tenancy::revoke_key))
+        .route("/v1/audit/checkpoint", get(audit::checkpoint))
+        .route("/v1/audit/key", get(audit::key))
+        .route("/v1/audit/entries", get(audit::entries))
+        .route("/v1/audit/proof/inclusion", get(audit::inclusion))
+        .route("/v1/audit/proof/consistency", get(audit::consistency))
+        .route("/v1/audit/tokens/{jti}", get(audit::token))
+        .fallback(|| async { ApiError::NotFound("no such endpoint; see /v1/openapi.json".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError::bad_code("METHOD_NOT_ALLOWED", "this endpoint does not take that method; see /v1/openapi.json")
+        })
+        .layer(axum::middleware::from_fn_with_state(app.clone(), ops::count_requests))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(app)
+}

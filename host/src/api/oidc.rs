@@ -1,0 +1,81 @@
+//! The OIDC issuer: discovery, JWKS, and token minting.
+
+use super::JsonBody;
+use crate::auth::Principal;
+use crate::db::PendingLeaf;
+use crate::error::ApiError;
+use crate::expect_reply;
+use crate::App;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::Json;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine;
+use sealgate_shared::ids;
+use sealgate_shared::protocol::{MintRequest, Op, Reply};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Default token lifetime when the request names none.
+pub const DEFAULT_TTL_SECONDS: u64 = 300;
+
+pub async fn discovery(State(app): State<Arc<App>>) -> Json<Value> {
+    let iss = &app.ledger.config.issuer;
+    Json(json!({
+        "issuer": iss,
+        "jwks_uri": format!("{iss}/.well-known/jwks.json"),
+        "response_types_supported": ["id_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "claims_supported": ["iss", "sub", "aud", "iat", "nbf", "exp", "jti", "https://aws.amazon.com/tags"],
+    }))
+}
+
+pub async fn jwks(State(app): State<Arc<App>>) -> Result<impl IntoResponse, ApiError> {
+    let hello = app.ledger.hello().ok_or_else(|| ApiError::EnclaveUnavailable("the enclave has not been reached yet".into()))?;
+    let keys: Vec<Value> = hello
+        .token_keys
+        .iter()
+        .map(|k| json!({ "kty": "EC", "crv": "P-256", "x": B64URL.encode(&k.x), "y": B64URL.encode(&k.y), "kid": k.kid, "alg": "ES256", "use": "sig" }))
+        .collect();
+    Ok(([(header::CACHE_CONTROL, "public, max-age=300")], Json(json!({ "keys": keys }))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MintBody {
+    audience: Option<String>,
+    ttl_seconds: Option<u64>,
+    task_id: Option<String>,
+}
+
+pub async fn mint(State(app): State<Arc<App>>, who: Principal, JsonBody(body): JsonBody<MintBody>) -> Result<Json<Value>, ApiError> {
+    let (ws, agent) = who.require_agent()?;
+    let cfg = &app.ledger.config;
+    let audience = body.audience.unwrap_or_else(|| cfg.audiences[0].clone());
+    if !cfg.audiences.contains(&audience) {
+        return Err(ApiError::bad_code("INVALID_AUDIENCE", format!("audience {audience:?} is not allowed; allowed: {:?}", cfg.audiences)));
+    }
+    let ttl = body.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS);
+    if ttl < cfg.ttl_min_seconds || ttl > cfg.ttl_max_seconds {
+        return Err(ApiError::bad_code("INVALID_TTL", format!("ttl_seconds must be within [{}, {}]", cfg.ttl_min_seconds, cfg.ttl_max_seconds)));
+    }
+    if let Some(t) = &body.task_id {
+        if !ids::valid_id(t) {
+            return Err(ApiError::bad_code("INVALID_TASK_ID", "task_id must match [A-Za-z0-9][A-Za-z0-9._-]{0,63}"));
+        }
+    }
+    if let Some(m) = app.ledger.integrity_failure() {
+        return Err(ApiError::LogIntegrity(m));
+    }
+    let req = MintRequest { workspace: ws.into(), agent: agent.into(), task: body.task_id, audience, ttl_seconds: ttl, caller: who.key_id.clone() };
+    let reply = app.ledger.call(Op::MintToken(req)).await?;
+    let minted = expect_reply!(reply, Reply::Minted, "MintToken")?;
+    let index = minted.leaf.index;
+    // Durable before released: the token goes out only after its leaf is committed.
+    app.ledger.commit(vec![PendingLeaf { record: minted.leaf, jti: Some(minted.jti.clone()) }]).await?;
+    app.metrics.tokens_issued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok(Json(json!({ "token": minted.token, "jti": minted.jti, "expires_at": minted.exp, "log_index": index })))
+}

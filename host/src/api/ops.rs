@@ -1,0 +1,50 @@
+//! Health, readiness, metrics, the OpenAPI document, and the request counter.
+
+use crate::error::ApiError;
+use crate::App;
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Ready when the enclave answers and the log is consistent.
+pub async fn readyz(State(app): State<Arc<App>>) -> Result<Json<Value>, ApiError> {
+    if let Some(m) = app.ledger.integrity_failure() {
+        return Err(ApiError::LogIntegrity(m));
+    }
+    if !app.ledger.is_ready() {
+        return Err(ApiError::EnclaveUnavailable("the enclave is not reachable or not yet in sync".into()));
+    }
+    app.ledger.call(sealgate_shared::protocol::Op::Checkpoint).await?;
+    Ok(Json(json!({ "status": "ready", "mode": app.mode, "log_size": app.ledger.committed_size() })))
+}
+
+pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+    let l = &app.ledger;
+    let gauges = [
+        ("sealgate_log_size", "Leaves committed in the contiguous log.", l.committed_size()),
+        ("sealgate_checkpoint_size", "Size of the latest signed checkpoint.", l.checkpoint().map_or(0, |c| c.size)),
+        ("sealgate_enclave_ready", "1 when the enclave is reachable and in sync.", l.is_ready() as u64),
+        ("sealgate_log_integrity_ok", "0 after a log integrity failure.", l.integrity_failure().is_none() as u64),
+    ];
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render(&gauges))
+}
+
+pub async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+pub async fn count_requests(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    app.metrics.count_status(resp.status().as_u16());
+    resp
+}

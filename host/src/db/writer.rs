@@ -1,0 +1,101 @@
+//! The single writer thread and its group commit.
+
+use super::OnCommit;
+use rusqlite::{params, Connection};
+use sealgate_shared::merkle::{self, Hash};
+use sealgate_shared::protocol::LeafRecord;
+use tokio::sync::{mpsc, oneshot};
+
+/// Largest number of jobs folded into one transaction.
+const MAX_BATCH: usize = 4096;
+
+/// A leaf to store, with the token id to index it by when it records a token.
+pub struct PendingLeaf {
+    pub record: LeafRecord,
+    pub jti: Option<String>,
+}
+
+/// A write that rides along in the same transaction as its audit leaf.
+pub type Apply = Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>;
+
+pub(super) struct Job {
+    pub leaves: Vec<PendingLeaf>,
+    pub apply: Option<Apply>,
+    pub done: oneshot::Sender<Result<(), super::DbError>>,
+}
+
+pub(super) fn spawn(conn: Connection, on_commit: OnCommit) -> mpsc::UnboundedSender<Job> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    std::thread::Builder::new()
+        .name("sqlite-writer".into())
+        .spawn(move || run(conn, rx, on_commit))
+        .expect("spawning the writer thread");
+    tx
+}
+
+fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, on_commit: OnCommit) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        match commit_batch(&mut conn, &mut batch) {
+            Ok((committed, outcomes)) => {
+                on_commit(&committed);
+                for (job, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = job.done.send(outcome);
+                }
+            }
+            Err(e) => {
+                tracing::error!("group commit failed: {e}");
+                for job in batch {
+                    let _ = job.done.send(Err(super::DbError::Batch(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+type Outcomes = Vec<Result<(), super::DbError>>;
+
+/// One transaction for the whole batch. Leaves always go in; each job's `apply` runs
+/// in its own savepoint so one failing admin write cannot undo anyone's leaves.
+fn commit_batch(conn: &mut Connection, batch: &mut [Job]) -> rusqlite::Result<(Vec<(u64, Hash)>, Outcomes)> {
+    let mut tx = conn.transaction()?;
+    let mut committed = Vec::new();
+    let mut outcomes = Vec::with_capacity(batch.len());
+    {
+        let mut insert_leaf = tx.prepare_cached("INSERT OR IGNORE INTO leaves (idx, bytes, mac) VALUES (?1, ?2, ?3)")?;
+        let mut insert_token = tx.prepare_cached("INSERT OR IGNORE INTO tokens (jti, idx) VALUES (?1, ?2)")?;
+        for job in batch.iter() {
+            for leaf in &job.leaves {
+                let r = &leaf.record;
+                let idx = r.index as i64;
+                if insert_leaf.execute(params![idx, r.bytes.as_slice(), r.mac.as_slice()])? == 1 {
+                    committed.push((r.index, merkle::leaf_hash(&r.bytes)));
+                }
+                if let Some(jti) = &leaf.jti {
+                    insert_token.execute(params![jti, idx])?;
+                }
+            }
+        }
+    }
+    for job in batch.iter_mut() {
+        let outcome = match job.apply.take() {
+            None => Ok(()),
+            Some(apply) => {
+                let sp = tx.savepoint()?;
+                match apply(&sp) {
+                    Ok(()) => sp.commit().map_err(Into::into),
+                    Err(e) => Err(e.into()), // dropping the savepoint rolls it back
+                }
+            }
+        };
+        outcomes.push(outcome);
+    }
+    tx.commit()?;
+    Ok((committed, outcomes))
+}

@@ -1,0 +1,426 @@
+//! The host's half of the audit log.
+//!
+//! The enclave decides what goes into the log; the host makes it durable and serves
+//! it. This module keeps the two in step:
+//!
+//! - [`Ledger::commit`] stores leaves through the group-commit writer; the client gets
+//!   its token only after that returns (DESIGN §2.3).
+//! - Leaves can commit out of order (concurrent mints), so [`TreeState`] tracks the
+//!   contiguous committed prefix; only that prefix enters the Merkle [`TreeStore`] and
+//!   is acknowledged to the enclave, which answers each `Ack` with a checkpoint signed
+//!   at exactly that size.
+//! - [`Ledger::sync`] runs at start and whenever the enclave comes back: it replays
+//!   leaves the enclave wrote but the host never stored (a host crash), or restores an
+//!   enclave that restarted from the last signed checkpoint, the frontier and the
+//!   MAC'd leaves after it.
+//! - If a leaf's response was lost (a timed-out call), the prefix stops growing; the
+//!   acker notices the gap and fetches the missing leaves with `Unacked`.
+
+use crate::db::{Db, DbError, PendingLeaf};
+use crate::enclave_client::{ClientError, EnclaveClient};
+use crate::expect_reply;
+use rusqlite::params;
+use sealgate_shared::leaf::{self, KIND_TOKEN_ISSUED};
+use sealgate_shared::merkle::proof::TreeStore;
+use sealgate_shared::merkle::{self, Hash};
+use sealgate_shared::note::VerifierKey;
+use sealgate_shared::protocol::*;
+use serde_bytes::ByteBuf;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+/// How often a checkpoint is also written to SQLite (the latest is always in memory).
+const PERSIST_CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Enclave(#[from] ClientError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The database and the enclave disagree in a way only tampering or a rollback
+    /// explains. The host keeps serving the audit log read-only so auditors can look.
+    #[error("log integrity: {0}")]
+    Integrity(String),
+}
+
+fn ro<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn rw<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The committed prefix of the log, shared with the writer thread.
+pub struct TreeState {
+    tree: RwLock<TreeStore>,
+    ahead: Mutex<BTreeMap<u64, Hash>>,
+    size: watch::Sender<u64>,
+}
+
+impl TreeState {
+    fn new() -> Arc<Self> {
+        Arc::new(Self { tree: RwLock::new(TreeStore::new()), ahead: Mutex::new(BTreeMap::new()), size: watch::channel(0).0 })
+    }
+
+    /// Called by the writer thread after each commit.
+    fn committed(&self, leaves: &[(u64, Hash)]) {
+        let mut ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
+        ahead.extend(leaves.iter().copied());
+        let mut tree = rw(&self.tree);
+        let before = tree.len();
+        while let Some(h) = ahead.remove(&tree.len()) {
+            tree.push(h);
+        }
+        if tree.len() != before {
+            self.size.send_replace(tree.len());
+        }
+    }
+
+    fn has_gap(&self) -> bool {
+        !self.ahead.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct StoredCheckpoint {
+    pub size: u64,
+    pub note: String,
+}
+
+pub struct Ledger {
+    pub db: Db,
+    pub enclave: Arc<EnclaveClient>,
+    pub config: EnclaveConfig,
+    state: Arc<TreeState>,
+    checkpoint: RwLock<Option<StoredCheckpoint>>,
+    hello: RwLock<Option<HelloReply>>,
+    integrity: RwLock<Option<String>>,
+    ready: AtomicBool,
+    sync_lock: tokio::sync::Mutex<()>,
+    wake_supervisor: Notify,
+}
+
+impl Ledger {
+    /// Opens the database and loads the committed log into memory.
+    pub fn open(db_path: &std::path::Path, enclave: Arc<EnclaveClient>, config: EnclaveConfig) -> Result<Arc<Self>, SyncError> {
+        let state = TreeState::new();
+        let cb_state = state.clone();
+        let db = Db::open(db_path, Box::new(move |leaves| cb_state.committed(leaves)))?;
+        let ledger = Arc::new(Self {
+            db,
+            enclave,
+            config,
+            state,
+            checkpoint: RwLock::new(None),
+            hello: RwLock::new(None),
+            integrity: RwLock::new(None),
+            ready: AtomicBool::new(false),
+            sync_lock: tokio::sync::Mutex::new(()),
+            wake_supervisor: Notify::new(),
+        });
+        ledger.load()?;
+        Ok(ledger)
+    }
+
+    /// Rebuilds the Merkle tree from the stored leaf bytes (hashing them afresh: the
+    /// database is not trusted to hold the right hashes) and the latest checkpoint.
+    fn load(&self) -> Result<(), SyncError> {
+        let leaves = self.db.read_blocking(|c| {
+            let mut st = c.prepare("SELECT idx, bytes FROM leaves ORDER BY idx")?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, merkle::leaf_hash(&r.get::<_, Vec<u8>>(1)?))))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        self.state.committed(&leaves);
+        let size = self.committed_size();
+        if size != leaves.len() as u64 {
+            self.set_integrity(format!("the database holds {} leaves but only the first {size} are contiguous", leaves.len()));
+        }
+        let cp = self.db.read_blocking(|c| {
+            c.query_row("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1", [], |r| {
+                Ok(StoredCheckpoint { size: r.get::<_, i64>(0)? as u64, note: r.get(1)? })
+            })
+            .map(Some)
+            .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
+        })?;
+        *rw(&self.checkpoint) = cp;
+        Ok(())
+    }
+
+    pub fn committed_size(&self) -> u64 {
+        *self.state.size.borrow()
+    }
+
+    pub fn tree(&self) -> std::sync::RwLockReadGuard<'_, TreeStore> {
+        ro(&self.state.tree)
+    }
+
+    pub fn checkpoint(&self) -> Option<StoredCheckpoint> {
+        ro(&self.checkpoint).clone()
+    }
+
+    pub fn hello(&self) -> Option<HelloReply> {
+        ro(&self.hello).clone()
+    }
+
+    pub fn integrity_failure(&self) -> Option<String> {
+        ro(&self.integrity).clone()
+    }
+
+    fn set_integrity(&self, msg: String) {
+        tracing::error!("LOG INTEGRITY FAILURE: {msg}");
+        *rw(&self.integrity) = Some(msg);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst) && self.integrity_failure().is_none()
+    }
+
+    /// Asks the supervisor to re-sync soon (after a failed enclave call).
+    pub fn enclave_trouble(&self) {
+        self.ready.store(false, Ordering::SeqCst);
+        self.wake_supervisor.notify_one();
+    }
+
+    /// Calls the enclave; anything but a refusal of this particular request (bad input,
+    /// forbidden kind) wakes the supervisor to check the enclave and re-sync.
+    pub async fn call(&self, op: Op) -> Result<Reply, ClientError> {
+        let result = self.enclave.call(op).await;
+        if let Err(e) = &result {
+            let request_fault = matches!(e, ClientError::Enclave(w) if matches!(w.code, ErrorCode::BadRequest | ErrorCode::Forbidden));
+            if !request_fault {
+                self.enclave_trouble();
+            }
+        }
+        result
+    }
+
+    /// Stores leaves durably; returns once they are committed.
+    pub async fn commit(&self, leaves: Vec<PendingLeaf>) -> Result<(), DbError> {
+        self.db.commit(leaves, None).await
+    }
+
+    /// Appends a host-witnessed event and commits it together with `apply`.
+    pub async fn record(&self, kind: &str, event: serde_json::Value, apply: Option<crate::db::Apply>) -> Result<LeafRecord, crate::error::ApiError> {
+        let reply = self.call(Op::Append { kind: kind.into(), event: event.to_string() }).await?;
+        let leaf = expect_reply!(reply, Reply::Appended, "Append")?;
+        self.db.commit(vec![PendingLeaf { record: leaf.clone(), jti: None }], apply).await?;
+        Ok(leaf)
+    }
+
+    /// Brings the enclave and the database into step (see the module docs).
+    pub async fn sync(&self) -> Result<(), SyncError> {
+        let _guard = self.sync_lock.lock().await;
+        let result = self.sync_locked().await;
+        match &result {
+            Ok(()) => self.ready.store(true, Ordering::SeqCst),
+            Err(SyncError::Integrity(m)) => self.set_integrity(m.clone()),
+            Err(_) => self.ready.store(false, Ordering::SeqCst),
+        }
+        result
+    }
+
+    async fn sync_locked(&self) -> Result<(), SyncError> {
+        if let Some(m) = self.integrity_failure() {
+            return Err(SyncError::Integrity(m));
+        }
+        let reply = self.enclave.call(Op::Hello { protocol_version: sealgate_shared::PROTOCOL_VERSION, config: self.config.clone() }).await;
+        let hello = match reply {
+            Err(ClientError::Enclave(w)) if matches!(w.code, ErrorCode::ConfigMismatch | ErrorCode::Version) => {
+                return Err(SyncError::Integrity(w.message))
+            }
+            other => expect_reply!(other?, Reply::Hello, "Hello")?,
+        };
+        *rw(&self.hello) = Some(hello.clone());
+        // A barrier: every commit queued before this point has finished.
+        self.db.commit(vec![], None).await?;
+        let d = self.committed_size();
+
+        if hello.log.needs_restore {
+            self.restore(d).await?;
+        } else if d < hello.log.acked {
+            return Err(SyncError::Integrity(format!(
+                "the database has {d} leaves but the host already acknowledged {} to the enclave: leaves were deleted or the database was rolled back",
+                hello.log.acked
+            )));
+        } else if d > hello.log.size {
+            return Err(SyncError::Integrity(format!("the database has {d} leaves but the enclave wrote only {}", hello.log.size)));
+        }
+        self.fetch_unacked(d).await?;
+        self.ack().await?;
+        Ok(())
+    }
+
+    async fn restore(&self, d: u64) -> Result<(), SyncError> {
+        let cp = self.checkpoint().filter(|c| c.size <= d);
+        let (cp_size, note) = cp.map_or((0, String::new()), |c| (c.size, c.note));
+        let frontier = self
+            .tree()
+            .frontier(cp_size)
+            .map_err(|e| SyncError::Integrity(e.to_string()))?
+            .into_iter()
+            .map(|h| ByteBuf::from(h.to_vec()))
+            .collect();
+        let tail = self.db.read(move |c| {
+            let mut st = c.prepare("SELECT idx, bytes, mac FROM leaves WHERE idx >= ?1 AND idx < ?2 ORDER BY idx")?;
+            let rows = st.query_map(params![cp_size as i64, d as i64], |r| {
+                Ok(LeafRecord { index: r.get::<_, i64>(0)? as u64, bytes: ByteBuf::from(r.get::<_, Vec<u8>>(1)?), mac: ByteBuf::from(r.get::<_, Vec<u8>>(2)?) })
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .await?;
+        tracing::info!(checkpoint = cp_size, tail = tail.len(), "restoring the enclave's log");
+        match self.enclave.call(Op::Restore { checkpoint: note, frontier, tail }).await {
+            Ok(r) => {
+                let head = expect_reply!(r, Reply::Restored, "Restore")?;
+                tracing::info!(size = head.size, "enclave log restored");
+                Ok(())
+            }
+            Err(ClientError::Enclave(w)) if w.code == ErrorCode::RestoreRejected => {
+                Err(SyncError::Integrity(format!("the enclave refused to restore from this database: {}", w.message)))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Stores every leaf the enclave holds from `from` on.
+    async fn fetch_unacked(&self, mut from: u64) -> Result<(), SyncError> {
+        loop {
+            let leaves = expect_reply!(self.enclave.call(Op::Unacked { from }).await?, Reply::Leaves, "Unacked")?;
+            let Some(last) = leaves.last().map(|l| l.index) else { return Ok(()) };
+            tracing::info!(from, count = leaves.len(), "storing leaves the enclave wrote but the host had not committed");
+            self.db.commit(leaves.into_iter().map(pending).collect(), None).await?;
+            from = last + 1;
+        }
+    }
+
+    /// Acknowledges the committed prefix and keeps the checkpoint it returns.
+    async fn ack(&self) -> Result<(), SyncError> {
+        let size = self.committed_size();
+        let cp = expect_reply!(self.enclave.call(Op::Ack { size }).await?, Reply::Checkpoint, "Ack")?;
+        self.keep_checkpoint(cp, false).await
+    }
+
+    async fn keep_checkpoint(&self, cp: SignedCheckpoint, persist_now: bool) -> Result<(), SyncError> {
+        // The enclave signed it, but check anyway: a bad note must never be served.
+        if let Some(h) = self.hello() {
+            let vk: VerifierKey = h.checkpoint_key.parse().map_err(|e| SyncError::Integrity(format!("{e}")))?;
+            let opened = vk.open(&cp.note).map_err(|e| SyncError::Integrity(format!("enclave checkpoint: {e}")))?;
+            let ours = self.tree().root(opened.size).map_err(|e| SyncError::Integrity(e.to_string()))?;
+            if ours != opened.root {
+                return Err(SyncError::Integrity(format!("the stored leaves do not match the enclave's checkpoint at size {}", opened.size)));
+            }
+        }
+        let last_persisted = ro(&self.checkpoint).as_ref().map(|c| c.size);
+        *rw(&self.checkpoint) = Some(StoredCheckpoint { size: cp.size, note: cp.note.clone() });
+        if persist_now || last_persisted.is_none() {
+            self.persist_checkpoint(cp).await?;
+        }
+        Ok(())
+    }
+
+    async fn persist_checkpoint(&self, cp: SignedCheckpoint) -> Result<(), DbError> {
+        let now = crate::now_secs() as i64;
+        self.db
+            .commit(
+                vec![],
+                Some(Box::new(move |c| {
+                    c.execute("INSERT OR REPLACE INTO checkpoints (size, note, created_at) VALUES (?1, ?2, ?3)", params![cp.size as i64, cp.note, now])?;
+                    Ok(())
+                })),
+            )
+            .await
+    }
+
+    /// Background work: acknowledge each new committed size, persist a checkpoint now
+    /// and then, fill gaps left by lost responses, and re-sync after enclave trouble.
+    pub fn spawn_background(self: &Arc<Self>) {
+        let me = self.clone();
+        tokio::spawn(async move { me.acker().await });
+        let me = self.clone();
+        tokio::spawn(async move { me.supervisor().await });
+    }
+
+    async fn acker(self: Arc<Self>) {
+        let mut rx = self.state.size.subscribe();
+        let mut last_persist = std::time::Instant::now();
+        let mut gap_seen = 0u32;
+        loop {
+            let changed = tokio::time::timeout(Duration::from_millis(500), rx.changed()).await;
+            if matches!(changed, Ok(Err(_))) {
+                return;
+            }
+            if !self.is_ready() {
+                continue;
+            }
+            let size = self.committed_size();
+            if self.checkpoint().is_none_or(|c| c.size < size) {
+                match self.enclave.call(Op::Ack { size }).await.and_then(|r| expect_reply!(r, Reply::Checkpoint, "Ack")) {
+                    Ok(cp) => {
+                        let persist = last_persist.elapsed() >= PERSIST_CHECKPOINT_EVERY;
+                        if persist {
+                            last_persist = std::time::Instant::now();
+                        }
+                        if let Err(e) = self.keep_checkpoint(cp, persist).await {
+                            if let SyncError::Integrity(m) = e {
+                                self.set_integrity(m);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!("ack failed: {e}");
+                        self.enclave_trouble();
+                    }
+                }
+            } else if last_persist.elapsed() >= PERSIST_CHECKPOINT_EVERY {
+                // Idle: make sure the newest checkpoint is on disk for a later restore.
+                if let Some(c) = self.checkpoint() {
+                    let _ = self.persist_checkpoint(SignedCheckpoint { size: c.size, note: c.note }).await;
+                }
+                last_persist = std::time::Instant::now();
+            }
+            // A gap that outlives two rounds is a leaf whose response never arrived.
+            if self.state.has_gap() {
+                gap_seen += 1;
+                if gap_seen >= 2 {
+                    if let Err(e) = self.fetch_unacked(self.committed_size()).await {
+                        tracing::warn!("filling a gap in the log failed: {e}");
+                    }
+                    gap_seen = 0;
+                }
+            } else {
+                gap_seen = 0;
+            }
+        }
+    }
+
+    async fn supervisor(self: Arc<Self>) {
+        loop {
+            let _ = tokio::time::timeout(Duration::from_secs(2), self.wake_supervisor.notified()).await;
+            if self.integrity_failure().is_some() {
+                continue;
+            }
+            // A cheap probe: a live, restored enclave answers Checkpoint.
+            let healthy = self.ready.load(Ordering::SeqCst) && self.enclave.call(Op::Checkpoint).await.is_ok();
+            if !healthy {
+                match self.sync().await {
+                    Ok(()) => tracing::info!("enclave in sync"),
+                    Err(e) => tracing::warn!("enclave sync failed: {e}"),
+                }
+            }
+        }
+    }
+}
+
+/// A leaf from the enclave, with its token id if it records a token.
+pub fn pending(record: LeafRecord) -> PendingLeaf {
+    let jti = leaf::parse(&record.bytes)
+        .ok()
+        .filter(|l| l.kind == KIND_TOKEN_ISSUED)
+        .and_then(|l| l.data.get("jti").and_then(|j| j.as_str()).map(str::to_string));
+    PendingLeaf { record, jti }
+}

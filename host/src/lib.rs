@@ -1,0 +1,102 @@
+//! The untrusted half of sealgate: the REST API, SQLite, and the client of the enclave.
+//!
+//! The host is assumed compromised in the threat model (DESIGN §2), so it holds no
+//! private key and cannot produce a token or a checkpoint; what it can do wrong (drop,
+//! reorder or invent log entries) an auditor catches with `sealgate-verify`.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod auth;
+pub mod db;
+pub mod enclave_client;
+pub mod error;
+pub mod ledger;
+pub mod metrics;
+pub mod sim;
+
+use enclave_client::EnclaveClient;
+use ledger::Ledger;
+use sealgate_shared::addr::Addr;
+use sealgate_shared::protocol::EnclaveConfig;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Shared state of every request handler.
+pub struct App {
+    pub ledger: Arc<Ledger>,
+    pub keys: auth::KeyCache,
+    pub metrics: metrics::Metrics,
+    /// `sim` or `nitro`, as the enclave reported it.
+    pub mode: String,
+}
+
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Everything `sealgate serve` needs.
+pub struct ServeOptions {
+    pub enclave: Addr,
+    pub db: PathBuf,
+    pub listen: SocketAddr,
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub admin_key_file: PathBuf,
+}
+
+/// The log origin (and checkpoint key name) derived from the issuer: its host and path
+/// plus `/log`, e.g. `sealgate.example.com/log`.
+pub fn log_origin(issuer: &str) -> String {
+    let rest = issuer.split_once("://").map_or(issuer, |(_, r)| r);
+    format!("{}/log", rest.trim_end_matches('/'))
+}
+
+/// Runs the host until `shutdown` resolves.
+pub async fn serve(opts: ServeOptions, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), Box<dyn std::error::Error>> {
+    let config = EnclaveConfig {
+        issuer: opts.issuer.trim_end_matches('/').to_string(),
+        audiences: opts.audiences.clone(),
+        ttl_min_seconds: sealgate_shared::TTL_MIN_SECONDS,
+        ttl_max_seconds: sealgate_shared::TTL_MAX_SECONDS,
+        log_origin: log_origin(&opts.issuer),
+    };
+    let enclave = Arc::new(EnclaveClient::new(opts.enclave.clone(), 2));
+    let ledger = {
+        let (db, enclave, config) = (opts.db.clone(), enclave.clone(), config.clone());
+        tokio::task::spawn_blocking(move || Ledger::open(&db, enclave, config)).await??
+    };
+
+    // Bring the enclave into step before serving; keep trying while it starts.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match ledger.sync().await {
+            Ok(()) => break,
+            Err(ledger::SyncError::Integrity(m)) => {
+                tracing::error!("serving the audit log read-only: {m}");
+                break;
+            }
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::info!("waiting for the enclave at {}: {e}", opts.enclave);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(format!("the enclave at {} did not come up: {e}", opts.enclave).into()),
+        }
+    }
+    ledger.spawn_background();
+    let mode = ledger.hello().map_or("unknown", |h| h.mode.as_str()).to_string();
+    let app = Arc::new(App { ledger, keys: auth::KeyCache::default(), metrics: Default::default(), mode });
+
+    if app.ledger.integrity_failure().is_none() && auth::bootstrap_operator(&app, &opts.admin_key_file).await? {
+        tracing::info!(path = %opts.admin_key_file.display(), "wrote the bootstrap operator admin key");
+    }
+
+    let listener = tokio::net::TcpListener::bind(opts.listen).await?;
+    let bound = listener.local_addr()?;
+    println!("sealgate ({}) listening on http://{bound}", app.mode);
+    println!("issuer: {}", config.issuer);
+    println!("operator admin key: {}", opts.admin_key_file.display());
+    axum::serve(listener, api::router(app)).with_graceful_shutdown(shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! `sealgate sim`: the whole system on one machine. Starts `sealgate-enclave --sim` as
+//! a child over a Unix socket in the state directory, then the host in this process.
+//!
+//! The child's stdin is a pipe from us; the enclave exits when it closes, so even a
+//! `kill -9` of the host takes the simulated enclave down with it and a restart never
+//! finds a stale one holding the socket.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+/// The enclave binary: next to this one (cargo puts both in the same target dir).
+pub fn enclave_binary() -> std::io::Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let candidate = me.with_file_name("sealgate-enclave");
+    if candidate.exists() {
+        Ok(candidate)
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{} not found; build it with `cargo build --bins`", candidate.display()),
+        ))
+    }
+}
+
+/// Starts the simulated enclave listening on `socket`, its state in `state`.
+pub fn spawn_enclave(socket: &Path, state: &Path) -> std::io::Result<tokio::process::Child> {
+    tokio::process::Command::new(enclave_binary()?)
+        .arg("--listen")
+        .arg(format!("unix:{}", socket.display()))
+        .arg("--state")
+        .arg(state)
+        .arg("--sim")
+        .arg("--exit-on-stdin-eof")
+        .stdin(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+}
