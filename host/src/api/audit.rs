@@ -53,7 +53,8 @@ pub async fn entries(State(app): State<Arc<App>>, QueryParams(q): QueryParams<Ra
     if q.end <= q.start || q.end - q.start > MAX_ENTRIES {
         return Err(ApiError::bad_code("INVALID_RANGE", format!("need start < end and at most {MAX_ENTRIES} entries per call")));
     }
-    check_size(&app, q.end)?;
+    // No check against the log size: the host serves exactly what its database holds
+    // (even in integrity-failure mode), and the auditor decides what that means.
     let (start, end) = (q.start as i64, q.end as i64);
     let rows = app
         .ledger

@@ -157,7 +157,7 @@ impl TreeStore {
 impl SubtreeHashes for TreeStore {
     fn subtree(&self, lo: u64, hi: u64) -> Hash {
         let n = hi - lo;
-        if n.is_power_of_two() && lo % n == 0 {
+        if n.is_power_of_two() && lo.is_multiple_of(n) {
             let h = n.trailing_zeros() as usize;
             if let Some(hash) = self.levels.get(h).and_then(|l| l.get((lo >> h) as usize)) {
                 return *hash;
