@@ -72,7 +72,8 @@ mod tests {
 
     #[test]
     fn rejects_each_bad_field() {
-        let cases: Vec<Box<dyn Fn(&mut EnclaveConfig)>> = vec![
+        type Mutation = Box<dyn Fn(&mut EnclaveConfig)>;
+        let cases: Vec<Mutation> = vec![
             Box::new(|c| c.issuer = "http://evil.example.com".into()),
             Box::new(|c| c.issuer = "https://x/".into()),
             Box::new(|c| c.issuer = "https://".into()),

@@ -104,3 +104,72 @@ impl Es256 for P256Signer {
         split_point(self.key.verifying_key().to_encoded_point(false).as_bytes())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jwt::{self, TokenFields};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+    use base64::Engine;
+    use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+
+    fn token(signer: &dyn Es256) -> String {
+        let now = crate::now_millis() / 1000;
+        let f = TokenFields {
+            issuer: "https://issuer.example",
+            subject: "ws:w:agent:a",
+            audience: "sts.amazonaws.com",
+            workspace: "w",
+            agent: "a",
+            iat: now,
+            exp: now + 300,
+            jti: "j1",
+        };
+        jwt::sign(signer, "kid-1", &f).unwrap()
+    }
+
+    /// Verifies with jsonwebtoken, an independent JWT library, given the JWK coordinates.
+    fn verify(token: &str, xy: ([u8; 32], [u8; 32])) -> Result<serde_json::Value, jsonwebtoken::errors::Error> {
+        let key = DecodingKey::from_ec_components(&B64URL.encode(xy.0), &B64URL.encode(xy.1))?;
+        let mut v = Validation::new(Algorithm::ES256);
+        v.set_audience(&["sts.amazonaws.com"]);
+        v.set_issuer(&["https://issuer.example"]);
+        decode::<serde_json::Value>(token, &key, &v).map(|d| d.claims)
+    }
+
+    #[test]
+    fn tokens_verify_with_a_jwt_library_and_tampering_fails() {
+        let pkcs8 = generate_pkcs8().unwrap();
+        let signer = load(&pkcs8).unwrap();
+        let t = token(signer.as_ref());
+        assert_eq!(decode_header(&t).unwrap().kid.as_deref(), Some("kid-1"));
+        let claims = verify(&t, signer.public_xy()).unwrap();
+        assert_eq!(claims["sub"], "ws:w:agent:a");
+        assert_eq!(claims["https://aws.amazon.com/tags"]["principal_tags"]["sealgate:workspace"][0], "w");
+
+        let mut forged = t.clone().into_bytes();
+        let last = forged.len() - 5;
+        forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+        assert!(verify(std::str::from_utf8(&forged).unwrap(), signer.public_xy()).is_err());
+        let other = load(&generate_pkcs8().unwrap()).unwrap();
+        assert!(verify(&t, other.public_xy()).is_err(), "another key's JWK must not verify");
+    }
+
+    #[test]
+    fn a_garbage_key_is_a_typed_error() {
+        assert!(matches!(load(b"not a key"), Err(SignError::BadKey)));
+    }
+
+    #[cfg(feature = "p256-signer")]
+    #[test]
+    fn p256_and_aws_lc_backends_are_interchangeable() {
+        let pkcs8 = generate_pkcs8().unwrap();
+        let fast = AwsLcSigner::from_pkcs8(&pkcs8).unwrap();
+        let pure = P256Signer::from_pkcs8(&pkcs8).unwrap();
+        assert_eq!(fast.public_xy(), pure.public_xy(), "same key, same public point");
+        for signer in [&fast as &dyn Es256, &pure as &dyn Es256] {
+            let t = token(signer);
+            verify(&t, fast.public_xy()).unwrap();
+        }
+    }
+}

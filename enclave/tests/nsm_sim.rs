@@ -1,5 +1,5 @@
 //! The simulated NSM, checked from the outside: every document is taken apart with
-//! independent code (ciborium, coset, x509-parser, aws-lc-rs, and AWS's own
+//! code that shares nothing with the simulator's own paths (ciborium, coset, aws-lc-rs, AWS's own
 //! `AttestationDoc` type) and verified up to the persisted root, the way an auditor would.
 
 use std::collections::HashSet;

@@ -17,8 +17,6 @@
 //! explicitly rather than shipped: it at least lets an auditor see that the same
 //! simulator instance signed every document they were shown.
 
-mod der;
-
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
@@ -28,8 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::signature::{
-    EcdsaKeyPair, UnparsedPublicKey, ECDSA_P384_SHA384_ASN1, ECDSA_P384_SHA384_ASN1_SIGNING,
-    ECDSA_P384_SHA384_FIXED_SIGNING,
+    EcdsaKeyPair, ECDSA_P384_SHA384_ASN1_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING,
 };
 use base64::Engine as _;
 use ciborium::Value;
@@ -39,6 +36,10 @@ use rcgen::{
     KeyUsagePurpose, PublicKeyData, PKCS_ECDSA_P384_SHA384,
 };
 use sha2::{Digest, Sha384};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::oid_registry::OID_SIG_ECDSA_WITH_SHA384;
+use x509_parser::prelude::FromDer;
+use x509_parser::x509::SubjectPublicKeyInfo;
 
 use super::{check_attest_limits, Nsm, NsmError, PCR_LEN};
 
@@ -438,13 +439,26 @@ fn issue_leaf(
     })
 }
 
+/// Parses a whole DER certificate: bytes after it are an error, not ignored.
+fn parse_certificate(der: &[u8]) -> Result<X509Certificate<'_>, String> {
+    match X509Certificate::from_der(der) {
+        Ok(([], cert)) => Ok(cert),
+        Ok((trailing, _)) => Err(format!(
+            "{} trailing bytes after the certificate",
+            trailing.len()
+        )),
+        Err(e) => Err(format!("not a DER X.509 certificate: {e}")),
+    }
+}
+
 /// Fails unless `child_der`'s issuer name is `parent_der`'s subject name.
 fn check_issued_by(child_der: &[u8], parent_der: &[u8]) -> Result<(), NsmError> {
-    let child = der::parse_certificate(child_der)
+    let child = parse_certificate(child_der)
         .map_err(|e| NsmError::Crypto(format!("parsing an issued certificate: {e}")))?;
-    let parent = der::parse_certificate(parent_der)
+    let parent = parse_certificate(parent_der)
         .map_err(|e| NsmError::Crypto(format!("parsing the root certificate: {e}")))?;
-    if child.issuer != parent.subject {
+    // Compared as encoded, like the names in a certificate chain are matched.
+    if child.issuer().as_raw() != parent.subject().as_raw() {
         return Err(NsmError::Crypto(format!(
             "the persisted root certificate's subject is not the simulator's root name \
              ({ROOT_COMMON_NAME:?}); was {ROOT_CERT_FILE} written by another program?"
@@ -600,24 +614,30 @@ fn load_root(dir: &Path) -> Result<(KeyPair, Vec<u8>), NsmError> {
         KeyPair::from_pkcs8_der_and_sign_algo(&key_der.as_slice().into(), &PKCS_ECDSA_P384_SHA384)
             .map_err(|e| corrupt(&key_path, &e))?;
 
-    let cert = der::parse_certificate(&cert_der).map_err(|e| corrupt(&cert_path, &e))?;
-    if cert.spki != key.subject_public_key_info().as_slice() {
+    let key_spki_der = key.subject_public_key_info();
+    let (_, key_spki) = SubjectPublicKeyInfo::from_der(&key_spki_der)
+        .map_err(|e| corrupt(&key_path, &format_args!("unreadable public key: {e}")))?;
+
+    let cert = parse_certificate(&cert_der).map_err(|e| corrupt(&cert_path, &e))?;
+    if cert.public_key().raw != key_spki.raw {
         return Err(corrupt(
             &cert_path,
             &format_args!("it does not certify the key in {ROOT_KEY_FILE}"),
         ));
     }
-    if cert.issuer != cert.subject {
+    if cert.issuer().as_raw() != cert.subject().as_raw() {
         return Err(corrupt(&cert_path, &"it is not self-signed"));
     }
-    if cert.signature_algorithm != der::ECDSA_WITH_SHA384 {
+    // ecdsa-with-SHA384 takes no parameters (RFC 5758); the curve is the key's, P-384.
+    if cert.signature_algorithm.algorithm != OID_SIG_ECDSA_WITH_SHA384
+        || cert.signature_algorithm.parameters.is_some()
+    {
         return Err(corrupt(
             &cert_path,
             &"it is not signed with ECDSA P-384/SHA-384",
         ));
     }
-    UnparsedPublicKey::new(&ECDSA_P384_SHA384_ASN1, key.public_key_raw())
-        .verify(cert.tbs, cert.signature)
+    cert.verify_signature(Some(&key_spki))
         .map_err(|_| corrupt(&cert_path, &"its signature does not verify"))?;
     Ok((key, cert_der))
 }
@@ -712,4 +732,43 @@ fn pem_certificate(der: &[u8]) -> String {
     }
     pem.push_str("-----END CERTIFICATE-----\n");
     pem
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root_der() -> Vec<u8> {
+        let key = generate_key("test root key").expect("key");
+        let mut params = root_params();
+        set_validity(&mut params, 0, ROOT_LIFETIME.as_secs());
+        params.self_signed(&key).expect("self-sign").der().to_vec()
+    }
+
+    #[test]
+    fn parse_certificate_rejects_non_certificates_and_trailing_bytes() {
+        assert!(parse_certificate(&[]).is_err());
+        assert!(parse_certificate(&[0x30, 0x00]).is_err());
+        assert!(parse_certificate(b"-----BEGIN CERTIFICATE-----").is_err());
+        let mut der = root_der();
+        assert!(parse_certificate(&der).is_ok());
+        der.push(0);
+        let err = parse_certificate(&der).expect_err("trailing byte accepted");
+        assert!(err.contains("1 trailing bytes"), "{err}");
+    }
+
+    #[test]
+    fn check_issued_by_compares_issuer_with_subject() {
+        let root = root_der();
+        let key = generate_key("test root key").expect("key");
+        let intermediate = issue_intermediate(&root_params(), &key, 0).expect("intermediate");
+        check_issued_by(&intermediate.der, &root).expect("same name");
+
+        let mut other = root_params();
+        other.distinguished_name = name("someone else");
+        let intermediate = issue_intermediate(&other, &key, 0).expect("intermediate");
+        let err = check_issued_by(&intermediate.der, &root).expect_err("other name");
+        assert!(matches!(err, NsmError::Crypto(_)), "{err:?}");
+        assert!(err.to_string().contains(ROOT_CERT_FILE), "{err}");
+    }
 }

@@ -1,0 +1,314 @@
+//! The enclave's request handling, through the real server on a Unix socket:
+//! arbitrary bytes and arbitrary operations never panic it, a malformed frame closes
+//! only its own connection, and every security rule has a negative test.
+
+use proptest::prelude::*;
+use sealgate_enclave::enclave::Enclave;
+use sealgate_enclave::keys::SealedStore;
+use sealgate_enclave::nsm::sim::SimNsm;
+use sealgate_enclave::server::Listener;
+use sealgate_shared::addr::Addr;
+use sealgate_shared::connection::read_frame;
+use sealgate_shared::frame;
+use sealgate_shared::merkle::{self, proof::TreeStore};
+use sealgate_shared::note::VerifierKey;
+use sealgate_shared::protocol::*;
+use serde_bytes::ByteBuf;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+fn config() -> EnclaveConfig {
+    EnclaveConfig {
+        issuer: "https://sealgate.example.com".into(),
+        audiences: vec!["sts.amazonaws.com".into(), "other".into()],
+        ttl_min_seconds: 60,
+        ttl_max_seconds: 3600,
+        log_origin: "sealgate.example.com/log".into(),
+    }
+}
+
+fn boot(state: &Path) -> Enclave {
+    // A small stand-in image: PCR0 hashes the whole file, and the test executable is
+    // large enough to dominate the run time.
+    std::fs::create_dir_all(state).unwrap();
+    let image = state.join("image.bin");
+    std::fs::write(&image, b"sealgate-enclave test image").unwrap();
+    let nsm = SimNsm::open(state, &image).unwrap();
+    Enclave::boot(Mode::Sim, SealedStore::open(state).unwrap(), Box::new(nsm)).unwrap()
+}
+
+fn hello(e: &Enclave) -> HelloReply {
+    match e.handle(Op::Hello { protocol_version: sealgate_shared::PROTOCOL_VERSION, config: config() }) {
+        Reply::Hello(h) => h,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn mint_req() -> MintRequest {
+    MintRequest {
+        workspace: "ws_1".into(),
+        agent: "ag_1".into(),
+        task: Some("t1".into()),
+        audience: "sts.amazonaws.com".into(),
+        ttl_seconds: 300,
+        caller: "key_1".into(),
+    }
+}
+
+fn code(r: Reply) -> ErrorCode {
+    match r {
+        Reply::Error(e) => e.code,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+async fn call(s: &mut UnixStream, id: u64, op: Op) -> Response {
+    s.write_all(&frame::encode(&Request { id, op }).unwrap()).await.unwrap();
+    let body = read_frame(s).await.unwrap().expect("a response");
+    frame::decode(&body).unwrap()
+}
+
+async fn start_server(dir: &Path) -> (Arc<Enclave>, std::path::PathBuf) {
+    let enclave = Arc::new(boot(&dir.join("state")));
+    let sock = dir.join("e.sock");
+    let listener = Listener::bind(&Addr::Unix(sock.clone())).unwrap();
+    tokio::spawn(listener.serve(enclave.clone()));
+    (enclave, sock)
+}
+
+#[tokio::test]
+async fn garbage_closes_only_its_own_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_enclave, sock) = start_server(dir.path()).await;
+    let mut good = UnixStream::connect(&sock).await.unwrap();
+    assert!(matches!(call(&mut good, 1, Op::Hello { protocol_version: 1, config: config() }).await.reply, Reply::Hello(_)));
+
+    let garbage: Vec<Vec<u8>> = vec![
+        vec![0, 0, 0, 0],                             // empty frame
+        vec![0xff, 0xff, 0xff, 0xff],                 // oversize header
+        vec![0, 0, 0, 3, 0xde, 0xad, 0xbe],           // not CBOR
+        vec![0, 0, 0, 2, 0x81],                       // truncated body, then EOF
+        [vec![0, 1, 0, 0], vec![0x81; 65536]].concat(), // deeply nested arrays
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+    ];
+    for g in garbage {
+        let mut bad = UnixStream::connect(&sock).await.unwrap();
+        bad.write_all(&g).await.unwrap();
+        let _ = bad.shutdown().await;
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), bad.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "the enclave must close a connection that sent {:?}", &g[..g.len().min(8)]);
+        assert!(rest.is_empty(), "no response to garbage");
+        // The well-behaved connection is unaffected.
+        let r = call(&mut good, 2, Op::MintToken(mint_req())).await;
+        assert!(matches!(r.reply, Reply::Minted(_)), "{r:?}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn arbitrary_bytes_on_the_wire(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let (_enclave, sock) = start_server(dir.path()).await;
+            let mut bad = UnixStream::connect(&sock).await.unwrap();
+            let _ = bad.write_all(&bytes).await;
+            let _ = bad.shutdown().await;
+            let mut rest = Vec::new();
+            let closed = tokio::time::timeout(Duration::from_secs(5), bad.read_to_end(&mut rest)).await;
+            prop_assert!(closed.is_ok());
+            let mut good = UnixStream::connect(&sock).await.unwrap();
+            let r = call(&mut good, 1, Op::Hello { protocol_version: 1, config: config() }).await;
+            prop_assert!(matches!(r.reply, Reply::Hello(_)));
+            Ok(())
+        })?;
+    }
+}
+
+fn arb_string() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(String::new()),
+        Just("sts.amazonaws.com".to_string()),
+        Just("token.issued".to_string()),
+        Just("{}".to_string()),
+        "[ -~]{0,80}",
+        ".{0,40}",
+    ]
+}
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    let mint = (arb_string(), arb_string(), proptest::option::of(arb_string()), arb_string(), any::<u64>(), arb_string())
+        .prop_map(|(workspace, agent, task, audience, ttl_seconds, caller)| Op::MintToken(MintRequest { workspace, agent, task, audience, ttl_seconds, caller }));
+    let bytes = || proptest::collection::vec(any::<u8>(), 0..70).prop_map(ByteBuf::from);
+    prop_oneof![
+        mint,
+        (arb_string(), arb_string()).prop_map(|(kind, event)| Op::Append { kind, event }),
+        any::<u64>().prop_map(|size| Op::Ack { size }),
+        (0u64..8).prop_map(|size| Op::Ack { size }),
+        any::<u64>().prop_map(|from| Op::Unacked { from }),
+        Just(Op::Checkpoint),
+        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..600).prop_map(ByteBuf::from)).prop_map(|nonce| Op::Attest { nonce }),
+        (arb_string(), proptest::collection::vec(bytes(), 0..4)).prop_map(|(checkpoint, frontier)| Op::Restore { checkpoint, frontier, tail: vec![] }),
+        (any::<u32>(), arb_string()).prop_map(|(v, issuer)| Op::Hello { protocol_version: v, config: EnclaveConfig { issuer, ..config() } }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+    #[test]
+    fn arbitrary_operations_never_panic_and_keep_the_log_consistent(ops in proptest::collection::vec(arb_op(), 1..12)) {
+        let dir = tempfile::tempdir().unwrap();
+        let e = boot(dir.path());
+        let _ = hello(&e);
+        let mut store = TreeStore::new();
+        // The genesis leaf.
+        if let Reply::Leaves(l) = e.handle(Op::Unacked { from: 0 }) {
+            for leaf in &l { store.push(merkle::leaf_hash(&leaf.bytes)); }
+        }
+        for op in ops {
+            match e.handle(op) {
+                Reply::Minted(m) => store.push(merkle::leaf_hash(&m.leaf.bytes)),
+                Reply::Appended(l) => store.push(merkle::leaf_hash(&l.bytes)),
+                _ => {}
+            }
+        }
+        // Whatever happened, acknowledging everything yields a checkpoint over exactly
+        // the leaves handed out.
+        let n = store.len();
+        match e.handle(Op::Ack { size: n }) {
+            Reply::Checkpoint(cp) => {
+                let vk: VerifierKey = hello(&e).checkpoint_key.parse().unwrap();
+                let opened = vk.open(&cp.note).unwrap();
+                prop_assert_eq!(opened.size, n);
+                prop_assert_eq!(opened.root, store.root(n).unwrap());
+            }
+            other => prop_assert!(false, "ack failed: {:?}", other),
+        }
+    }
+}
+
+#[test]
+fn host_cannot_append_enclave_only_kinds() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = boot(dir.path());
+    hello(&e);
+    for kind in ["token.issued", "token.anything", "key.rotated", "enclave.boot", "enclave.genesis"] {
+        assert_eq!(code(e.handle(Op::Append { kind: kind.into(), event: "{}".into() })), ErrorCode::Forbidden, "{kind}");
+    }
+    for (kind, event) in [("Bad Kind", "{}"), ("ok.kind", "[1]"), ("ok.kind", "not json"), ("ok.kind", &"x".repeat(20_000))] {
+        assert_eq!(code(e.handle(Op::Append { kind: kind.into(), event: event.into() })), ErrorCode::BadRequest, "{kind}");
+    }
+    match e.handle(Op::Append { kind: "aws.sts.assume_role".into(), event: r#"{"request_id":"r1"}"#.into() }) {
+        Reply::Appended(l) => {
+            let leaf = sealgate_shared::leaf::parse(&l.bytes).unwrap();
+            assert_eq!(leaf.origin, sealgate_shared::leaf::Origin::Host, "host events are labelled");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn mint_validates_every_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = boot(dir.path());
+    assert_eq!(code(e.handle(Op::MintToken(mint_req()))), ErrorCode::NotReady, "no minting before Hello");
+    hello(&e);
+    let cases: Vec<fn(&mut MintRequest)> = vec![
+        |r| r.workspace = "ws:1".into(),
+        |r| r.agent = String::new(),
+        |r| r.task = Some("a*".into()),
+        |r| r.audience = "evil.example.com".into(),
+        |r| r.ttl_seconds = 59,
+        |r| r.ttl_seconds = 3601,
+        |r| r.caller = "has space".into(),
+    ];
+    for (i, f) in cases.into_iter().enumerate() {
+        let mut r = mint_req();
+        f(&mut r);
+        assert_eq!(code(e.handle(Op::MintToken(r))), ErrorCode::BadRequest, "case {i}");
+    }
+    match e.handle(Op::MintToken(mint_req())) {
+        Reply::Minted(m) => {
+            let leaf = sealgate_shared::leaf::parse(&m.leaf.bytes).unwrap();
+            assert_eq!(leaf.kind, "token.issued");
+            assert_eq!(leaf.data["sub"], "ws:ws_1:agent:ag_1:task:t1");
+            assert_eq!(m.exp - m.iat, 300);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn config_is_sealed_at_first_hello() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = boot(dir.path());
+    hello(&e);
+    let other = EnclaveConfig { issuer: "https://evil.example.com".into(), ..config() };
+    assert_eq!(code(e.handle(Op::Hello { protocol_version: 1, config: other.clone() })), ErrorCode::ConfigMismatch);
+    assert_eq!(code(e.handle(Op::Hello { protocol_version: 99, config: config() })), ErrorCode::Version);
+    drop(e);
+    let again = boot(dir.path());
+    assert_eq!(code(again.handle(Op::Hello { protocol_version: 1, config: other })), ErrorCode::ConfigMismatch);
+}
+
+#[test]
+fn restart_keeps_keys_and_restores_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = boot(dir.path());
+    let h1 = hello(&e);
+    let mut store = TreeStore::new();
+    let mut leaves = Vec::new();
+    if let Reply::Leaves(l) = e.handle(Op::Unacked { from: 0 }) {
+        leaves.extend(l);
+    }
+    for _ in 0..5 {
+        if let Reply::Minted(m) = e.handle(Op::MintToken(mint_req())) {
+            leaves.push(m.leaf);
+        }
+    }
+    for l in &leaves {
+        store.push(merkle::leaf_hash(&l.bytes));
+    }
+    let cp = match e.handle(Op::Ack { size: 4 }) {
+        Reply::Checkpoint(cp) => cp,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(code(e.handle(Op::Ack { size: 3 })), ErrorCode::BadRequest, "acks never go back");
+    assert_eq!(code(e.handle(Op::Ack { size: 99 })), ErrorCode::BadRequest, "acks cannot run ahead");
+    assert_eq!(code(e.handle(Op::Restore { checkpoint: cp.note.clone(), frontier: vec![], tail: vec![] })), ErrorCode::BadRequest, "a live log refuses Restore");
+    drop(e);
+
+    let e2 = boot(dir.path());
+    let h2 = hello(&e2);
+    assert_eq!(h2.token_keys, h1.token_keys, "same token key after restart");
+    assert_eq!(h2.checkpoint_key, h1.checkpoint_key, "same checkpoint key after restart");
+    assert!(h2.log.needs_restore);
+    assert_eq!(code(e2.handle(Op::MintToken(mint_req()))), ErrorCode::NotReady);
+
+    let frontier: Vec<ByteBuf> = store.frontier(4).unwrap().iter().map(|h| ByteBuf::from(h.to_vec())).collect();
+    let tail = leaves[4..].to_vec();
+    // Forgeries are refused and leave the log waiting.
+    let mut forged_tail = tail.clone();
+    forged_tail[0].bytes = ByteBuf::from(br#"{"v":1,"forged":true}"#.to_vec());
+    let bad_cp = cp.note.replace("\n4\n", "\n3\n");
+    let mut bad_frontier = frontier.clone();
+    bad_frontier[0][0] ^= 1;
+    for (c, f, t) in [
+        (cp.note.clone(), frontier.clone(), forged_tail),
+        (bad_cp, frontier.clone(), tail.clone()),
+        (cp.note.clone(), bad_frontier, tail.clone()),
+        (String::new(), vec![], tail.clone()),
+    ] {
+        assert_eq!(code(e2.handle(Op::Restore { checkpoint: c, frontier: f, tail: t })), ErrorCode::RestoreRejected);
+    }
+    match e2.handle(Op::Restore { checkpoint: cp.note, frontier, tail }) {
+        Reply::Restored(head) => assert_eq!(head.size, leaves.len() as u64 + 1, "restored leaves plus the boot leaf"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(e2.handle(Op::MintToken(mint_req())), Reply::Minted(_)));
+}

@@ -1,0 +1,239 @@
+//! Helpers shared by the end-to-end test files (each file does `mod common;`).
+//! Everything here talks to a running deployment over HTTP, exactly as a client or an
+//! auditor would, and checks what it gets with `sealgate_shared`'s own primitives.
+#![allow(dead_code)]
+
+use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
+use base64::Engine;
+use sealgate_shared::leaf::{self, AnyLeaf, TokenIssued, KIND_TOKEN_ISSUED};
+use sealgate_shared::merkle::{self, Hash};
+use sealgate_shared::note::{Checkpoint, VerifierKey};
+use sealgate_tests::Api;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::time::{Duration, Instant};
+
+/// A token a client received from `POST /v1/tokens`.
+#[derive(Debug, Clone)]
+pub struct Minted {
+    pub token: String,
+    pub jti: String,
+    pub log_index: u64,
+    pub expires_at: u64,
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Asserts the documented error shape `{error: {code, message}}` with this status and code.
+#[track_caller]
+pub fn assert_error(got: (u16, Value), status: u16, code: &str) {
+    let (s, body) = got;
+    assert_eq!(s, status, "expected HTTP {status} {code}, got {s}: {body}");
+    assert_error_shape(&body);
+    assert_eq!(body["error"]["code"], code, "wrong error code: {body}");
+}
+
+/// Asserts `{error: {code: non-empty string, message: non-empty string}}`.
+#[track_caller]
+pub fn assert_error_shape(body: &Value) {
+    let code = body["error"]["code"].as_str().unwrap_or_else(|| panic!("error body lacks error.code: {body}"));
+    let message = body["error"]["message"].as_str().unwrap_or_else(|| panic!("error body lacks error.message: {body}"));
+    assert!(!code.is_empty() && !message.is_empty(), "empty code or message: {body}");
+}
+
+/// Mints a token with `body`, asserting success.
+#[track_caller]
+pub fn mint_with(api: &Api, key: &str, body: &Value) -> Minted {
+    let (s, v) = api.post("/v1/tokens", Some(key), body);
+    assert_eq!(s, 200, "mint failed: {v}");
+    parse_minted(&v).unwrap_or_else(|| panic!("mint response lacks fields: {v}"))
+}
+
+#[track_caller]
+pub fn mint(api: &Api, key: &str) -> Minted {
+    mint_with(api, key, &json!({}))
+}
+
+pub fn parse_minted(v: &Value) -> Option<Minted> {
+    Some(Minted {
+        token: v["token"].as_str()?.to_string(),
+        jti: v["jti"].as_str()?.to_string(),
+        log_index: v["log_index"].as_u64()?,
+        expires_at: v["expires_at"].as_u64()?,
+    })
+}
+
+/// The checkpoint signer's key from `/v1/audit/key`.
+#[track_caller]
+pub fn verifier_key(api: &Api) -> VerifierKey {
+    let (s, text) = api.get_text("/v1/audit/key", None);
+    assert_eq!(s, 200, "/v1/audit/key: {text}");
+    text.trim().parse().unwrap_or_else(|e| panic!("/v1/audit/key is not a verifier key ({e}): {text:?}"))
+}
+
+/// The current checkpoint note and its verified contents.
+#[track_caller]
+pub fn checkpoint(api: &Api, vk: &VerifierKey) -> (String, Checkpoint) {
+    let (s, note) = api.get_text("/v1/audit/checkpoint", None);
+    assert_eq!(s, 200, "/v1/audit/checkpoint: {note}");
+    let cp = vk.open(&note).unwrap_or_else(|e| panic!("checkpoint does not verify ({e}): {note:?}"));
+    (note, cp)
+}
+
+/// Polls until the signed checkpoint covers at least `size` leaves.
+#[track_caller]
+pub fn wait_checkpoint(api: &Api, vk: &VerifierKey, size: u64, timeout: Duration) -> (String, Checkpoint) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (s, note) = api.get_text("/v1/audit/checkpoint", None);
+        if s == 200 {
+            let cp = vk.open(&note).unwrap_or_else(|e| panic!("checkpoint does not verify ({e}): {note:?}"));
+            if cp.size >= size {
+                return (note, cp);
+            }
+        }
+        assert!(Instant::now() < deadline, "the checkpoint did not reach size {size} within {timeout:?} (last: {s} {note:?})");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The committed log size `/readyz` reports (the host must be ready).
+#[track_caller]
+pub fn log_size(api: &Api) -> u64 {
+    let (s, v) = api.get("/readyz", None);
+    assert_eq!(s, 200, "/readyz: {v}");
+    v["log_size"].as_u64().unwrap_or_else(|| panic!("/readyz lacks log_size: {v}"))
+}
+
+fn b64(s: &Value) -> Vec<u8> {
+    B64.decode(s.as_str().unwrap_or_else(|| panic!("not a string: {s}"))).unwrap_or_else(|e| panic!("not base64 ({e}): {s}"))
+}
+
+fn hashes(v: &Value) -> Vec<Hash> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("proof is not an array: {v}"))
+        .iter()
+        .map(|h| merkle::to_hash(&b64(h)).expect("32-byte hash"))
+        .collect()
+}
+
+/// Leaves `[start, end)` exactly as served (at most 1000 per call, so this pages).
+#[track_caller]
+pub fn entries(api: &Api, start: u64, end: u64) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut at = start;
+    while at < end {
+        let to = (at + 1000).min(end);
+        let (s, v) = api.get(&format!("/v1/audit/entries?start={at}&end={to}"), None);
+        assert_eq!(s, 200, "entries [{at}, {to}): {v}");
+        let page: Vec<Vec<u8>> = v["entries"].as_array().unwrap_or_else(|| panic!("no entries: {v}")).iter().map(b64).collect();
+        if page.is_empty() {
+            break;
+        }
+        at += page.len() as u64;
+        out.extend(page);
+    }
+    out
+}
+
+/// Every leaf `[0, size)`, each checked to parse and to carry its own index (no gap,
+/// no duplicate, no reordering).
+#[track_caller]
+pub fn all_leaves(api: &Api, size: u64) -> Vec<AnyLeaf> {
+    let raw = entries(api, 0, size);
+    assert_eq!(raw.len() as u64, size, "the host served {} leaves for [0, {size})", raw.len());
+    raw.iter()
+        .enumerate()
+        .map(|(i, bytes)| {
+            let l = leaf::parse(bytes).unwrap_or_else(|e| panic!("leaf {i} does not parse ({e}): {}", String::from_utf8_lossy(bytes)));
+            assert_eq!(l.v, 1, "leaf {i} version");
+            assert_eq!(l.index, i as u64, "leaf at position {i} says index {}", l.index);
+            l
+        })
+        .collect()
+}
+
+/// The Merkle root of leaves `[0, size)` computed from the served bytes.
+pub fn root_of(leaves: &[Vec<u8>]) -> Hash {
+    let mut range = merkle::CompactRange::new();
+    for l in leaves {
+        range.append(merkle::leaf_hash(l));
+    }
+    range.root()
+}
+
+#[track_caller]
+pub fn inclusion_proof(api: &Api, index: u64, size: u64) -> Vec<Hash> {
+    let (s, v) = api.get(&format!("/v1/audit/proof/inclusion?index={index}&size={size}"), None);
+    assert_eq!(s, 200, "inclusion proof {index}/{size}: {v}");
+    assert_eq!(v["index"], index);
+    assert_eq!(v["size"], size);
+    hashes(&v["proof"])
+}
+
+#[track_caller]
+pub fn consistency_proof(api: &Api, from: u64, to: u64) -> Vec<Hash> {
+    let (s, v) = api.get(&format!("/v1/audit/proof/consistency?from={from}&to={to}"), None);
+    assert_eq!(s, 200, "consistency proof {from}->{to}: {v}");
+    assert_eq!(v["from"], from);
+    assert_eq!(v["to"], to);
+    hashes(&v["proof"])
+}
+
+/// `GET /v1/audit/tokens/{jti}`: the index and leaf bytes.
+#[track_caller]
+pub fn token_record(api: &Api, jti: &str) -> (u64, Vec<u8>) {
+    let (s, v) = api.get(&format!("/v1/audit/tokens/{jti}"), None);
+    assert_eq!(s, 200, "token lookup {jti}: {v}");
+    assert_eq!(v["jti"], jti, "{v}");
+    let index = v["index"].as_u64().unwrap_or_else(|| panic!("no index: {v}"));
+    (index, b64(&v["leaf"]))
+}
+
+/// Everything an auditor checks for one token the client holds: the host's record
+/// points at the index the client was told, the leaf is a `token.issued` leaf for this
+/// very JWT, and it is included in the signed checkpoint `cp`.
+#[track_caller]
+pub fn prove_token(api: &Api, cp: &Checkpoint, m: &Minted) -> TokenIssued {
+    let (index, bytes) = token_record(api, &m.jti);
+    assert_eq!(index, m.log_index, "token {} was reported at index {} but the log has it at {index}", m.jti, m.log_index);
+    let l = leaf::parse(&bytes).expect("token leaf parses");
+    assert_eq!(l.index, index, "leaf index");
+    assert_eq!(l.kind, KIND_TOKEN_ISSUED, "leaf kind");
+    let data: TokenIssued = serde_json::from_value(l.data).expect("token.issued data");
+    assert_eq!(data.jti, m.jti);
+    assert_eq!(data.token_sha256, sha256_hex(m.token.as_bytes()), "leaf token_sha256 does not match the JWT {}", m.jti);
+    assert!(index < cp.size, "token {} at index {index} is not covered by checkpoint size {}", m.jti, cp.size);
+    let proof = inclusion_proof(api, index, cp.size);
+    merkle::verify_inclusion(index, cp.size, &merkle::leaf_hash(&bytes), &proof, &cp.root)
+        .unwrap_or_else(|e| panic!("inclusion proof for {} (index {index}, size {}) fails: {e}", m.jti, cp.size));
+    data
+}
+
+/// The JWT's claims, decoded without verification (for comparisons only).
+pub fn jwt_claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("three-part JWT");
+    serde_json::from_slice(&B64URL.decode(payload).expect("base64url payload")).expect("JSON payload")
+}
+
+/// Runs `sealgate-verify log --url URL` plus extra args.
+pub fn verify_log(url: &str, extra: &[&str]) -> (i32, String) {
+    let mut args = vec!["log", "--url", url];
+    args.extend_from_slice(extra);
+    sealgate_tests::verify(&args)
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout`.
+#[track_caller]
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
