@@ -146,8 +146,7 @@ fn decode_b64(what: &str, field: &str, s: &str) -> Result<Vec<u8>, FetchError> {
 }
 
 fn parse_json<T: for<'de> Deserialize<'de>>(what: &str, body: &[u8]) -> Result<T, FetchError> {
-    serde_json::from_slice(body)
-        .map_err(|e| malformed(what, format!("not the documented JSON: {e}")))
+    serde_json::from_slice(body).map_err(|e| malformed(what, format!("not the documented JSON: {e}")))
 }
 
 /// Decodes an entries response body (shared with test sources that speak the wire format).
@@ -258,9 +257,7 @@ impl HttpSource {
                 .and_then(|b| serde_json::from_slice::<WireError>(&b).ok())
                 .map(|e| e.error.message);
             return Err(if status == 404 {
-                FetchError::NotFound {
-                    what: what.to_string(),
-                }
+                FetchError::NotFound { what: what.to_string() }
             } else {
                 FetchError::Status {
                     what: what.to_string(),
@@ -335,10 +332,7 @@ mod tests {
 
     #[test]
     fn malformed_bodies_are_fetch_errors() {
-        assert!(matches!(
-            decode_entries("e", b"{}"),
-            Err(FetchError::Malformed { .. })
-        ));
+        assert!(matches!(decode_entries("e", b"{}"), Err(FetchError::Malformed { .. })));
         assert!(matches!(
             decode_entries("e", br#"{"start":0,"end":1,"entries":["***"]}"#),
             Err(FetchError::Malformed { .. })

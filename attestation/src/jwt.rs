@@ -43,20 +43,14 @@ impl Token {
             return Err(JwtError::TooLong);
         }
         let mut parts = jwt.split('.');
-        let (Some(_header), Some(payload), Some(_sig), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(_header), Some(payload), Some(_sig), None) = (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(JwtError::NotCompact);
         };
-        let raw = B64URL
-            .decode(payload)
-            .map_err(|_| JwtError::PayloadEncoding)?;
+        let raw = B64URL.decode(payload).map_err(|_| JwtError::PayloadEncoding)?;
         let claims: serde_json::Map<String, serde_json::Value> =
             serde_json::from_slice(&raw).map_err(|_| JwtError::PayloadJson)?;
-        let jti = claims
-            .get("jti")
-            .and_then(|v| v.as_str())
-            .ok_or(JwtError::NoJti)?;
+        let jti = claims.get("jti").and_then(|v| v.as_str()).ok_or(JwtError::NoJti)?;
         if jti.is_empty() {
             return Err(JwtError::NoJti);
         }

@@ -58,7 +58,9 @@ pub enum TokenProblem {
     WrongJti(String),
     #[error("leaf records token_sha256 {logged}, but this JWT hashes to {actual}")]
     HashMismatch { logged: String, actual: String },
-    #[error("leaf index {index} is not covered by the checkpoint (size {size}); retry once a newer checkpoint is signed")]
+    #[error(
+        "leaf index {index} is not covered by the checkpoint (size {size}); retry once a newer checkpoint is signed"
+    )]
     NotInCheckpoint { index: u64, size: u64 },
     #[error("inclusion proof does not verify: {0}")]
     Inclusion(MerkleError),
@@ -122,12 +124,8 @@ pub enum LogError {
 impl LogError {
     pub fn class(&self) -> FailureClass {
         match self {
-            LogError::Fetch(_) | LogError::KeyMalformed(_) | LogError::CheckpointMalformed(_) => {
-                FailureClass::Fetch
-            }
-            LogError::KeyMismatch { .. } | LogError::CheckpointSignature { .. } => {
-                FailureClass::Signature
-            }
+            LogError::Fetch(_) | LogError::KeyMalformed(_) | LogError::CheckpointMalformed(_) => FailureClass::Fetch,
+            LogError::KeyMismatch { .. } | LogError::CheckpointSignature { .. } => FailureClass::Signature,
             LogError::WrongRange { .. }
             | LogError::PageLength { .. }
             | LogError::BadLeaf { .. }
@@ -230,8 +228,7 @@ pub fn verify_log(src: &dyn LogSource, opts: &LogOptions) -> LogReport {
     };
 
     // Look tokens up before the scan so the scan can keep just the leaves they point at.
-    let lookups: Vec<Result<TokenRecord, LogError>> =
-        opts.tokens.iter().map(|t| lookup_token(src, t)).collect();
+    let lookups: Vec<Result<TokenRecord, LogError>> = opts.tokens.iter().map(|t| lookup_token(src, t)).collect();
     let keep: BTreeSet<u64> = lookups.iter().flatten().map(|r| r.index).collect();
     let mut kept: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
 
@@ -390,8 +387,7 @@ fn prove_token(
     if record.jti != token.jti {
         return Err(fail(TokenProblem::WrongRecord(record.jti.clone())));
     }
-    let envelope =
-        leaf::parse(&record.leaf).map_err(|e| fail(TokenProblem::BadLeaf(e.to_string())))?;
+    let envelope = leaf::parse(&record.leaf).map_err(|e| fail(TokenProblem::BadLeaf(e.to_string())))?;
     if envelope.v != LEAF_VERSION {
         return Err(fail(TokenProblem::WrongVersion(envelope.v)));
     }
@@ -404,8 +400,8 @@ fn prove_token(
     if envelope.kind != KIND_TOKEN_ISSUED {
         return Err(fail(TokenProblem::WrongKind(envelope.kind)));
     }
-    let data: TokenIssued = serde_json::from_value(envelope.data)
-        .map_err(|e| fail(TokenProblem::BadLeaf(format!("data: {e}"))))?;
+    let data: TokenIssued =
+        serde_json::from_value(envelope.data).map_err(|e| fail(TokenProblem::BadLeaf(format!("data: {e}"))))?;
     if data.jti != token.jti {
         return Err(fail(TokenProblem::WrongJti(data.jti)));
     }
@@ -424,20 +420,11 @@ fn prove_token(
     if proof.index != index || proof.size != size {
         return Err(LogError::Fetch(FetchError::Malformed {
             what: format!("inclusion proof of {index} in {size}"),
-            reason: format!(
-                "host answered for index {} in size {}",
-                proof.index, proof.size
-            ),
+            reason: format!("host answered for index {} in size {}", proof.index, proof.size),
         }));
     }
-    merkle::verify_inclusion(
-        index,
-        size,
-        &merkle::leaf_hash(&record.leaf),
-        &proof.proof,
-        &cp.root,
-    )
-    .map_err(|e| fail(TokenProblem::Inclusion(e)))?;
+    merkle::verify_inclusion(index, size, &merkle::leaf_hash(&record.leaf), &proof.proof, &cp.root)
+        .map_err(|e| fail(TokenProblem::Inclusion(e)))?;
     match log_leaves.get(&index) {
         Some(bytes) if *bytes == record.leaf => {}
         Some(_) => return Err(fail(TokenProblem::DiffersFromLog(index))),

@@ -100,10 +100,7 @@ fn run_log(args: LogArgs) -> ExitCode {
     let json = args.target.json;
     let url = args.target.url.trim();
     if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return usage_failure(
-            json,
-            &format!("--url must start with http:// or https://, got {url:?}"),
-        );
+        return usage_failure(json, &format!("--url must start with http:// or https://, got {url:?}"));
     }
     let pinned_key = match args.key.as_deref().map(VerifierKey::from_str).transpose() {
         Ok(k) => k,

@@ -36,33 +36,20 @@ fn verifies_an_honest_host_over_http() {
     );
     assert!(text.ends_with("VERIFIED\n"), "{text}");
     assert_eq!(
-        text.lines()
-            .filter(|l| l.starts_with("ok    token "))
-            .count(),
+        text.lines().filter(|l| l.starts_with("ok    token ")).count(),
         3,
         "{text}"
     );
 
     // Same with a trailing slash and --json.
     let slash = format!("{url}/");
-    let out = verify(&[
-        "log",
-        "--url",
-        &slash,
-        "--json",
-        "--token",
-        &f.issued[7].jwt,
-    ]);
+    let out = verify(&["log", "--url", &slash, "--json", "--token", &f.issued[7].jwt]);
     assert_eq!(out.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
     assert_eq!(v["verified"], true);
     assert_eq!(v["key_pinned"], false);
     assert_eq!(v["checkpoint"]["size"], 1234);
-    assert!(v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|c| c["ok"] == true));
+    assert!(v["checks"].as_array().unwrap().iter().all(|c| c["ok"] == true));
 }
 
 #[test]
@@ -76,11 +63,7 @@ fn exit_codes_by_failure_class() {
     let out = verify(&["log", "--url", &url, "--token", "a.b"]);
     assert_eq!(out.status.code(), Some(2));
     let out = verify(&["log"]);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "clap's own usage errors exit 2 too"
-    );
+    assert_eq!(out.status.code(), Some(2), "clap's own usage errors exit 2 too");
     let out = verify(&["log", "--url", &url, "--json", "--key", "x"]);
     assert_eq!(out.status.code(), Some(2));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
@@ -90,9 +73,7 @@ fn exit_codes_by_failure_class() {
     let stranger = common::make_jwt("jti-unknown", "ws:w1:agent:z", 1_800_000_000);
     let out = verify(&["log", "--url", &url, "--token", &stranger]);
     assert_eq!(out.status.code(), Some(6), "{}", stdout(&out));
-    assert!(stdout(&out).ends_with(
-        "FAILED: token jti-unknown: not in the log: the host has no leaf for this jti\n"
-    ));
+    assert!(stdout(&out).ends_with("FAILED: token jti-unknown: not in the log: the host has no leaf for this jti\n"));
     assert!(stdout(&out).contains("FAIL  token jti-unknown: not in the log"));
 
     // 4: pinned key mismatch.
@@ -107,11 +88,7 @@ fn exit_codes_by_failure_class() {
     );
     let out = verify(&["log", "--url", &url]);
     assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
-    assert!(
-        stdout(&out).contains("malformed response"),
-        "{}",
-        stdout(&out)
-    );
+    assert!(stdout(&out).contains("malformed response"), "{}", stdout(&out));
     overrides.lock().unwrap().insert(
         "/v1/audit/entries?start=0&end=300".into(),
         (
@@ -121,11 +98,7 @@ fn exit_codes_by_failure_class() {
     );
     let out = verify(&["log", "--url", &url]);
     assert_eq!(out.status.code(), Some(3));
-    assert!(
-        stdout(&out).contains("HTTP 503: try later"),
-        "{}",
-        stdout(&out)
-    );
+    assert!(stdout(&out).contains("HTTP 503: try later"), "{}", stdout(&out));
 
     // 5: a short page over the wire.
     let short = serde_json::json!({"start":0,"end":300,"entries":[]}).to_string();

@@ -90,11 +90,7 @@ fn changed_leaf_byte_fails_root() {
     let mut log = f.honest();
     // One digit of a timestamp: still a valid envelope at the right index.
     let leaf = &mut log.leaves[1500];
-    let at = leaf
-        .windows(5)
-        .position(|w| w == b"\"ts\":")
-        .expect("ts field")
-        + 6;
+    let at = leaf.windows(5).position(|w| w == b"\"ts\":").expect("ts field") + 6;
     leaf[at] = if leaf[at] == b'9' { b'8' } else { b'9' };
     let report = run_plain(&log);
     assert!(
@@ -111,10 +107,7 @@ fn leaf_that_is_not_an_envelope_fails() {
     let mut log = f.honest();
     log.leaves[10][0] = b'[';
     let report = run_plain(&log);
-    assert!(matches!(
-        failure(&report),
-        LogError::BadLeaf { index: 10, .. }
-    ));
+    assert!(matches!(failure(&report), LogError::BadLeaf { index: 10, .. }));
     assert_eq!(report.exit_code(), 5);
 
     let mut log = f.honest();
@@ -123,10 +116,7 @@ fn leaf_that_is_not_an_envelope_fails() {
         .replacen("\"v\":1", "\"v\":2", 1)
         .into_bytes();
     let report = run_plain(&log);
-    assert_eq!(
-        failure(&report),
-        &LogError::WrongVersion { index: 11, v: 2 }
-    );
+    assert_eq!(failure(&report), &LogError::WrongVersion { index: 11, v: 2 });
     assert_eq!(report.exit_code(), 5);
 }
 
@@ -309,10 +299,7 @@ fn pinned_key_mismatch_fails() {
     let mut log = f.honest();
     log.key = verifier_key(&other).to_string();
     log.checkpoint = sign_checkpoint(&other, &f.checkpoint());
-    assert!(
-        run_plain(&log).verified(),
-        "self-consistent with its own key"
-    );
+    assert!(run_plain(&log).verified(), "self-consistent with its own key");
     let report = run(
         &log,
         LogOptions {
@@ -399,12 +386,7 @@ fn forged_inclusion_proof_fails() {
 #[test]
 fn jwt_not_in_log_fails() {
     let f = fixture();
-    let stranger = Token::parse(&make_jwt(
-        "jti-never-issued",
-        "ws:w1:agent:x",
-        1_800_000_000,
-    ))
-    .unwrap();
+    let stranger = Token::parse(&make_jwt("jti-never-issued", "ws:w1:agent:x", 1_800_000_000)).unwrap();
     let report = run(
         &f.honest(),
         LogOptions {
@@ -427,10 +409,7 @@ fn jwt_not_in_log_fails() {
         .filter(|c| c.result.is_ok())
         .map(|c| c.name.as_str())
         .collect();
-    assert!(
-        ok.contains(&format!("token {}", f.issued[0].jti).as_str()),
-        "{ok:?}"
-    );
+    assert!(ok.contains(&format!("token {}", f.issued[0].jti).as_str()), "{ok:?}");
 }
 
 #[test]
@@ -611,8 +590,7 @@ fn report_text_has_one_line_per_check() {
     let text = render_text(&report);
     assert_eq!(text.lines().count(), report.checks.len() + 1);
     assert!(
-        text.lines()
-            .all(|l| l.starts_with("ok    ") || l == "VERIFIED"),
+        text.lines().all(|l| l.starts_with("ok    ") || l == "VERIFIED"),
         "{text}"
     );
 }

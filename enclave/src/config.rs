@@ -39,8 +39,13 @@ pub fn validate(c: &EnclaveConfig) -> Result<(), String> {
     if let Some(a) = c.audiences.iter().find(|a| !printable(a, 256)) {
         return Err(format!("audience {a:?} must be 1-256 printable characters"));
     }
-    if c.ttl_min_seconds < TTL_MIN_SECONDS || c.ttl_max_seconds > TTL_MAX_SECONDS || c.ttl_min_seconds > c.ttl_max_seconds {
-        return Err(format!("TTL bounds must satisfy {TTL_MIN_SECONDS} <= min <= max <= {TTL_MAX_SECONDS}"));
+    if c.ttl_min_seconds < TTL_MIN_SECONDS
+        || c.ttl_max_seconds > TTL_MAX_SECONDS
+        || c.ttl_min_seconds > c.ttl_max_seconds
+    {
+        return Err(format!(
+            "TTL bounds must satisfy {TTL_MIN_SECONDS} <= min <= max <= {TTL_MAX_SECONDS}"
+        ));
     }
     if !printable(&c.log_origin, 256) || c.log_origin.contains('+') {
         return Err("log origin must be 1-256 printable characters without '+'".into());

@@ -9,7 +9,9 @@ use crate::{config, jwt, now_millis};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::signature::KeyPair;
 use sealgate_shared::commitment::{Commitment, COMMITMENT_VERSION};
-use sealgate_shared::leaf::{self, Origin, TokenIssued, KIND_BOOT, KIND_GENESIS, KIND_TOKEN_ISSUED, MAX_HOST_EVENT_BYTES};
+use sealgate_shared::leaf::{
+    self, Origin, TokenIssued, KIND_BOOT, KIND_GENESIS, KIND_TOKEN_ISSUED, MAX_HOST_EVENT_BYTES,
+};
 use sealgate_shared::merkle::{self, Hash};
 use sealgate_shared::note::{self, Checkpoint, VerifierKey};
 use sealgate_shared::protocol::*;
@@ -30,7 +32,9 @@ impl From<LogError> for WireError {
             LogError::Backpressure(_) => ErrorCode::Backpressure,
             LogError::Restore(_) => ErrorCode::RestoreRejected,
             LogError::Encode(_) => ErrorCode::Internal,
-            LogError::AlreadyLive | LogError::AckOutOfRange { .. } | LogError::AlreadyAcked { .. } => ErrorCode::BadRequest,
+            LogError::AlreadyLive | LogError::AckOutOfRange { .. } | LogError::AlreadyAcked { .. } => {
+                ErrorCode::BadRequest
+            }
         };
         err(code, e.to_string())
     }
@@ -74,7 +78,15 @@ impl Enclave {
         if let Some(cfg) = config {
             let _ = cell.set(cfg);
         }
-        Ok(Self { mode, keys, store, nsm, rng: SystemRandom::new(), config: cell, log: Mutex::new(log) })
+        Ok(Self {
+            mode,
+            keys,
+            store,
+            nsm,
+            rng: SystemRandom::new(),
+            config: cell,
+            log: Mutex::new(log),
+        })
     }
 
     pub fn token_kid(&self) -> &str {
@@ -84,14 +96,23 @@ impl Enclave {
     /// Handles one request. Never panics on host input.
     pub fn handle(&self, op: Op) -> Reply {
         let result = match op {
-            Op::Hello { protocol_version, config } => self.hello(protocol_version, config).map(Reply::Hello),
-            Op::Attest { nonce } => self.attest(nonce.as_ref().map(|n| n.as_slice())).map(Reply::Attestation),
+            Op::Hello {
+                protocol_version,
+                config,
+            } => self.hello(protocol_version, config).map(Reply::Hello),
+            Op::Attest { nonce } => self
+                .attest(nonce.as_ref().map(|n| n.as_slice()))
+                .map(Reply::Attestation),
             Op::MintToken(req) => self.mint(req).map(Reply::Minted),
             Op::Append { kind, event } => self.append(&kind, &event).map(Reply::Appended),
             Op::Ack { size } => self.ack(size).map(Reply::Checkpoint),
             Op::Unacked { from } => self.with_log(|log| Ok(log.unacked_from(from)?)).map(Reply::Leaves),
             Op::Checkpoint => self.checkpoint().map(Reply::Checkpoint),
-            Op::Restore { checkpoint, frontier, tail } => self.restore(&checkpoint, frontier, &tail).map(Reply::Restored),
+            Op::Restore {
+                checkpoint,
+                frontier,
+                tail,
+            } => self.restore(&checkpoint, frontier, &tail).map(Reply::Restored),
         };
         result.unwrap_or_else(Reply::Error)
     }
@@ -104,12 +125,16 @@ impl Enclave {
 
     fn with_log<T>(&self, f: impl FnOnce(&mut Log) -> Result<T, WireError>) -> Result<T, WireError> {
         let mut guard = self.lock();
-        let log = guard.as_mut().ok_or_else(|| err(ErrorCode::NotReady, "send Hello first"))?;
+        let log = guard
+            .as_mut()
+            .ok_or_else(|| err(ErrorCode::NotReady, "send Hello first"))?;
         f(log)
     }
 
     fn config(&self) -> Result<&EnclaveConfig, WireError> {
-        self.config.get().ok_or_else(|| err(ErrorCode::NotReady, "send Hello first"))
+        self.config
+            .get()
+            .ok_or_else(|| err(ErrorCode::NotReady, "send Hello first"))
     }
 
     fn checkpoint_key(&self, origin: &str) -> Result<VerifierKey, WireError> {
@@ -128,7 +153,10 @@ impl Enclave {
 
     fn hello(&self, version: u32, proposed: EnclaveConfig) -> Result<HelloReply, WireError> {
         if version != PROTOCOL_VERSION {
-            return Err(err(ErrorCode::Version, format!("enclave speaks protocol {PROTOCOL_VERSION}, host sent {version}")));
+            return Err(err(
+                ErrorCode::Version,
+                format!("enclave speaks protocol {PROTOCOL_VERSION}, host sent {version}"),
+            ));
         }
         let mut guard = self.lock();
         let cfg = match self.config.get() {
@@ -151,7 +179,10 @@ impl Enclave {
                 cfg
             }
         };
-        let head = guard.as_ref().map(|l| l.head()).ok_or_else(|| err(ErrorCode::Internal, "log missing"))?;
+        let head = guard
+            .as_ref()
+            .map(|l| l.head())
+            .ok_or_else(|| err(ErrorCode::Internal, "log missing"))?;
         Ok(HelloReply {
             protocol_version: PROTOCOL_VERSION,
             mode: self.mode,
@@ -185,20 +216,31 @@ impl Enclave {
             .nsm
             .attest(Some(&commitment.digest()), nonce, None)
             .map_err(|e| err(ErrorCode::BadRequest, format!("attestation refused: {e}")))?;
-        Ok(Attestation { document: ByteBuf::from(document), commitment })
+        Ok(Attestation {
+            document: ByteBuf::from(document),
+            commitment,
+        })
     }
 
     fn mint(&self, r: MintRequest) -> Result<Minted, WireError> {
         let cfg = self.config()?;
         let bad = |m: String| err(ErrorCode::BadRequest, m);
         if !ids::valid_id(&r.workspace) || !ids::valid_id(&r.agent) || !r.task.as_deref().is_none_or(ids::valid_id) {
-            return Err(bad("workspace, agent and task ids must match [A-Za-z0-9][A-Za-z0-9._-]{0,63}".into()));
+            return Err(bad(
+                "workspace, agent and task ids must match [A-Za-z0-9][A-Za-z0-9._-]{0,63}".into(),
+            ));
         }
         if !cfg.audiences.contains(&r.audience) {
-            return Err(bad(format!("audience {:?} is not in the allow-list {:?}", r.audience, cfg.audiences)));
+            return Err(bad(format!(
+                "audience {:?} is not in the allow-list {:?}",
+                r.audience, cfg.audiences
+            )));
         }
         if r.ttl_seconds < cfg.ttl_min_seconds || r.ttl_seconds > cfg.ttl_max_seconds {
-            return Err(bad(format!("ttl_seconds must be within [{}, {}]", cfg.ttl_min_seconds, cfg.ttl_max_seconds)));
+            return Err(bad(format!(
+                "ttl_seconds must be within [{}, {}]",
+                cfg.ttl_min_seconds, cfg.ttl_max_seconds
+            )));
         }
         if r.caller.is_empty() || r.caller.len() > 128 || !r.caller.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(bad("caller must be 1-128 printable characters".into()));
@@ -210,7 +252,9 @@ impl Enclave {
         let iat = now / 1000;
         let exp = iat + r.ttl_seconds;
         let mut raw = [0u8; 16];
-        self.rng.fill(&mut raw).map_err(|_| err(ErrorCode::Internal, "RNG failed"))?;
+        self.rng
+            .fill(&mut raw)
+            .map_err(|_| err(ErrorCode::Internal, "RNG failed"))?;
         let jti = hex::encode(raw);
         let sub = ids::subject(&r.workspace, &r.agent, r.task.as_deref());
         let fields = jwt::TokenFields {
@@ -223,7 +267,8 @@ impl Enclave {
             exp,
             jti: &jti,
         };
-        let token = jwt::sign(self.keys.token.as_ref(), self.token_kid(), &fields).map_err(|e| err(ErrorCode::Internal, e.to_string()))?;
+        let token = jwt::sign(self.keys.token.as_ref(), self.token_kid(), &fields)
+            .map_err(|e| err(ErrorCode::Internal, e.to_string()))?;
         let issued = TokenIssued {
             jti: jti.clone(),
             sub,
@@ -235,18 +280,33 @@ impl Enclave {
         };
         // The signature and its leaf leave the enclave together or not at all.
         let leaf = self.with_log(|log| Ok(log.append(Origin::Enclave, KIND_TOKEN_ISSUED, &issued, now)?))?;
-        Ok(Minted { token, jti, iat, exp, leaf })
+        Ok(Minted {
+            token,
+            jti,
+            iat,
+            exp,
+            leaf,
+        })
     }
 
     fn append(&self, kind: &str, event: &str) -> Result<LeafRecord, WireError> {
         if leaf::is_enclave_only(kind) {
-            return Err(err(ErrorCode::Forbidden, format!("kind {kind:?} is written only by the enclave")));
+            return Err(err(
+                ErrorCode::Forbidden,
+                format!("kind {kind:?} is written only by the enclave"),
+            ));
         }
         if !leaf::valid_host_kind(kind) {
-            return Err(err(ErrorCode::BadRequest, format!("kind {kind:?} must match [a-z0-9][a-z0-9._-]{{0,63}}")));
+            return Err(err(
+                ErrorCode::BadRequest,
+                format!("kind {kind:?} must match [a-z0-9][a-z0-9._-]{{0,63}}"),
+            ));
         }
         if event.len() > MAX_HOST_EVENT_BYTES {
-            return Err(err(ErrorCode::BadRequest, format!("event exceeds {MAX_HOST_EVENT_BYTES} bytes")));
+            return Err(err(
+                ErrorCode::BadRequest,
+                format!("event exceeds {MAX_HOST_EVENT_BYTES} bytes"),
+            ));
         }
         let data: serde_json::Value =
             serde_json::from_str(event).map_err(|e| err(ErrorCode::BadRequest, format!("event is not JSON: {e}")))?;
@@ -258,11 +318,22 @@ impl Enclave {
 
     fn sign_checkpoint(&self, size: u64, root: Hash) -> Result<SignedCheckpoint, WireError> {
         let origin = &self.config()?.log_origin;
-        let body = Checkpoint { origin: origin.clone(), size, root }.body();
+        let body = Checkpoint {
+            origin: origin.clone(),
+            size,
+            root,
+        }
+        .body();
         let sig = self.keys.checkpoint.sign(body.as_bytes());
-        let sig: [u8; 64] = sig.as_ref().try_into().map_err(|_| err(ErrorCode::Internal, "signature length"))?;
+        let sig: [u8; 64] = sig
+            .as_ref()
+            .try_into()
+            .map_err(|_| err(ErrorCode::Internal, "signature length"))?;
         let id = note::key_id(origin, &self.keys.checkpoint_public());
-        Ok(SignedCheckpoint { size, note: note::assemble(&body, origin, id, &sig) })
+        Ok(SignedCheckpoint {
+            size,
+            note: note::assemble(&body, origin, id, &sig),
+        })
     }
 
     fn ack(&self, size: u64) -> Result<SignedCheckpoint, WireError> {

@@ -55,7 +55,12 @@ pub struct TokenFields<'a> {
 
 /// Returns the compact JWS `header.claims.signature`.
 pub fn sign(signer: &dyn Es256, kid: &str, f: &TokenFields<'_>) -> Result<String, SignError> {
-    let header = serde_json::to_vec(&Header { alg: "ES256", typ: "JWT", kid }).map_err(|_| SignError::Sign)?;
+    let header = serde_json::to_vec(&Header {
+        alg: "ES256",
+        typ: "JWT",
+        kid,
+    })
+    .map_err(|_| SignError::Sign)?;
     let claims = serde_json::to_vec(&Claims {
         iss: f.issuer,
         sub: f.subject,
@@ -65,7 +70,10 @@ pub fn sign(signer: &dyn Es256, kid: &str, f: &TokenFields<'_>) -> Result<String
         exp: f.exp,
         jti: f.jti,
         tags: AwsTags {
-            principal_tags: PrincipalTags { workspace: [f.workspace], agent: [f.agent] },
+            principal_tags: PrincipalTags {
+                workspace: [f.workspace],
+                agent: [f.agent],
+            },
             transitive_tag_keys: ["sealgate:workspace", "sealgate:agent"],
         },
     })

@@ -55,9 +55,21 @@ impl Keys {
     fn from_parts(token_pkcs8: Vec<u8>, seed: [u8; 32], mac: [u8; 32]) -> Result<Self, KeyError> {
         let token = signer::load(&token_pkcs8).map_err(|e| KeyError::Malformed(e.to_string()))?;
         let (x, y) = token.public_xy();
-        let token_public = TokenKey { kid: p256_thumbprint(&x, &y), x: ByteBuf::from(x), y: ByteBuf::from(y) };
-        let checkpoint = Ed25519KeyPair::from_seed_unchecked(&seed).map_err(|_| KeyError::Malformed("checkpoint seed".into()))?;
-        Ok(Self { token, token_public, token_pkcs8, checkpoint_seed: seed, checkpoint, leaf_mac_key: mac })
+        let token_public = TokenKey {
+            kid: p256_thumbprint(&x, &y),
+            x: ByteBuf::from(x),
+            y: ByteBuf::from(y),
+        };
+        let checkpoint =
+            Ed25519KeyPair::from_seed_unchecked(&seed).map_err(|_| KeyError::Malformed("checkpoint seed".into()))?;
+        Ok(Self {
+            token,
+            token_public,
+            token_pkcs8,
+            checkpoint_seed: seed,
+            checkpoint,
+            leaf_mac_key: mac,
+        })
     }
 
     pub fn checkpoint_public(&self) -> [u8; 32] {
@@ -75,7 +87,10 @@ pub struct SealedStore {
 
 impl SealedStore {
     pub fn open(state_dir: &Path) -> Result<Self, KeyError> {
-        Ok(Self { path: state_dir.join("sealed-state.bin"), sealer: SimSealer::open(state_dir)? })
+        Ok(Self {
+            path: state_dir.join("sealed-state.bin"),
+            sealer: SimSealer::open(state_dir)?,
+        })
     }
 
     /// The keys and configuration sealed earlier, or `None` on first boot.
@@ -83,15 +98,29 @@ impl SealedStore {
         let blob = match std::fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(SealError::Io { path: self.path.clone(), source }.into()),
+            Err(source) => {
+                return Err(SealError::Io {
+                    path: self.path.clone(),
+                    source,
+                }
+                .into())
+            }
         };
         let plain = self.sealer.unseal(&blob)?;
         let s: SealedState = ciborium::from_reader(plain.as_slice()).map_err(|e| KeyError::Malformed(e.to_string()))?;
         if s.version != 1 {
             return Err(KeyError::Malformed(format!("unknown version {}", s.version)));
         }
-        let seed = s.checkpoint_seed.as_slice().try_into().map_err(|_| KeyError::Malformed("seed length".into()))?;
-        let mac = s.leaf_mac_key.as_slice().try_into().map_err(|_| KeyError::Malformed("mac key length".into()))?;
+        let seed = s
+            .checkpoint_seed
+            .as_slice()
+            .try_into()
+            .map_err(|_| KeyError::Malformed("seed length".into()))?;
+        let mac = s
+            .leaf_mac_key
+            .as_slice()
+            .try_into()
+            .map_err(|_| KeyError::Malformed("mac key length".into()))?;
         let keys = Keys::from_parts(s.token_key_pkcs8.into_vec(), seed, mac)?;
         Ok(Some((keys, s.config)))
     }

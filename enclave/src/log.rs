@@ -72,11 +72,18 @@ impl Log {
 
     /// A log whose state was lost in a restart; refuses everything but `restore`.
     pub fn awaiting_restore(mac_key: &[u8; 32]) -> Self {
-        Self { needs_restore: true, ..Self::fresh(mac_key) }
+        Self {
+            needs_restore: true,
+            ..Self::fresh(mac_key)
+        }
     }
 
     pub fn head(&self) -> LogHead {
-        LogHead { size: self.head.size(), acked: self.acked.size(), needs_restore: self.needs_restore }
+        LogHead {
+            size: self.head.size(),
+            acked: self.acked.size(),
+            needs_restore: self.needs_restore,
+        }
     }
 
     pub fn ready(&self) -> Result<(), LogError> {
@@ -91,17 +98,34 @@ impl Log {
     }
 
     /// Appends a leaf built here from `kind` and `data`, stamped with the next index.
-    pub fn append<D: Serialize>(&mut self, origin: Origin, kind: &str, data: &D, ts: u64) -> Result<LeafRecord, LogError> {
+    pub fn append<D: Serialize>(
+        &mut self,
+        origin: Origin,
+        kind: &str,
+        data: &D,
+        ts: u64,
+    ) -> Result<LeafRecord, LogError> {
         self.ready()?;
         if self.unacked.len() >= MAX_UNACKED {
             return Err(LogError::Backpressure(self.unacked.len()));
         }
         let index = self.head.size();
-        let leaf = Leaf { v: LEAF_VERSION, index, ts, origin, kind: kind.to_string(), data };
+        let leaf = Leaf {
+            v: LEAF_VERSION,
+            index,
+            ts,
+            origin,
+            kind: kind.to_string(),
+            data,
+        };
         let bytes = serde_json::to_vec(&leaf).map_err(|e| LogError::Encode(e.to_string()))?;
         let hash = merkle::leaf_hash(&bytes);
         let mac = self.mac(index, &hash);
-        let record = LeafRecord { index, bytes: ByteBuf::from(bytes), mac: ByteBuf::from(mac.as_ref().to_vec()) };
+        let record = LeafRecord {
+            index,
+            bytes: ByteBuf::from(bytes),
+            mac: ByteBuf::from(mac.as_ref().to_vec()),
+        };
         self.head.append(hash);
         self.unacked.push_back((record.clone(), hash));
         Ok(record)
@@ -116,7 +140,9 @@ impl Log {
             return Err(LogError::AckOutOfRange { size, acked, head });
         }
         while self.acked.size() < size {
-            let Some((_, hash)) = self.unacked.pop_front() else { break };
+            let Some((_, hash)) = self.unacked.pop_front() else {
+                break;
+            };
             self.acked.append(hash);
         }
         Ok((self.acked.size(), self.acked.root()))
@@ -150,7 +176,12 @@ impl Log {
     /// Rebuilds the log after a restart from a checkpoint whose signature the caller
     /// has already verified with this enclave's key, the frontier at its size, and the
     /// leaves beyond it that this enclave MAC'd.
-    pub fn restore(&mut self, checkpoint: Option<Checkpoint>, frontier: Vec<Hash>, tail: &[LeafRecord]) -> Result<(), LogError> {
+    pub fn restore(
+        &mut self,
+        checkpoint: Option<Checkpoint>,
+        frontier: Vec<Hash>,
+        tail: &[LeafRecord],
+    ) -> Result<(), LogError> {
         if !self.needs_restore {
             return Err(LogError::AlreadyLive);
         }
@@ -158,7 +189,8 @@ impl Log {
             None if frontier.is_empty() => CompactRange::new(),
             None => return Err(LogError::Restore("a frontier without a checkpoint".into())),
             Some(cp) => {
-                let range = CompactRange::from_parts(cp.size, frontier).map_err(|e| LogError::Restore(e.to_string()))?;
+                let range =
+                    CompactRange::from_parts(cp.size, frontier).map_err(|e| LogError::Restore(e.to_string()))?;
                 if range.root() != cp.root {
                     return Err(LogError::Restore("frontier does not match the checkpoint root".into()));
                 }
@@ -169,12 +201,19 @@ impl Log {
         let mut unacked = VecDeque::with_capacity(tail.len());
         for rec in tail {
             if rec.index != head.size() {
-                return Err(LogError::Restore(format!("tail leaf has index {}, expected {}", rec.index, head.size())));
+                return Err(LogError::Restore(format!(
+                    "tail leaf has index {}, expected {}",
+                    rec.index,
+                    head.size()
+                )));
             }
             let hash = merkle::leaf_hash(&rec.bytes);
             // hmac::verify compares in constant time.
             if hmac::verify(&self.mac_key, &mac_input(rec.index, &hash), &rec.mac).is_err() {
-                return Err(LogError::Restore(format!("leaf {} was not written by this enclave", rec.index)));
+                return Err(LogError::Restore(format!(
+                    "leaf {} was not written by this enclave",
+                    rec.index
+                )));
             }
             head.append(hash);
             unacked.push_back((rec.clone(), hash));
@@ -206,14 +245,26 @@ mod tests {
 
     fn filled(n: usize) -> (Log, Vec<LeafRecord>) {
         let mut log = Log::fresh(&KEY);
-        let recs = (0..n).map(|i| log.append(Origin::Host, "test.event", &serde_json::json!({ "i": i }), 1).unwrap()).collect();
+        let recs = (0..n)
+            .map(|i| {
+                log.append(Origin::Host, "test.event", &serde_json::json!({ "i": i }), 1)
+                    .unwrap()
+            })
+            .collect();
         (log, recs)
     }
 
     #[test]
     fn ack_moves_the_signed_tree_and_unacked_follows() {
         let (mut log, recs) = filled(5);
-        assert_eq!(log.head(), LogHead { size: 5, acked: 0, needs_restore: false });
+        assert_eq!(
+            log.head(),
+            LogHead {
+                size: 5,
+                acked: 0,
+                needs_restore: false
+            }
+        );
         assert_eq!(log.unacked_from(0).unwrap(), recs);
         let (size, root) = log.ack(3).unwrap();
         assert_eq!(size, 3);
@@ -231,7 +282,10 @@ mod tests {
     #[test]
     fn leaf_bytes_have_the_fixed_envelope() {
         let (_, recs) = filled(2);
-        assert_eq!(std::str::from_utf8(&recs[1].bytes).unwrap(), r#"{"v":1,"index":1,"ts":1,"origin":"host","kind":"test.event","data":{"i":1}}"#);
+        assert_eq!(
+            std::str::from_utf8(&recs[1].bytes).unwrap(),
+            r#"{"v":1,"index":1,"ts":1,"origin":"host","kind":"test.event","data":{"i":1}}"#
+        );
     }
 
     #[test]
@@ -242,13 +296,26 @@ mod tests {
         for r in &recs {
             store.push(merkle::leaf_hash(&r.bytes));
         }
-        let cp = Checkpoint { origin: "o".into(), size, root };
+        let cp = Checkpoint {
+            origin: "o".into(),
+            size,
+            root,
+        };
         let frontier = store.frontier(4).unwrap();
 
         let mut restarted = Log::awaiting_restore(&KEY);
         assert_eq!(restarted.append(Origin::Host, "x", &1, 1), Err(LogError::NeedsRestore));
-        restarted.restore(Some(cp.clone()), frontier.clone(), &recs[4..]).unwrap();
-        assert_eq!(restarted.head(), LogHead { size: 6, acked: 4, needs_restore: false });
+        restarted
+            .restore(Some(cp.clone()), frontier.clone(), &recs[4..])
+            .unwrap();
+        assert_eq!(
+            restarted.head(),
+            LogHead {
+                size: 6,
+                acked: 4,
+                needs_restore: false
+            }
+        );
         assert_eq!(restarted.head, log.head);
 
         // A forged tail leaf, a MAC from another key, a gap, a bad frontier: refused.
@@ -260,7 +327,11 @@ mod tests {
         bad_frontier[0][0] ^= 1;
         for (cp, fr, tail) in [
             (Some(cp.clone()), frontier.clone(), vec![forged]),
-            (Some(cp.clone()), frontier.clone(), vec![LeafRecord { index: 4, ..foreign }]),
+            (
+                Some(cp.clone()),
+                frontier.clone(),
+                vec![LeafRecord { index: 4, ..foreign }],
+            ),
             (Some(cp.clone()), frontier.clone(), vec![recs[5].clone()]),
             (Some(cp.clone()), bad_frontier, vec![]),
             (Some(cp.clone()), vec![], vec![]),

@@ -28,7 +28,10 @@ pub enum SealError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SealError + '_ {
-    move |source| SealError::Io { path: path.to_path_buf(), source }
+    move |source| SealError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Writes `bytes` to `path` atomically (temp file, fsync, rename) with mode 0600.
@@ -69,7 +72,10 @@ impl SimSealer {
             Err(e) => return Err(SealError::Io { path, source: e }),
         };
         let unbound = UnboundKey::new(&AES_256_GCM, &raw).map_err(|_| SealError::BadKey(path.clone()))?;
-        Ok(Self { key: LessSafeKey::new(unbound), rng })
+        Ok(Self {
+            key: LessSafeKey::new(unbound),
+            rng,
+        })
     }
 
     /// `nonce ‖ ciphertext ‖ tag`.
@@ -92,7 +98,10 @@ impl SimSealer {
         let (nonce, ct) = blob.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError::Open)?;
         let mut buf = ct.to_vec();
-        let plain = self.key.open_in_place(nonce, Aad::from(AAD), &mut buf).map_err(|_| SealError::Open)?;
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::from(AAD), &mut buf)
+            .map_err(|_| SealError::Open)?;
         Ok(plain.to_vec())
     }
 }
@@ -112,10 +121,16 @@ mod tests {
         bad[last] ^= 1;
         assert!(matches!(s.unseal(&bad), Err(SealError::Open)));
         let other = tempfile::tempdir().unwrap();
-        assert!(matches!(SimSealer::open(other.path()).unwrap().unseal(&blob), Err(SealError::Open)));
+        assert!(matches!(
+            SimSealer::open(other.path()).unwrap().unseal(&blob),
+            Err(SealError::Open)
+        ));
         assert!(s.unseal(&[1, 2]).is_err());
         use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(dir.path().join("sim-sealing.key")).unwrap().permissions().mode();
+        let mode = fs::metadata(dir.path().join("sim-sealing.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }

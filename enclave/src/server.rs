@@ -28,7 +28,9 @@ impl Listener {
                 }
                 Ok(Listener::Unix(tokio::net::UnixListener::bind(path)?))
             }
-            Addr::Vsock { cid, port } => Ok(Listener::Vsock(tokio_vsock::VsockListener::bind(tokio_vsock::VsockAddr::new(*cid, *port))?)),
+            Addr::Vsock { cid, port } => Ok(Listener::Vsock(tokio_vsock::VsockListener::bind(
+                tokio_vsock::VsockAddr::new(*cid, *port),
+            )?)),
         }
     }
 

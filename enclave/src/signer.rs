@@ -52,7 +52,10 @@ pub struct AwsLcSigner {
 impl AwsLcSigner {
     pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, SignError> {
         let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8).map_err(|_| SignError::BadKey)?;
-        Ok(Self { key, rng: SystemRandom::new() })
+        Ok(Self {
+            key,
+            rng: SystemRandom::new(),
+        })
     }
 }
 
@@ -97,7 +100,9 @@ impl Es256 for P256Signer {
     fn sign(&self, msg: &[u8]) -> Result<[u8; 64], SignError> {
         use p256::ecdsa::signature::Signer;
         let sig: p256::ecdsa::Signature = self.key.try_sign(msg).map_err(|_| SignError::Sign)?;
-        sig.to_bytes().as_slice().try_into().map_err(|_| SignError::Sign)
+        let mut out = [0u8; 64];
+        out.copy_from_slice(&sig.to_bytes());
+        Ok(out)
     }
 
     fn public_xy(&self) -> ([u8; 32], [u8; 32]) {
@@ -145,14 +150,20 @@ mod tests {
         assert_eq!(decode_header(&t).unwrap().kid.as_deref(), Some("kid-1"));
         let claims = verify(&t, signer.public_xy()).unwrap();
         assert_eq!(claims["sub"], "ws:w:agent:a");
-        assert_eq!(claims["https://aws.amazon.com/tags"]["principal_tags"]["sealgate:workspace"][0], "w");
+        assert_eq!(
+            claims["https://aws.amazon.com/tags"]["principal_tags"]["sealgate:workspace"][0],
+            "w"
+        );
 
         let mut forged = t.clone().into_bytes();
         let last = forged.len() - 5;
         forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
         assert!(verify(std::str::from_utf8(&forged).unwrap(), signer.public_xy()).is_err());
         let other = load(&generate_pkcs8().unwrap()).unwrap();
-        assert!(verify(&t, other.public_xy()).is_err(), "another key's JWK must not verify");
+        assert!(
+            verify(&t, other.public_xy()).is_err(),
+            "another key's JWK must not verify"
+        );
     }
 
     #[test]

@@ -118,10 +118,7 @@ fn as_bytes_or_null(v: &Value, what: &str) -> Result<Option<Vec<u8>>, String> {
 fn verify_document(doc: &[u8], root_der: &[u8]) -> Result<Verified, String> {
     // Untagged COSE_Sign1: a 4-element array, not tag 18.
     if doc.first() != Some(&0x84) {
-        return Err(format!(
-            "document starts with {:?}, not array(4)",
-            doc.first()
-        ));
+        return Err(format!("document starts with {:?}, not array(4)", doc.first()));
     }
     let sign1 = CoseSign1::from_slice(doc).map_err(|e| format!("COSE_Sign1: {e:?}"))?;
     let raw: Value = ciborium::de::from_reader(doc).map_err(|e| format!("CBOR: {e}"))?;
@@ -131,21 +128,15 @@ fn verify_document(doc: &[u8], root_der: &[u8]) -> Result<Verified, String> {
     if items.len() != 4 {
         return Err(format!("{} elements", items.len()));
     }
-    let (
-        Value::Bytes(protected),
-        Value::Map(unprotected),
-        Value::Bytes(payload),
-        Value::Bytes(signature),
-    ) = (&items[0], &items[1], &items[2], &items[3])
+    let (Value::Bytes(protected), Value::Map(unprotected), Value::Bytes(payload), Value::Bytes(signature)) =
+        (&items[0], &items[1], &items[2], &items[3])
     else {
         return Err(format!("wrong element types: {items:?}"));
     };
     if protected.as_slice() != PROTECTED_ES384 {
         return Err(format!("protected header {protected:02x?}"));
     }
-    if sign1.protected.header.alg
-        != Some(RegisteredLabelWithPrivate::Assigned(iana::Algorithm::ES384))
-    {
+    if sign1.protected.header.alg != Some(RegisteredLabelWithPrivate::Assigned(iana::Algorithm::ES384)) {
         return Err("alg is not ES384".into());
     }
     if !unprotected.is_empty() {
@@ -156,8 +147,7 @@ fn verify_document(doc: &[u8], root_der: &[u8]) -> Result<Verified, String> {
     }
 
     // The payload: a map with exactly AWS's keys, in AWS's order.
-    let map: Value =
-        ciborium::de::from_reader(payload.as_slice()).map_err(|e| format!("payload: {e}"))?;
+    let map: Value = ciborium::de::from_reader(payload.as_slice()).map_err(|e| format!("payload: {e}"))?;
     let Value::Map(entries) = map else {
         return Err("payload is not a map".into());
     };
@@ -210,20 +200,14 @@ fn verify_document(doc: &[u8], root_der: &[u8]) -> Result<Verified, String> {
     if !rest.is_empty() {
         return Err("trailing bytes after leaf".into());
     }
-    UnparsedPublicKey::new(
-        &ECDSA_P384_SHA384_FIXED,
-        &leaf.public_key().subject_public_key.data,
-    )
-    .verify(&tbs, signature)
-    .map_err(|_| "COSE signature does not verify under the leaf key".to_string())?;
+    UnparsedPublicKey::new(&ECDSA_P384_SHA384_FIXED, &leaf.public_key().subject_public_key.data)
+        .verify(&tbs, signature)
+        .map_err(|_| "COSE signature does not verify under the leaf key".to_string())?;
     // coset agrees.
     sign1
         .verify_signature(b"", |sig, data| {
-            UnparsedPublicKey::new(
-                &ECDSA_P384_SHA384_FIXED,
-                &leaf.public_key().subject_public_key.data,
-            )
-            .verify(data, sig)
+            UnparsedPublicKey::new(&ECDSA_P384_SHA384_FIXED, &leaf.public_key().subject_public_key.data)
+                .verify(data, sig)
         })
         .map_err(|_| "coset: signature does not verify".to_string())?;
 
@@ -235,8 +219,7 @@ fn verify_document(doc: &[u8], root_der: &[u8]) -> Result<Verified, String> {
         return Err("cabundle[0] is not the pinned root".into());
     }
     let (_, root) = X509Certificate::from_der(root_der).map_err(|e| format!("root: {e}"))?;
-    let (_, intermediate) =
-        X509Certificate::from_der(&cabundle[1]).map_err(|e| format!("intermediate: {e}"))?;
+    let (_, intermediate) = X509Certificate::from_der(&cabundle[1]).map_err(|e| format!("intermediate: {e}"))?;
     root.verify_signature(None)
         .map_err(|e| format!("root is not self-signed: {e}"))?;
     intermediate
@@ -251,11 +234,7 @@ fn verify_document(doc: &[u8], root_der: &[u8]) -> Result<Verified, String> {
         return Err("CA flags wrong".into());
     }
     let at = (timestamp_ms / 1000) as i64;
-    for (name, c) in [
-        ("root", &root),
-        ("intermediate", &intermediate),
-        ("leaf", &leaf),
-    ] {
+    for (name, c) in [("root", &root), ("intermediate", &intermediate), ("leaf", &leaf)] {
         let v = c.validity();
         if !(v.not_before.timestamp() <= at && at < v.not_after.timestamp()) {
             return Err(format!("{name} is not valid at the document's timestamp"));
@@ -319,10 +298,7 @@ fn document_has_aws_layout_and_verifies_to_persisted_root() {
     assert_eq!(nsm.pcr(0), Some(image_hash.as_slice()));
     assert_eq!(nsm.pcr(16), None);
 
-    assert_eq!(
-        v.module_id,
-        format!("sealgate-sim-{}", hex::encode(&image_hash[..4]))
-    );
+    assert_eq!(v.module_id, format!("sealgate-sim-{}", hex::encode(&image_hash[..4])));
     assert_eq!(nsm.module_id(), v.module_id);
     assert!(
         (before..=after).contains(&v.timestamp_ms),
@@ -347,23 +323,13 @@ fn document_has_aws_layout_and_verifies_to_persisted_root() {
             "secp384r1"
         );
     }
-    let lifetime = |c: &X509Certificate| {
-        c.validity().not_after.timestamp() - c.validity().not_before.timestamp()
-    };
+    let lifetime = |c: &X509Certificate| c.validity().not_after.timestamp() - c.validity().not_before.timestamp();
     assert_eq!(lifetime(&leaf), LEAF_LIFETIME_SECS);
-    assert!(
-        lifetime(&root) >= 29 * 365 * 86400,
-        "root lifetime {}",
-        lifetime(&root)
-    );
+    assert!(lifetime(&root) >= 29 * 365 * 86400, "root lifetime {}", lifetime(&root));
     assert!(lifetime(&intermediate) > LEAF_LIFETIME_SECS);
     assert!(leaf.validity().not_after.timestamp() <= intermediate.validity().not_after.timestamp());
 
-    let leaf_ku = leaf
-        .key_usage()
-        .expect("ku")
-        .expect("leaf has key usage")
-        .value;
+    let leaf_ku = leaf.key_usage().expect("ku").expect("leaf has key usage").value;
     assert!(leaf_ku.digital_signature() && !leaf_ku.key_cert_sign());
     for ca in [&root, &intermediate] {
         let ku = ca.key_usage().expect("ku").expect("CA has key usage").value;
@@ -392,10 +358,7 @@ fn document_has_aws_layout_and_verifies_to_persisted_root() {
     assert_eq!(official.pcrs[&0].as_slice(), image_hash.as_slice());
     assert_eq!(official.certificate.as_slice(), v.certificate.as_slice());
     assert_eq!(official.cabundle.len(), 2);
-    assert_eq!(
-        official.nonce.as_deref().map(|b| b.as_slice()),
-        Some(nonce.as_slice())
-    );
+    assert_eq!(official.nonce.as_deref().map(|b| b.as_slice()), Some(nonce.as_slice()));
     assert_eq!(official.to_binary(), v.payload);
 }
 
@@ -407,9 +370,7 @@ fn absent_fields_are_null_and_empty_fields_are_empty() {
     let v = verify_document(&doc, nsm.root_certificate_der()).expect("verifies");
     assert_eq!((v.public_key, v.user_data, v.nonce), (None, None, None));
     let official = AttestationDoc::from_binary(&v.payload).expect("AttestationDoc parses");
-    assert!(
-        official.user_data.is_none() && official.nonce.is_none() && official.public_key.is_none()
-    );
+    assert!(official.user_data.is_none() && official.nonce.is_none() && official.public_key.is_none());
 
     let doc = nsm.attest(Some(&[]), Some(&[]), None).expect("attest");
     let v = verify_document(&doc, nsm.root_certificate_der()).expect("verifies");
@@ -472,23 +433,13 @@ fn reopening_keeps_the_root_and_another_dir_gets_another() {
     drop(first);
 
     let second = fx.open();
-    assert_eq!(
-        second.root_certificate_der(),
-        root.as_slice(),
-        "root changed on reopen"
-    );
-    assert_eq!(
-        fs::read(fx.sim_dir().join(ROOT_KEY_FILE)).expect("root.key"),
-        key
-    );
+    assert_eq!(second.root_certificate_der(), root.as_slice(), "root changed on reopen");
+    assert_eq!(fs::read(fx.sim_dir().join(ROOT_KEY_FILE)).expect("root.key"), key);
     let doc_second = second.attest(None, Some(b"2"), None).expect("attest");
     // Both verify against the one pinned root, though each open has its own intermediate.
     let v1 = verify_document(&doc_first, &root).expect("first verifies");
     let v2 = verify_document(&doc_second, &root).expect("second verifies");
-    assert_ne!(
-        v1.cabundle[1], v2.cabundle[1],
-        "intermediate not re-issued per open"
-    );
+    assert_ne!(v1.cabundle[1], v2.cabundle[1], "intermediate not re-issued per open");
     assert_ne!(v1.certificate, v2.certificate);
 
     // The PEM for auditors is the same certificate.
@@ -569,16 +520,8 @@ fn corrupt_root_files_are_errors_not_regenerated() {
     let err = expect_open_error(&fx);
     assert!(matches!(err, NsmError::Crypto(_)), "{err:?}");
     assert!(err.to_string().contains(ROOT_KEY_FILE), "{err}");
-    assert_eq!(
-        fs::read(&key_path).expect("read"),
-        b"not a key",
-        "key was overwritten"
-    );
-    assert_eq!(
-        fs::read(&cert_path).expect("read"),
-        root,
-        "cert was overwritten"
-    );
+    assert_eq!(fs::read(&key_path).expect("read"), b"not a key", "key was overwritten");
+    assert_eq!(fs::read(&cert_path).expect("read"), root, "cert was overwritten");
 
     // A single flipped bit in the key.
     let mut flipped = key.clone();
@@ -634,9 +577,7 @@ fn certificates_are_renewed_before_they_expire() {
     let root = nsm.root_certificate_der().to_vec();
     let t0 = SystemTime::now();
     let attest = |at: SystemTime| {
-        let doc = nsm
-            .attest_at(at, None, Some(b"n"), None)
-            .expect("attest_at");
+        let doc = nsm.attest_at(at, None, Some(b"n"), None).expect("attest_at");
         let v = verify_document(&doc, &root).expect("verifies at its own timestamp");
         let leaf = cert(&v.certificate);
         let not_after = leaf.validity().not_after.timestamp() as u64;

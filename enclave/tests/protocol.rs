@@ -41,7 +41,10 @@ fn boot(state: &Path) -> Enclave {
 }
 
 fn hello(e: &Enclave) -> HelloReply {
-    match e.handle(Op::Hello { protocol_version: sealgate_shared::PROTOCOL_VERSION, config: config() }) {
+    match e.handle(Op::Hello {
+        protocol_version: sealgate_shared::PROTOCOL_VERSION,
+        config: config(),
+    }) {
         Reply::Hello(h) => h,
         other => panic!("{other:?}"),
     }
@@ -84,13 +87,25 @@ async fn garbage_closes_only_its_own_connection() {
     let dir = tempfile::tempdir().unwrap();
     let (_enclave, sock) = start_server(dir.path()).await;
     let mut good = UnixStream::connect(&sock).await.unwrap();
-    assert!(matches!(call(&mut good, 1, Op::Hello { protocol_version: 1, config: config() }).await.reply, Reply::Hello(_)));
+    assert!(matches!(
+        call(
+            &mut good,
+            1,
+            Op::Hello {
+                protocol_version: 1,
+                config: config()
+            }
+        )
+        .await
+        .reply,
+        Reply::Hello(_)
+    ));
 
     let garbage: Vec<Vec<u8>> = vec![
-        vec![0, 0, 0, 0],                             // empty frame
-        vec![0xff, 0xff, 0xff, 0xff],                 // oversize header
-        vec![0, 0, 0, 3, 0xde, 0xad, 0xbe],           // not CBOR
-        vec![0, 0, 0, 2, 0x81],                       // truncated body, then EOF
+        vec![0, 0, 0, 0],                               // empty frame
+        vec![0xff, 0xff, 0xff, 0xff],                   // oversize header
+        vec![0, 0, 0, 3, 0xde, 0xad, 0xbe],             // not CBOR
+        vec![0, 0, 0, 2, 0x81],                         // truncated body, then EOF
         [vec![0, 1, 0, 0], vec![0x81; 65536]].concat(), // deeply nested arrays
         b"GET / HTTP/1.1\r\n\r\n".to_vec(),
     ];
@@ -100,7 +115,11 @@ async fn garbage_closes_only_its_own_connection() {
         let _ = bad.shutdown().await;
         let mut rest = Vec::new();
         let closed = tokio::time::timeout(Duration::from_secs(5), bad.read_to_end(&mut rest)).await;
-        assert!(closed.is_ok(), "the enclave must close a connection that sent {:?}", &g[..g.len().min(8)]);
+        assert!(
+            closed.is_ok(),
+            "the enclave must close a connection that sent {:?}",
+            &g[..g.len().min(8)]
+        );
         assert!(rest.is_empty(), "no response to garbage");
         // The well-behaved connection is unaffected.
         let r = call(&mut good, 2, Op::MintToken(mint_req())).await;
@@ -142,8 +161,24 @@ fn arb_string() -> impl Strategy<Value = String> {
 }
 
 fn arb_op() -> impl Strategy<Value = Op> {
-    let mint = (arb_string(), arb_string(), proptest::option::of(arb_string()), arb_string(), any::<u64>(), arb_string())
-        .prop_map(|(workspace, agent, task, audience, ttl_seconds, caller)| Op::MintToken(MintRequest { workspace, agent, task, audience, ttl_seconds, caller }));
+    let mint = (
+        arb_string(),
+        arb_string(),
+        proptest::option::of(arb_string()),
+        arb_string(),
+        any::<u64>(),
+        arb_string(),
+    )
+        .prop_map(|(workspace, agent, task, audience, ttl_seconds, caller)| {
+            Op::MintToken(MintRequest {
+                workspace,
+                agent,
+                task,
+                audience,
+                ttl_seconds,
+                caller,
+            })
+        });
     let bytes = || proptest::collection::vec(any::<u8>(), 0..70).prop_map(ByteBuf::from);
     prop_oneof![
         mint,
@@ -152,9 +187,17 @@ fn arb_op() -> impl Strategy<Value = Op> {
         (0u64..8).prop_map(|size| Op::Ack { size }),
         any::<u64>().prop_map(|from| Op::Unacked { from }),
         Just(Op::Checkpoint),
-        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..600).prop_map(ByteBuf::from)).prop_map(|nonce| Op::Attest { nonce }),
-        (arb_string(), proptest::collection::vec(bytes(), 0..4)).prop_map(|(checkpoint, frontier)| Op::Restore { checkpoint, frontier, tail: vec![] }),
-        (any::<u32>(), arb_string()).prop_map(|(v, issuer)| Op::Hello { protocol_version: v, config: EnclaveConfig { issuer, ..config() } }),
+        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..600).prop_map(ByteBuf::from))
+            .prop_map(|nonce| Op::Attest { nonce }),
+        (arb_string(), proptest::collection::vec(bytes(), 0..4)).prop_map(|(checkpoint, frontier)| Op::Restore {
+            checkpoint,
+            frontier,
+            tail: vec![]
+        }),
+        (any::<u32>(), arb_string()).prop_map(|(v, issuer)| Op::Hello {
+            protocol_version: v,
+            config: EnclaveConfig { issuer, ..config() }
+        }),
     ]
 }
 
@@ -197,16 +240,48 @@ fn host_cannot_append_enclave_only_kinds() {
     let dir = tempfile::tempdir().unwrap();
     let e = boot(dir.path());
     hello(&e);
-    for kind in ["token.issued", "token.anything", "key.rotated", "enclave.boot", "enclave.genesis"] {
-        assert_eq!(code(e.handle(Op::Append { kind: kind.into(), event: "{}".into() })), ErrorCode::Forbidden, "{kind}");
+    for kind in [
+        "token.issued",
+        "token.anything",
+        "key.rotated",
+        "enclave.boot",
+        "enclave.genesis",
+    ] {
+        assert_eq!(
+            code(e.handle(Op::Append {
+                kind: kind.into(),
+                event: "{}".into()
+            })),
+            ErrorCode::Forbidden,
+            "{kind}"
+        );
     }
-    for (kind, event) in [("Bad Kind", "{}"), ("ok.kind", "[1]"), ("ok.kind", "not json"), ("ok.kind", &"x".repeat(20_000))] {
-        assert_eq!(code(e.handle(Op::Append { kind: kind.into(), event: event.into() })), ErrorCode::BadRequest, "{kind}");
+    for (kind, event) in [
+        ("Bad Kind", "{}"),
+        ("ok.kind", "[1]"),
+        ("ok.kind", "not json"),
+        ("ok.kind", &"x".repeat(20_000)),
+    ] {
+        assert_eq!(
+            code(e.handle(Op::Append {
+                kind: kind.into(),
+                event: event.into()
+            })),
+            ErrorCode::BadRequest,
+            "{kind}"
+        );
     }
-    match e.handle(Op::Append { kind: "aws.sts.assume_role".into(), event: r#"{"request_id":"r1"}"#.into() }) {
+    match e.handle(Op::Append {
+        kind: "aws.sts.assume_role".into(),
+        event: r#"{"request_id":"r1"}"#.into(),
+    }) {
         Reply::Appended(l) => {
             let leaf = sealgate_shared::leaf::parse(&l.bytes).unwrap();
-            assert_eq!(leaf.origin, sealgate_shared::leaf::Origin::Host, "host events are labelled");
+            assert_eq!(
+                leaf.origin,
+                sealgate_shared::leaf::Origin::Host,
+                "host events are labelled"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -216,7 +291,11 @@ fn host_cannot_append_enclave_only_kinds() {
 fn mint_validates_every_field() {
     let dir = tempfile::tempdir().unwrap();
     let e = boot(dir.path());
-    assert_eq!(code(e.handle(Op::MintToken(mint_req()))), ErrorCode::NotReady, "no minting before Hello");
+    assert_eq!(
+        code(e.handle(Op::MintToken(mint_req()))),
+        ErrorCode::NotReady,
+        "no minting before Hello"
+    );
     hello(&e);
     let cases: Vec<fn(&mut MintRequest)> = vec![
         |r| r.workspace = "ws:1".into(),
@@ -248,12 +327,33 @@ fn config_is_sealed_at_first_hello() {
     let dir = tempfile::tempdir().unwrap();
     let e = boot(dir.path());
     hello(&e);
-    let other = EnclaveConfig { issuer: "https://evil.example.com".into(), ..config() };
-    assert_eq!(code(e.handle(Op::Hello { protocol_version: 1, config: other.clone() })), ErrorCode::ConfigMismatch);
-    assert_eq!(code(e.handle(Op::Hello { protocol_version: 99, config: config() })), ErrorCode::Version);
+    let other = EnclaveConfig {
+        issuer: "https://evil.example.com".into(),
+        ..config()
+    };
+    assert_eq!(
+        code(e.handle(Op::Hello {
+            protocol_version: 1,
+            config: other.clone()
+        })),
+        ErrorCode::ConfigMismatch
+    );
+    assert_eq!(
+        code(e.handle(Op::Hello {
+            protocol_version: 99,
+            config: config()
+        })),
+        ErrorCode::Version
+    );
     drop(e);
     let again = boot(dir.path());
-    assert_eq!(code(again.handle(Op::Hello { protocol_version: 1, config: other })), ErrorCode::ConfigMismatch);
+    assert_eq!(
+        code(again.handle(Op::Hello {
+            protocol_version: 1,
+            config: other
+        })),
+        ErrorCode::ConfigMismatch
+    );
 }
 
 #[test]
@@ -278,19 +378,43 @@ fn restart_keeps_keys_and_restores_the_log() {
         Reply::Checkpoint(cp) => cp,
         other => panic!("{other:?}"),
     };
-    assert_eq!(code(e.handle(Op::Ack { size: 3 })), ErrorCode::BadRequest, "acks never go back");
-    assert_eq!(code(e.handle(Op::Ack { size: 99 })), ErrorCode::BadRequest, "acks cannot run ahead");
-    assert_eq!(code(e.handle(Op::Restore { checkpoint: cp.note.clone(), frontier: vec![], tail: vec![] })), ErrorCode::BadRequest, "a live log refuses Restore");
+    assert_eq!(
+        code(e.handle(Op::Ack { size: 3 })),
+        ErrorCode::BadRequest,
+        "acks never go back"
+    );
+    assert_eq!(
+        code(e.handle(Op::Ack { size: 99 })),
+        ErrorCode::BadRequest,
+        "acks cannot run ahead"
+    );
+    assert_eq!(
+        code(e.handle(Op::Restore {
+            checkpoint: cp.note.clone(),
+            frontier: vec![],
+            tail: vec![]
+        })),
+        ErrorCode::BadRequest,
+        "a live log refuses Restore"
+    );
     drop(e);
 
     let e2 = boot(dir.path());
     let h2 = hello(&e2);
     assert_eq!(h2.token_keys, h1.token_keys, "same token key after restart");
-    assert_eq!(h2.checkpoint_key, h1.checkpoint_key, "same checkpoint key after restart");
+    assert_eq!(
+        h2.checkpoint_key, h1.checkpoint_key,
+        "same checkpoint key after restart"
+    );
     assert!(h2.log.needs_restore);
     assert_eq!(code(e2.handle(Op::MintToken(mint_req()))), ErrorCode::NotReady);
 
-    let frontier: Vec<ByteBuf> = store.frontier(4).unwrap().iter().map(|h| ByteBuf::from(h.to_vec())).collect();
+    let frontier: Vec<ByteBuf> = store
+        .frontier(4)
+        .unwrap()
+        .iter()
+        .map(|h| ByteBuf::from(h.to_vec()))
+        .collect();
     let tail = leaves[4..].to_vec();
     // Forgeries are refused and leave the log waiting.
     let mut forged_tail = tail.clone();
@@ -304,9 +428,20 @@ fn restart_keeps_keys_and_restores_the_log() {
         (cp.note.clone(), bad_frontier, tail.clone()),
         (String::new(), vec![], tail.clone()),
     ] {
-        assert_eq!(code(e2.handle(Op::Restore { checkpoint: c, frontier: f, tail: t })), ErrorCode::RestoreRejected);
+        assert_eq!(
+            code(e2.handle(Op::Restore {
+                checkpoint: c,
+                frontier: f,
+                tail: t
+            })),
+            ErrorCode::RestoreRejected
+        );
     }
-    match e2.handle(Op::Restore { checkpoint: cp.note, frontier, tail }) {
+    match e2.handle(Op::Restore {
+        checkpoint: cp.note,
+        frontier,
+        tail,
+    }) {
         Reply::Restored(head) => assert_eq!(head.size, leaves.len() as u64 + 1, "restored leaves plus the boot leaf"),
         other => panic!("{other:?}"),
     }

@@ -77,7 +77,10 @@ impl Principal {
             Role::Operator => Ok(()),
             Role::Admin if self.workspace_id.as_deref() == Some(ws) => Ok(()),
             Role::Admin => Err(ApiError::Forbidden("this key belongs to another workspace".into())),
-            _ => Err(ApiError::Forbidden(format!("a {} key cannot administer a workspace", self.role.as_str()))),
+            _ => Err(ApiError::Forbidden(format!(
+                "a {} key cannot administer a workspace",
+                self.role.as_str()
+            ))),
         }
     }
 
@@ -85,7 +88,10 @@ impl Principal {
     pub fn require_agent(&self) -> Result<(&str, &str), ApiError> {
         match (self.role, self.workspace_id.as_deref(), self.agent_id.as_deref()) {
             (Role::Agent, Some(ws), Some(agent)) => Ok((ws, agent)),
-            _ => Err(ApiError::Forbidden(format!("this call needs an agent key, not a {} key", self.role.as_str()))),
+            _ => Err(ApiError::Forbidden(format!(
+                "this call needs an agent key, not a {} key",
+                self.role.as_str()
+            ))),
         }
     }
 }
@@ -100,7 +106,10 @@ pub fn generate() -> (String, String) {
     let mut secret = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut id);
     rand::rngs::OsRng.fill_bytes(&mut secret);
-    (format!("key_{}", hex::encode(id)), format!("{KEY_PREFIX}{}", B64URL.encode(secret)))
+    (
+        format!("key_{}", hex::encode(id)),
+        format!("{KEY_PREFIX}{}", B64URL.encode(secret)),
+    )
 }
 
 #[derive(Default)]
@@ -114,15 +123,22 @@ pub struct KeyCache {
 impl KeyCache {
     pub fn forget(&self, key_id: &str) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        self.by_hash.write().unwrap_or_else(|p| p.into_inner()).retain(|_, p| p.key_id != key_id);
+        self.by_hash
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, p| p.key_id != key_id);
     }
 
     async fn resolve(&self, db: &crate::db::Db, key: &str) -> Result<Principal, ApiError> {
         let well_formed = key.len() == KEY_PREFIX.len() + 43
             && key.starts_with(KEY_PREFIX)
-            && key[KEY_PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && key[KEY_PREFIX.len()..]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !well_formed {
-            return Err(ApiError::Unauthenticated("malformed API key: expected sg_ followed by 43 characters".into()));
+            return Err(ApiError::Unauthenticated(
+                "malformed API key: expected sg_ followed by 43 characters".into(),
+            ));
         }
         let hash = hash_key(key);
         let generation = self.generation.load(Ordering::SeqCst);
@@ -146,7 +162,13 @@ impl KeyCache {
             return Err(ApiError::Unauthenticated("unknown or revoked API key".into()));
         }
         let role = Role::parse(&role).ok_or_else(|| ApiError::Internal(format!("stored role {role:?} is unknown")))?;
-        let p = Principal { key_id, role, workspace_id, agent_id, hash };
+        let p = Principal {
+            key_id,
+            role,
+            workspace_id,
+            agent_id,
+            hash,
+        };
         let mut cache = self.by_hash.write().unwrap_or_else(|p| p.into_inner());
         if self.generation.load(Ordering::SeqCst) == generation {
             cache.insert(p.hash, p.clone());
@@ -163,7 +185,9 @@ impl FromRequestParts<Arc<App>> for Principal {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .ok_or_else(|| ApiError::Unauthenticated("missing Authorization: Bearer sg_… header".into()))?;
-        let value = header.to_str().map_err(|_| ApiError::Unauthenticated("Authorization header is not ASCII".into()))?;
+        let value = header
+            .to_str()
+            .map_err(|_| ApiError::Unauthenticated("Authorization header is not ASCII".into()))?;
         let key = value
             .strip_prefix("Bearer ")
             .ok_or_else(|| ApiError::Unauthenticated("Authorization must be `Bearer sg_…`".into()))?;
@@ -177,7 +201,13 @@ pub async fn bootstrap_operator(app: &App, path: &std::path::Path) -> Result<boo
     let exists = app
         .ledger
         .db
-        .read(|c| c.query_row("SELECT COUNT(*) FROM api_keys WHERE role = 'operator' AND revoked_at IS NULL", [], |r| r.get::<_, i64>(0)))
+        .read(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM api_keys WHERE role = 'operator' AND revoked_at IS NULL",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+        })
         .await?;
     if exists > 0 {
         return Ok(false);
@@ -200,14 +230,20 @@ pub async fn bootstrap_operator(app: &App, path: &std::path::Path) -> Result<boo
             })),
         )
         .await?;
-    write_secret(path, &format!("{key}\n")).map_err(|e| ApiError::Internal(format!("writing {}: {e}", path.display())))?;
+    write_secret(path, &format!("{key}\n"))
+        .map_err(|e| ApiError::Internal(format!("writing {}: {e}", path.display())))?;
     Ok(true)
 }
 
 fn write_secret(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(contents.as_bytes())?;
     f.sync_all()
 }

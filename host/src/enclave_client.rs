@@ -107,11 +107,16 @@ impl EnclaveClient {
     }
 
     async fn connect(&self) -> Result<Live, ClientError> {
-        let err = |e: std::io::Error| ClientError::Connect { addr: self.addr.to_string(), reason: e.to_string() };
+        let err = |e: std::io::Error| ClientError::Connect {
+            addr: self.addr.to_string(),
+            reason: e.to_string(),
+        };
         match &self.addr {
             Addr::Unix(path) => Ok(spawn_io(tokio::net::UnixStream::connect(path).await.map_err(err)?)),
             Addr::Vsock { cid, port } => {
-                let s = tokio_vsock::VsockStream::connect(tokio_vsock::VsockAddr::new(*cid, *port)).await.map_err(err)?;
+                let s = tokio_vsock::VsockStream::connect(tokio_vsock::VsockAddr::new(*cid, *port))
+                    .await
+                    .map_err(err)?;
                 Ok(spawn_io(s))
             }
         }

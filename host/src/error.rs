@@ -30,11 +30,17 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn bad(message: impl Into<String>) -> Self {
-        ApiError::BadRequest { code: "INVALID_REQUEST", message: message.into() }
+        ApiError::BadRequest {
+            code: "INVALID_REQUEST",
+            message: message.into(),
+        }
     }
 
     pub fn bad_code(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError::BadRequest { code, message: message.into() }
+        ApiError::BadRequest {
+            code,
+            message: message.into(),
+        }
     }
 
     fn status_and_code(&self) -> (StatusCode, &'static str) {
@@ -83,7 +89,9 @@ impl From<crate::enclave_client::ClientError> for ApiError {
             C::Enclave(w) => match w.code {
                 E::BadRequest => ApiError::bad(w.message),
                 E::Forbidden => ApiError::Forbidden(w.message),
-                E::NotReady | E::Backpressure => ApiError::EnclaveUnavailable(format!("enclave busy or restoring: {}", w.message)),
+                E::NotReady | E::Backpressure => {
+                    ApiError::EnclaveUnavailable(format!("enclave busy or restoring: {}", w.message))
+                }
                 E::RestoreRejected | E::ConfigMismatch | E::Version => ApiError::LogIntegrity(w.message),
                 E::Internal => ApiError::Internal(format!("enclave: {}", w.message)),
             },

@@ -64,7 +64,11 @@ pub struct TreeState {
 
 impl TreeState {
     fn new() -> Arc<Self> {
-        Arc::new(Self { tree: RwLock::new(TreeStore::new()), ahead: Mutex::new(BTreeMap::new()), size: watch::channel(0).0 })
+        Arc::new(Self {
+            tree: RwLock::new(TreeStore::new()),
+            ahead: Mutex::new(BTreeMap::new()),
+            size: watch::channel(0).0,
+        })
     }
 
     /// Called by the writer thread after each commit.
@@ -107,7 +111,11 @@ pub struct Ledger {
 
 impl Ledger {
     /// Opens the database and loads the committed log into memory.
-    pub fn open(db_path: &std::path::Path, enclave: Arc<EnclaveClient>, config: EnclaveConfig) -> Result<Arc<Self>, SyncError> {
+    pub fn open(
+        db_path: &std::path::Path,
+        enclave: Arc<EnclaveClient>,
+        config: EnclaveConfig,
+    ) -> Result<Arc<Self>, SyncError> {
         let state = TreeState::new();
         let cb_state = state.clone();
         let db = Db::open(db_path, Box::new(move |leaves| cb_state.committed(leaves)))?;
@@ -132,20 +140,38 @@ impl Ledger {
     fn load(&self) -> Result<(), SyncError> {
         let leaves = self.db.read_blocking(|c| {
             let mut st = c.prepare("SELECT idx, bytes FROM leaves ORDER BY idx")?;
-            let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, merkle::leaf_hash(&r.get::<_, Vec<u8>>(1)?))))?;
+            let rows = st.query_map([], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, merkle::leaf_hash(&r.get::<_, Vec<u8>>(1)?)))
+            })?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })?;
         self.state.committed(&leaves);
         let size = self.committed_size();
         if size != leaves.len() as u64 {
-            self.set_integrity(format!("the database holds {} leaves but only the first {size} are contiguous", leaves.len()));
+            self.set_integrity(format!(
+                "the database holds {} leaves but only the first {size} are contiguous",
+                leaves.len()
+            ));
         }
         let cp = self.db.read_blocking(|c| {
-            c.query_row("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1", [], |r| {
-                Ok(StoredCheckpoint { size: r.get::<_, i64>(0)? as u64, note: r.get(1)? })
-            })
+            c.query_row(
+                "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(StoredCheckpoint {
+                        size: r.get::<_, i64>(0)? as u64,
+                        note: r.get(1)?,
+                    })
+                },
+            )
             .map(Some)
-            .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
+            .or_else(|e| {
+                if e == rusqlite::Error::QueryReturnedNoRows {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            })
         })?;
         *rw(&self.checkpoint) = cp;
         Ok(())
@@ -191,7 +217,8 @@ impl Ledger {
     pub async fn call(&self, op: Op) -> Result<Reply, ClientError> {
         let result = self.enclave.call(op).await;
         if let Err(e) = &result {
-            let request_fault = matches!(e, ClientError::Enclave(w) if matches!(w.code, ErrorCode::BadRequest | ErrorCode::Forbidden));
+            let request_fault =
+                matches!(e, ClientError::Enclave(w) if matches!(w.code, ErrorCode::BadRequest | ErrorCode::Forbidden));
             if !request_fault {
                 self.enclave_trouble();
             }
@@ -205,10 +232,28 @@ impl Ledger {
     }
 
     /// Appends a host-witnessed event and commits it together with `apply`.
-    pub async fn record(&self, kind: &str, event: serde_json::Value, apply: Option<crate::db::Apply>) -> Result<LeafRecord, crate::error::ApiError> {
-        let reply = self.call(Op::Append { kind: kind.into(), event: event.to_string() }).await?;
+    pub async fn record(
+        &self,
+        kind: &str,
+        event: serde_json::Value,
+        apply: Option<crate::db::Apply>,
+    ) -> Result<LeafRecord, crate::error::ApiError> {
+        let reply = self
+            .call(Op::Append {
+                kind: kind.into(),
+                event: event.to_string(),
+            })
+            .await?;
         let leaf = expect_reply!(reply, Reply::Appended, "Append")?;
-        self.db.commit(vec![PendingLeaf { record: leaf.clone(), jti: None }], apply).await?;
+        self.db
+            .commit(
+                vec![PendingLeaf {
+                    record: leaf.clone(),
+                    jti: None,
+                }],
+                apply,
+            )
+            .await?;
         Ok(leaf)
     }
 
@@ -228,7 +273,13 @@ impl Ledger {
         if let Some(m) = self.integrity_failure() {
             return Err(SyncError::Integrity(m));
         }
-        let reply = self.enclave.call(Op::Hello { protocol_version: sealgate_shared::PROTOCOL_VERSION, config: self.config.clone() }).await;
+        let reply = self
+            .enclave
+            .call(Op::Hello {
+                protocol_version: sealgate_shared::PROTOCOL_VERSION,
+                config: self.config.clone(),
+            })
+            .await;
         let hello = match reply {
             Err(ClientError::Enclave(w)) if matches!(w.code, ErrorCode::ConfigMismatch | ErrorCode::Version) => {
                 return Err(SyncError::Integrity(w.message))
@@ -248,7 +299,10 @@ impl Ledger {
                 hello.log.acked
             )));
         } else if d > hello.log.size {
-            return Err(SyncError::Integrity(format!("the database has {d} leaves but the enclave wrote only {}", hello.log.size)));
+            return Err(SyncError::Integrity(format!(
+                "the database has {d} leaves but the enclave wrote only {}",
+                hello.log.size
+            )));
         }
         self.fetch_unacked(d).await?;
         self.ack().await?;
@@ -265,24 +319,40 @@ impl Ledger {
             .into_iter()
             .map(|h| ByteBuf::from(h.to_vec()))
             .collect();
-        let tail = self.db.read(move |c| {
-            let mut st = c.prepare("SELECT idx, bytes, mac FROM leaves WHERE idx >= ?1 AND idx < ?2 ORDER BY idx")?;
-            let rows = st.query_map(params![cp_size as i64, d as i64], |r| {
-                Ok(LeafRecord { index: r.get::<_, i64>(0)? as u64, bytes: ByteBuf::from(r.get::<_, Vec<u8>>(1)?), mac: ByteBuf::from(r.get::<_, Vec<u8>>(2)?) })
-            })?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .await?;
+        let tail = self
+            .db
+            .read(move |c| {
+                let mut st =
+                    c.prepare("SELECT idx, bytes, mac FROM leaves WHERE idx >= ?1 AND idx < ?2 ORDER BY idx")?;
+                let rows = st.query_map(params![cp_size as i64, d as i64], |r| {
+                    Ok(LeafRecord {
+                        index: r.get::<_, i64>(0)? as u64,
+                        bytes: ByteBuf::from(r.get::<_, Vec<u8>>(1)?),
+                        mac: ByteBuf::from(r.get::<_, Vec<u8>>(2)?),
+                    })
+                })?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?;
         tracing::info!(checkpoint = cp_size, tail = tail.len(), "restoring the enclave's log");
-        match self.enclave.call(Op::Restore { checkpoint: note, frontier, tail }).await {
+        match self
+            .enclave
+            .call(Op::Restore {
+                checkpoint: note,
+                frontier,
+                tail,
+            })
+            .await
+        {
             Ok(r) => {
                 let head = expect_reply!(r, Reply::Restored, "Restore")?;
                 tracing::info!(size = head.size, "enclave log restored");
                 Ok(())
             }
-            Err(ClientError::Enclave(w)) if w.code == ErrorCode::RestoreRejected => {
-                Err(SyncError::Integrity(format!("the enclave refused to restore from this database: {}", w.message)))
-            }
+            Err(ClientError::Enclave(w)) if w.code == ErrorCode::RestoreRejected => Err(SyncError::Integrity(format!(
+                "the enclave refused to restore from this database: {}",
+                w.message
+            ))),
             Err(e) => Err(e.into()),
         }
     }
@@ -291,8 +361,14 @@ impl Ledger {
     async fn fetch_unacked(&self, mut from: u64) -> Result<(), SyncError> {
         loop {
             let leaves = expect_reply!(self.enclave.call(Op::Unacked { from }).await?, Reply::Leaves, "Unacked")?;
-            let Some(last) = leaves.last().map(|l| l.index) else { return Ok(()) };
-            tracing::info!(from, count = leaves.len(), "storing leaves the enclave wrote but the host had not committed");
+            let Some(last) = leaves.last().map(|l| l.index) else {
+                return Ok(());
+            };
+            tracing::info!(
+                from,
+                count = leaves.len(),
+                "storing leaves the enclave wrote but the host had not committed"
+            );
             self.db.commit(leaves.into_iter().map(pending).collect(), None).await?;
             from = last + 1;
         }
@@ -308,15 +384,29 @@ impl Ledger {
     async fn keep_checkpoint(&self, cp: SignedCheckpoint, persist_now: bool) -> Result<(), SyncError> {
         // The enclave signed it, but check anyway: a bad note must never be served.
         if let Some(h) = self.hello() {
-            let vk: VerifierKey = h.checkpoint_key.parse().map_err(|e| SyncError::Integrity(format!("{e}")))?;
-            let opened = vk.open(&cp.note).map_err(|e| SyncError::Integrity(format!("enclave checkpoint: {e}")))?;
-            let ours = self.tree().root(opened.size).map_err(|e| SyncError::Integrity(e.to_string()))?;
+            let vk: VerifierKey = h
+                .checkpoint_key
+                .parse()
+                .map_err(|e| SyncError::Integrity(format!("{e}")))?;
+            let opened = vk
+                .open(&cp.note)
+                .map_err(|e| SyncError::Integrity(format!("enclave checkpoint: {e}")))?;
+            let ours = self
+                .tree()
+                .root(opened.size)
+                .map_err(|e| SyncError::Integrity(e.to_string()))?;
             if ours != opened.root {
-                return Err(SyncError::Integrity(format!("the stored leaves do not match the enclave's checkpoint at size {}", opened.size)));
+                return Err(SyncError::Integrity(format!(
+                    "the stored leaves do not match the enclave's checkpoint at size {}",
+                    opened.size
+                )));
             }
         }
         let last_persisted = ro(&self.checkpoint).as_ref().map(|c| c.size);
-        *rw(&self.checkpoint) = Some(StoredCheckpoint { size: cp.size, note: cp.note.clone() });
+        *rw(&self.checkpoint) = Some(StoredCheckpoint {
+            size: cp.size,
+            note: cp.note.clone(),
+        });
         if persist_now || last_persisted.is_none() {
             self.persist_checkpoint(cp).await?;
         }
@@ -329,7 +419,10 @@ impl Ledger {
             .commit(
                 vec![],
                 Some(Box::new(move |c| {
-                    c.execute("INSERT OR REPLACE INTO checkpoints (size, note, created_at) VALUES (?1, ?2, ?3)", params![cp.size as i64, cp.note, now])?;
+                    c.execute(
+                        "INSERT OR REPLACE INTO checkpoints (size, note, created_at) VALUES (?1, ?2, ?3)",
+                        params![cp.size as i64, cp.note, now],
+                    )?;
                     Ok(())
                 })),
             )
@@ -359,16 +452,21 @@ impl Ledger {
             }
             let size = self.committed_size();
             if self.checkpoint().is_none_or(|c| c.size < size) {
-                match self.enclave.call(Op::Ack { size }).await.and_then(|r| expect_reply!(r, Reply::Checkpoint, "Ack")) {
+                match self
+                    .enclave
+                    .call(Op::Ack { size })
+                    .await
+                    .and_then(|r| expect_reply!(r, Reply::Checkpoint, "Ack"))
+                {
                     Ok(cp) => {
                         let persist = last_persist.elapsed() >= PERSIST_CHECKPOINT_EVERY;
                         if persist {
                             last_persist = std::time::Instant::now();
                         }
-                        if let Err(e) = self.keep_checkpoint(cp, persist).await {
-                            if let SyncError::Integrity(m) = e {
-                                self.set_integrity(m);
-                            }
+                        match self.keep_checkpoint(cp, persist).await {
+                            Ok(()) => {}
+                            Err(SyncError::Integrity(m)) => self.set_integrity(m),
+                            Err(e) => tracing::warn!("keeping the checkpoint failed: {e}"),
                         }
                     }
                     Err(e) => {
@@ -379,7 +477,12 @@ impl Ledger {
             } else if last_persist.elapsed() >= PERSIST_CHECKPOINT_EVERY {
                 // Idle: make sure the newest checkpoint is on disk for a later restore.
                 if let Some(c) = self.checkpoint() {
-                    let _ = self.persist_checkpoint(SignedCheckpoint { size: c.size, note: c.note }).await;
+                    let _ = self
+                        .persist_checkpoint(SignedCheckpoint {
+                            size: c.size,
+                            note: c.note,
+                        })
+                        .await;
                 }
                 last_persist = std::time::Instant::now();
             }

@@ -33,7 +33,10 @@ pub struct App {
 }
 
 pub fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Everything `sealgate serve` needs.
@@ -54,7 +57,10 @@ pub fn log_origin(issuer: &str) -> String {
 }
 
 /// Runs the host until `shutdown` resolves.
-pub async fn serve(opts: ServeOptions, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), Box<dyn std::error::Error>> {
+pub async fn serve(
+    opts: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Box<dyn std::error::Error>> {
     let config = EnclaveConfig {
         issuer: opts.issuer.trim_end_matches('/').to_string(),
         audiences: opts.audiences.clone(),
@@ -86,7 +92,12 @@ pub async fn serve(opts: ServeOptions, shutdown: impl std::future::Future<Output
     }
     ledger.spawn_background();
     let mode = ledger.hello().map_or("unknown", |h| h.mode.as_str()).to_string();
-    let app = Arc::new(App { ledger, keys: auth::KeyCache::default(), metrics: Default::default(), mode });
+    let app = Arc::new(App {
+        ledger,
+        keys: auth::KeyCache::default(),
+        metrics: Default::default(),
+        mode,
+    });
 
     if app.ledger.integrity_failure().is_none() && auth::bootstrap_operator(&app, &opts.admin_key_file).await? {
         tracing::info!(path = %opts.admin_key_file.display(), "wrote the bootstrap operator admin key");
@@ -97,6 +108,8 @@ pub async fn serve(opts: ServeOptions, shutdown: impl std::future::Future<Output
     println!("sealgate ({}) listening on http://{bound}", app.mode);
     println!("issuer: {}", config.issuer);
     println!("operator admin key: {}", opts.admin_key_file.display());
-    axum::serve(listener, api::router(app)).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, api::router(app))
+        .with_graceful_shutdown(shutdown)
+        .await?;
     Ok(())
 }

@@ -8,7 +8,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "sealgate", about = "Credential broker for AI agents, rooted in a Nitro Enclave")]
+#[command(
+    name = "sealgate",
+    about = "Credential broker for AI agents, rooted in a Nitro Enclave"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -85,11 +88,34 @@ async fn shutdown_signal() {
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.cmd {
-        Cmd::Serve { enclave, db, listen, issuer, audiences, admin_key_file } => {
+        Cmd::Serve {
+            enclave,
+            db,
+            listen,
+            issuer,
+            audiences,
+            admin_key_file,
+        } => {
             let admin_key_file = admin_key_file.unwrap_or_else(|| db.with_file_name("admin.key"));
-            serve(ServeOptions { enclave, db, listen, issuer, audiences, admin_key_file }, shutdown_signal()).await
+            serve(
+                ServeOptions {
+                    enclave,
+                    db,
+                    listen,
+                    issuer,
+                    audiences,
+                    admin_key_file,
+                },
+                shutdown_signal(),
+            )
+            .await
         }
-        Cmd::Sim { listen, state, issuer, audiences } => {
+        Cmd::Sim {
+            listen,
+            state,
+            issuer,
+            audiences,
+        } => {
             std::fs::create_dir_all(state.join("enclave"))?;
             let state = std::fs::canonicalize(&state)?;
             let socket = state.join("enclave.sock");

@@ -28,10 +28,23 @@ impl Metrics {
         let counter = |out: &mut String, name: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
-        counter(&mut out, "sealgate_tokens_issued_total", "Tokens minted and committed by this host process.", self.tokens_issued.load(Ordering::Relaxed));
+        counter(
+            &mut out,
+            "sealgate_tokens_issued_total",
+            "Tokens minted and committed by this host process.",
+            self.tokens_issued.load(Ordering::Relaxed),
+        );
         let _ = writeln!(out, "# HELP sealgate_http_responses_total HTTP responses by status class.\n# TYPE sealgate_http_responses_total counter");
-        for (class, c) in [("2xx", &self.http_2xx), ("4xx", &self.http_4xx), ("5xx", &self.http_5xx)] {
-            let _ = writeln!(out, "sealgate_http_responses_total{{class=\"{class}\"}} {}", c.load(Ordering::Relaxed));
+        for (class, c) in [
+            ("2xx", &self.http_2xx),
+            ("4xx", &self.http_4xx),
+            ("5xx", &self.http_5xx),
+        ] {
+            let _ = writeln!(
+                out,
+                "sealgate_http_responses_total{{class=\"{class}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
         }
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");

@@ -70,7 +70,14 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["", "unix:", "tcp:1.2.3.4:5", "vsock:16", "vsock:x:1", "vsock:1:99999999999"] {
+        for bad in [
+            "",
+            "unix:",
+            "tcp:1.2.3.4:5",
+            "vsock:16",
+            "vsock:x:1",
+            "vsock:1:99999999999",
+        ] {
             assert!(bad.parse::<Addr>().is_err(), "{bad} should be refused");
         }
     }

@@ -83,7 +83,10 @@ mod tests {
 
     #[test]
     fn roundtrip() {
-        let req = Request { id: 7, op: Op::Ack { size: 42 } };
+        let req = Request {
+            id: 7,
+            op: Op::Ack { size: 42 },
+        };
         let frame = encode(&req).unwrap();
         let back: Request = decode(split(&frame).unwrap()).unwrap();
         assert_eq!(back, req);
@@ -91,14 +94,21 @@ mod tests {
 
     #[test]
     fn oversize_header_refused_before_allocation() {
-        assert!(matches!(body_len((MAX_FRAME as u32 + 1).to_be_bytes()), Err(FrameError::TooLarge(_))));
+        assert!(matches!(
+            body_len((MAX_FRAME as u32 + 1).to_be_bytes()),
+            Err(FrameError::TooLarge(_))
+        ));
         assert!(matches!(body_len([0, 0, 0, 0]), Err(FrameError::Empty)));
         assert_eq!(body_len((MAX_FRAME as u32).to_be_bytes()).unwrap(), MAX_FRAME);
     }
 
     #[test]
     fn trailing_bytes_refused() {
-        let mut frame = encode(&Request { id: 1, op: Op::Checkpoint }).unwrap();
+        let mut frame = encode(&Request {
+            id: 1,
+            op: Op::Checkpoint,
+        })
+        .unwrap();
         frame.push(0);
         assert!(decode::<Request>(&frame[HEADER_LEN..]).is_err());
     }

@@ -11,7 +11,8 @@ pub fn valid_id(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= MAX_ID_LEN
         && b[0].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
 }
 
 /// The token subject for an agent, optionally narrowed to one task.

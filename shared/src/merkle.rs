@@ -168,7 +168,11 @@ pub fn verify_consistency(
         if !proof.is_empty() {
             return Err(MerkleError::ProofLength);
         }
-        return if root1 == root2 { Ok(()) } else { Err(MerkleError::RootMismatch) };
+        return if root1 == root2 {
+            Ok(())
+        } else {
+            Err(MerkleError::RootMismatch)
+        };
     }
     if size1 == 0 {
         // Every tree extends the empty tree, so such a "proof" proves nothing; refuse it

@@ -56,9 +56,16 @@ impl Checkpoint {
     /// Parses a body; extension lines after the root are allowed and ignored.
     pub fn parse_body(body: &str) -> Result<Self, NoteError> {
         let mut lines = body.split('\n');
-        let origin = lines.next().filter(|o| !o.is_empty()).ok_or(NoteError::Body("missing origin"))?;
+        let origin = lines
+            .next()
+            .filter(|o| !o.is_empty())
+            .ok_or(NoteError::Body("missing origin"))?;
         let size = lines.next().ok_or(NoteError::Body("missing size"))?;
-        if size.is_empty() || size.len() > 20 || !size.bytes().all(|b| b.is_ascii_digit()) || (size.len() > 1 && size.starts_with('0')) {
+        if size.is_empty()
+            || size.len() > 20
+            || !size.bytes().all(|b| b.is_ascii_digit())
+            || (size.len() > 1 && size.starts_with('0'))
+        {
             return Err(NoteError::Body("size is not a decimal number"));
         }
         let size = size.parse().map_err(|_| NoteError::Body("size out of range"))?;
@@ -68,7 +75,11 @@ impl Checkpoint {
         if !body.ends_with('\n') {
             return Err(NoteError::Body("body must end with a newline"));
         }
-        Ok(Checkpoint { origin: origin.to_string(), size, root })
+        Ok(Checkpoint {
+            origin: origin.to_string(),
+            size,
+            root,
+        })
     }
 }
 
@@ -101,7 +112,11 @@ impl VerifierKey {
             return Err(NoteError::Key("name must be non-empty, without spaces or '+'"));
         }
         let key = VerifyingKey::from_bytes(&public_key).map_err(|_| NoteError::Key("not an Ed25519 point"))?;
-        Ok(Self { name: name.to_string(), id: key_id(name, &public_key), key })
+        Ok(Self {
+            name: name.to_string(),
+            id: key_id(name, &public_key),
+            key,
+        })
     }
 
     /// Verifies a signed note and returns its checkpoint.
@@ -109,9 +124,15 @@ impl VerifierKey {
         let (body, sigs) = split_note(note)?;
         let mut found = false;
         for line in sigs.lines() {
-            let rest = line.strip_prefix(SIG_PREFIX).ok_or(NoteError::Note("signature line must start with an em dash"))?;
-            let (name, b64) = rest.split_once(' ').ok_or(NoteError::Note("signature line lacks a signature"))?;
-            let raw = B64.decode(b64).map_err(|_| NoteError::Note("signature is not base64"))?;
+            let rest = line
+                .strip_prefix(SIG_PREFIX)
+                .ok_or(NoteError::Note("signature line must start with an em dash"))?;
+            let (name, b64) = rest
+                .split_once(' ')
+                .ok_or(NoteError::Note("signature line lacks a signature"))?;
+            let raw = B64
+                .decode(b64)
+                .map_err(|_| NoteError::Note("signature is not base64"))?;
             if name != self.name || raw.len() < 4 || raw[..4] != self.id {
                 continue;
             }
@@ -164,7 +185,9 @@ impl FromStr for VerifierKey {
 
 /// Splits a signed note into its body (ending in `\n`) and its signature lines.
 fn split_note(note: &str) -> Result<(&str, &str), NoteError> {
-    let at = note.rfind("\n\n").ok_or(NoteError::Note("no blank line before the signatures"))?;
+    let at = note
+        .rfind("\n\n")
+        .ok_or(NoteError::Note("no blank line before the signatures"))?;
     let (body, sigs) = (&note[..=at], &note[at + 2..]);
     if sigs.is_empty() || !sigs.ends_with('\n') {
         return Err(NoteError::Note("signature block must end with a newline"));
@@ -187,13 +210,22 @@ mod tests {
     fn signed(sk: &SigningKey, cp: &Checkpoint) -> String {
         let body = cp.body();
         let sig = sk.sign(body.as_bytes()).to_bytes();
-        assemble(&body, &cp.origin, key_id(&cp.origin, sk.verifying_key().as_bytes()), &sig)
+        assemble(
+            &body,
+            &cp.origin,
+            key_id(&cp.origin, sk.verifying_key().as_bytes()),
+            &sig,
+        )
     }
 
     fn setup() -> (SigningKey, VerifierKey, Checkpoint) {
         let sk = SigningKey::from_bytes(&[7u8; 32]);
         let vk = VerifierKey::new("example.com/log", sk.verifying_key().to_bytes()).unwrap();
-        let cp = Checkpoint { origin: "example.com/log".into(), size: 5, root: [9u8; 32] };
+        let cp = Checkpoint {
+            origin: "example.com/log".into(),
+            size: 5,
+            root: [9u8; 32],
+        };
         (sk, vk, cp)
     }
 
@@ -213,11 +245,14 @@ mod tests {
         let vkey = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
         let k: VerifierKey = vkey.parse().unwrap();
         assert_eq!(k.to_string(), vkey);
-        let text = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n";
+        let text =
+            "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n";
         let note = format!("{text}\n\u{2014} PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n");
         let (body, _) = split_note(&note).unwrap();
         assert_eq!(body, text);
-        let raw = B64.decode("x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=").unwrap();
+        let raw = B64
+            .decode("x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=")
+            .unwrap();
         assert_eq!(raw[..4], k.id);
         let sig = Signature::from_slice(&raw[4..]).unwrap();
         assert!(k.key.verify(text.as_bytes(), &sig).is_ok());

@@ -72,21 +72,37 @@ pub struct LeafRecord {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
-    Hello { protocol_version: u32, config: EnclaveConfig },
-    Attest { nonce: Option<ByteBuf> },
+    Hello {
+        protocol_version: u32,
+        config: EnclaveConfig,
+    },
+    Attest {
+        nonce: Option<ByteBuf>,
+    },
     MintToken(MintRequest),
     /// A host-witnessed event: `kind` (not enclave-only) and a JSON object as text.
-    Append { kind: String, event: String },
+    Append {
+        kind: String,
+        event: String,
+    },
     /// The host has durably stored every leaf below `size`; answers a checkpoint at
     /// exactly `size`.
-    Ack { size: u64 },
+    Ack {
+        size: u64,
+    },
     /// Leaves from `from` that the host has not acknowledged.
-    Unacked { from: u64 },
+    Unacked {
+        from: u64,
+    },
     /// The latest signed checkpoint (at the acknowledged size).
     Checkpoint,
     /// After an enclave restart: the last signed checkpoint, the frontier at its size,
     /// and the MAC'd leaves the host holds beyond it.
-    Restore { checkpoint: String, frontier: Vec<ByteBuf>, tail: Vec<LeafRecord> },
+    Restore {
+        checkpoint: String,
+        frontier: Vec<ByteBuf>,
+        tail: Vec<LeafRecord>,
+    },
 }
 
 /// The public half of a token signing key.
@@ -166,7 +182,10 @@ pub struct WireError {
 
 impl WireError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }
 

@@ -210,9 +210,20 @@ fn rfc9162_inclusion_vectors() {
             let root = merkle::to_hash(&b64(&v["root"]))?;
             let leaf = merkle::to_hash(&b64(&v["leafHash"]))?;
             let proof = hashes(&v["proof"])?;
-            merkle::verify_inclusion(v["leafIdx"].as_u64().unwrap(), v["treeSize"].as_u64().unwrap(), &leaf, &proof, &root)
+            merkle::verify_inclusion(
+                v["leafIdx"].as_u64().unwrap(),
+                v["treeSize"].as_u64().unwrap(),
+                &leaf,
+                &proof,
+                &root,
+            )
         })();
-        assert_eq!(result.is_err(), v["wantErr"].as_bool().unwrap(), "{}: {result:?}", f.display());
+        assert_eq!(
+            result.is_err(),
+            v["wantErr"].as_bool().unwrap(),
+            "{}: {result:?}",
+            f.display()
+        );
     }
 }
 
@@ -232,13 +243,24 @@ fn rfc9162_consistency_vectors() {
             let r1 = merkle::to_hash(&b64(&v["root1"]))?;
             let r2 = merkle::to_hash(&b64(&v["root2"]))?;
             let proof = hashes(&v["proof"])?;
-            merkle::verify_consistency(v["size1"].as_u64().unwrap(), v["size2"].as_u64().unwrap(), &r1, &r2, &proof)
+            merkle::verify_consistency(
+                v["size1"].as_u64().unwrap(),
+                v["size2"].as_u64().unwrap(),
+                &r1,
+                &r2,
+                &proof,
+            )
         })();
         if TYPED_HASH_DIFFERENCES.iter().any(|n| f.ends_with(n)) {
             assert_eq!(result, Err(merkle::MerkleError::HashLength(12)), "{}", f.display());
             continue;
         }
-        assert_eq!(result.is_err(), v["wantErr"].as_bool().unwrap(), "{}: {result:?}", f.display());
+        assert_eq!(
+            result.is_err(),
+            v["wantErr"].as_bool().unwrap(),
+            "{}: {result:?}",
+            f.display()
+        );
     }
     println!("note: subtreeinclusion/ and subtreeconsistency/ cover subtree proofs, which sealgate does not serve");
 }

@@ -6,9 +6,7 @@
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use base64::Engine;
 use ed25519_dalek::{Signer, SigningKey};
-use sealgate_attestation::fetch::{
-    EntriesPage, FetchError, InclusionProof, LogSource, TokenRecord,
-};
+use sealgate_attestation::fetch::{EntriesPage, FetchError, InclusionProof, LogSource, TokenRecord};
 use sealgate_attestation::jwt::Token;
 use sealgate_shared::leaf::{AnyLeaf, Leaf, Origin, TokenIssued, KIND_GENESIS, KIND_TOKEN_ISSUED};
 use sealgate_shared::merkle::proof::TreeStore;
@@ -232,31 +230,24 @@ impl LogSource for MemoryLog {
         } else {
             (start, end)
         };
-        Ok(EntriesPage {
-            start,
-            end,
-            entries,
-        })
+        Ok(EntriesPage { start, end, entries })
     }
 
     fn token(&self, jti: &str) -> Result<TokenRecord, FetchError> {
-        self.token_records
-            .get(jti)
-            .cloned()
-            .ok_or(FetchError::NotFound {
-                what: format!("token lookup {jti:?}"),
-            })
+        self.token_records.get(jti).cloned().ok_or(FetchError::NotFound {
+            what: format!("token lookup {jti:?}"),
+        })
     }
 
     fn inclusion_proof(&self, index: u64, size: u64) -> Result<InclusionProof, FetchError> {
-        let mut proof =
-            self.store
-                .inclusion_proof(index, size)
-                .map_err(|e| FetchError::Status {
-                    what: "inclusion proof".into(),
-                    status: 400,
-                    message: Some(e.to_string()),
-                })?;
+        let mut proof = self
+            .store
+            .inclusion_proof(index, size)
+            .map_err(|e| FetchError::Status {
+                what: "inclusion proof".into(),
+                status: 400,
+                message: Some(e.to_string()),
+            })?;
         if let Some(tamper) = self.proof_tamper {
             tamper(&mut proof);
         }
@@ -306,11 +297,7 @@ pub fn serve(log: MemoryLog) -> (String, Override) {
                     Ok(_) => {}
                 }
             }
-            let target = request_line
-                .split_whitespace()
-                .nth(1)
-                .unwrap_or("/")
-                .to_string();
+            let target = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
             let canned = ov.lock().expect("lock").get(&target).cloned();
             let (status, body) = canned.unwrap_or_else(|| answer(&log, &target));
             let reason = match status {
@@ -355,7 +342,10 @@ fn answer(log: &MemoryLog, target: &str) -> (u16, String) {
             match log.entries(s, e) {
                 Ok(p) => {
                     let entries: Vec<String> = p.entries.iter().map(|l| B64.encode(l)).collect();
-                    (200, serde_json::json!({ "start": p.start, "end": p.end, "entries": entries }).to_string())
+                    (
+                        200,
+                        serde_json::json!({ "start": p.start, "end": p.end, "entries": entries }).to_string(),
+                    )
                 }
                 Err(e) => fetch_err(e),
             }
@@ -367,7 +357,10 @@ fn answer(log: &MemoryLog, target: &str) -> (u16, String) {
             match log.inclusion_proof(i, n) {
                 Ok(p) => {
                     let proof: Vec<String> = p.proof.iter().map(|h| B64.encode(h)).collect();
-                    (200, serde_json::json!({ "index": p.index, "size": p.size, "proof": proof }).to_string())
+                    (
+                        200,
+                        serde_json::json!({ "index": p.index, "size": p.size, "proof": proof }).to_string(),
+                    )
                 }
                 Err(e) => fetch_err(e),
             }

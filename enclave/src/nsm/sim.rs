@@ -25,15 +25,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use aws_lc_rs::signature::{
-    EcdsaKeyPair, ECDSA_P384_SHA384_ASN1_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING,
-};
+use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P384_SHA384_ASN1_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING};
 use base64::Engine as _;
 use ciborium::Value;
 use coset::{iana, CborSerializable, CoseSign1Builder, HeaderBuilder};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, PublicKeyData, PKCS_ECDSA_P384_SHA384,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    PublicKeyData, PKCS_ECDSA_P384_SHA384,
 };
 use sha2::{Digest, Sha384};
 use x509_parser::certificate::X509Certificate;
@@ -244,14 +242,12 @@ impl SimNsm {
         let since_epoch = now
             .duration_since(UNIX_EPOCH)
             .map_err(|_| NsmError::Crypto("the clock reads before 1970".into()))?;
-        let timestamp_ms = u64::try_from(since_epoch.as_millis())
-            .map_err(|_| NsmError::Crypto("the clock is out of range".into()))?;
+        let timestamp_ms =
+            u64::try_from(since_epoch.as_millis()).map_err(|_| NsmError::Crypto("the clock is out of range".into()))?;
         let leaf = self.leaf_at(since_epoch.as_secs())?;
 
         let payload = self.payload(&leaf, timestamp_ms, user_data, nonce, public_key)?;
-        let protected = HeaderBuilder::new()
-            .algorithm(iana::Algorithm::ES384)
-            .build();
+        let protected = HeaderBuilder::new().algorithm(iana::Algorithm::ES384).build();
         let sign1 = CoseSign1Builder::new()
             .protected(protected)
             .payload(payload)
@@ -299,11 +295,7 @@ impl SimNsm {
             .zip(0u64..)
             .map(|(pcr, index)| (Value::Integer(index.into()), Value::Bytes(pcr.to_vec())))
             .collect();
-        let cabundle = leaf
-            .cabundle
-            .iter()
-            .map(|der| Value::Bytes(der.clone()))
-            .collect();
+        let cabundle = leaf.cabundle.iter().map(|der| Value::Bytes(der.clone())).collect();
         // A `Value::Map` is encoded in the order given, which is how the key order
         // matches AWS's (it is not CBOR's canonical order).
         let document = Value::Map(vec![
@@ -382,11 +374,7 @@ fn set_validity(params: &mut CertificateParams, not_before: u64, not_after: u64)
     params.not_after = epoch + Duration::from_secs(not_after);
 }
 
-fn issue_intermediate(
-    root_params: &CertificateParams,
-    root_key: &KeyPair,
-    now: u64,
-) -> Result<Intermediate, NsmError> {
+fn issue_intermediate(root_params: &CertificateParams, root_key: &KeyPair, now: u64) -> Result<Intermediate, NsmError> {
     let root = Issuer::from_params(root_params, root_key);
     let key = generate_key("generating the intermediate key")?;
     let not_after = deadline(now, INTERMEDIATE_LIFETIME)?;
@@ -409,12 +397,7 @@ fn issue_intermediate(
     })
 }
 
-fn issue_leaf(
-    intermediate: &Intermediate,
-    root_der: &[u8],
-    module_id: &str,
-    now: u64,
-) -> Result<Leaf, NsmError> {
+fn issue_leaf(intermediate: &Intermediate, root_der: &[u8], module_id: &str, now: u64) -> Result<Leaf, NsmError> {
     let issuer = Issuer::from_params(&intermediate.params, &intermediate.key);
     let key = generate_key("generating the document signing key")?;
     let not_after = deadline(now, LEAF_LIFETIME)?;
@@ -443,20 +426,17 @@ fn issue_leaf(
 fn parse_certificate(der: &[u8]) -> Result<X509Certificate<'_>, String> {
     match X509Certificate::from_der(der) {
         Ok(([], cert)) => Ok(cert),
-        Ok((trailing, _)) => Err(format!(
-            "{} trailing bytes after the certificate",
-            trailing.len()
-        )),
+        Ok((trailing, _)) => Err(format!("{} trailing bytes after the certificate", trailing.len())),
         Err(e) => Err(format!("not a DER X.509 certificate: {e}")),
     }
 }
 
 /// Fails unless `child_der`'s issuer name is `parent_der`'s subject name.
 fn check_issued_by(child_der: &[u8], parent_der: &[u8]) -> Result<(), NsmError> {
-    let child = parse_certificate(child_der)
-        .map_err(|e| NsmError::Crypto(format!("parsing an issued certificate: {e}")))?;
-    let parent = parse_certificate(parent_der)
-        .map_err(|e| NsmError::Crypto(format!("parsing the root certificate: {e}")))?;
+    let child =
+        parse_certificate(child_der).map_err(|e| NsmError::Crypto(format!("parsing an issued certificate: {e}")))?;
+    let parent =
+        parse_certificate(parent_der).map_err(|e| NsmError::Crypto(format!("parsing the root certificate: {e}")))?;
     // Compared as encoded, like the names in a certificate chain are matched.
     if child.issuer().as_raw() != parent.subject().as_raw() {
         return Err(NsmError::Crypto(format!(
@@ -481,19 +461,11 @@ fn sha384(data: &[u8]) -> [u8; PCR_LEN] {
 
 /// SHA-384 of a file's bytes, read in a stream (the enclave binary can be large).
 fn sha384_file(path: &Path) -> Result<[u8; PCR_LEN], NsmError> {
-    let mut file = fs::File::open(path).map_err(|e| {
-        NsmError::io(
-            format_args!("opening the enclave image {}", path.display()),
-            e,
-        )
-    })?;
+    let mut file = fs::File::open(path)
+        .map_err(|e| NsmError::io(format_args!("opening the enclave image {}", path.display()), e))?;
     let mut hasher = Sha384::new();
-    io::copy(&mut file, &mut hasher).map_err(|e| {
-        NsmError::io(
-            format_args!("reading the enclave image {}", path.display()),
-            e,
-        )
-    })?;
+    io::copy(&mut file, &mut hasher)
+        .map_err(|e| NsmError::io(format_args!("reading the enclave image {}", path.display()), e))?;
     let mut out = [0u8; PCR_LEN];
     out.copy_from_slice(&hasher.finalize());
     Ok(out)
@@ -505,11 +477,7 @@ fn exists(path: &Path) -> Result<bool, NsmError> {
 }
 
 /// Loads the root from `dir`, or creates it if neither root file exists.
-fn load_or_create_root(
-    state_dir: &Path,
-    dir: &Path,
-    rng: &SystemRandom,
-) -> Result<(KeyPair, Vec<u8>), NsmError> {
+fn load_or_create_root(state_dir: &Path, dir: &Path, rng: &SystemRandom) -> Result<(KeyPair, Vec<u8>), NsmError> {
     let key_path = dir.join(ROOT_KEY_FILE);
     let cert_path = dir.join(ROOT_CERT_FILE);
     if exists(&key_path)? || exists(&cert_path)? {
@@ -522,11 +490,7 @@ fn load_or_create_root(
 /// Generates the root and publishes it atomically: all files are written to a staging
 /// directory that is then renamed to `dir`, so a crash never leaves half a root behind,
 /// and of two processes racing to create it, one wins and the other loads the winner's.
-fn create_root(
-    state_dir: &Path,
-    dir: &Path,
-    rng: &SystemRandom,
-) -> Result<(KeyPair, Vec<u8>), NsmError> {
+fn create_root(state_dir: &Path, dir: &Path, rng: &SystemRandom) -> Result<(KeyPair, Vec<u8>), NsmError> {
     let key = generate_key("generating the root key")?;
     let mut params = root_params();
     let now = unix_secs(SystemTime::now())?;
@@ -536,20 +500,12 @@ fn create_root(
         .map_err(crypto("self-signing the root certificate"))?;
     let cert_der = cert.der().to_vec();
 
-    fs::create_dir_all(state_dir).map_err(|e| {
-        NsmError::io(
-            format_args!("creating the state directory {}", state_dir.display()),
-            e,
-        )
-    })?;
+    fs::create_dir_all(state_dir)
+        .map_err(|e| NsmError::io(format_args!("creating the state directory {}", state_dir.display()), e))?;
     let staging = state_dir.join(format!(".{STATE_SUBDIR}.staging.{}", random_hex(rng)?));
     let staged = stage_root(&staging, &key, &cert_der).and_then(|()| {
-        fs::rename(&staging, dir).map_err(|e| {
-            NsmError::io(
-                format_args!("moving {} to {}", staging.display(), dir.display()),
-                e,
-            )
-        })
+        fs::rename(&staging, dir)
+            .map_err(|e| NsmError::io(format_args!("moving {} to {}", staging.display(), dir.display()), e))
     });
     match staged {
         Ok(()) => {
@@ -610,9 +566,8 @@ fn load_root(dir: &Path) -> Result<(KeyPair, Vec<u8>), NsmError> {
     // aws-lc-rs first: it insists on a P-384 PKCS#8 key, whatever the bytes are.
     EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_ASN1_SIGNING, &key_der)
         .map_err(|e| corrupt(&key_path, &format_args!("not a P-384 PKCS#8 key: {e}")))?;
-    let key =
-        KeyPair::from_pkcs8_der_and_sign_algo(&key_der.as_slice().into(), &PKCS_ECDSA_P384_SHA384)
-            .map_err(|e| corrupt(&key_path, &e))?;
+    let key = KeyPair::from_pkcs8_der_and_sign_algo(&key_der.as_slice().into(), &PKCS_ECDSA_P384_SHA384)
+        .map_err(|e| corrupt(&key_path, &e))?;
 
     let key_spki_der = key.subject_public_key_info();
     let (_, key_spki) = SubjectPublicKeyInfo::from_der(&key_spki_der)
@@ -629,13 +584,9 @@ fn load_root(dir: &Path) -> Result<(KeyPair, Vec<u8>), NsmError> {
         return Err(corrupt(&cert_path, &"it is not self-signed"));
     }
     // ecdsa-with-SHA384 takes no parameters (RFC 5758); the curve is the key's, P-384.
-    if cert.signature_algorithm.algorithm != OID_SIG_ECDSA_WITH_SHA384
-        || cert.signature_algorithm.parameters.is_some()
+    if cert.signature_algorithm.algorithm != OID_SIG_ECDSA_WITH_SHA384 || cert.signature_algorithm.parameters.is_some()
     {
-        return Err(corrupt(
-            &cert_path,
-            &"it is not signed with ECDSA P-384/SHA-384",
-        ));
+        return Err(corrupt(&cert_path, &"it is not signed with ECDSA P-384/SHA-384"));
     }
     cert.verify_signature(Some(&key_spki))
         .map_err(|_| corrupt(&cert_path, &"its signature does not verify"))?;

@@ -23,13 +23,19 @@ pub struct AttestQuery {
     nonce: Option<String>,
 }
 
-pub async fn attestation(State(app): State<Arc<App>>, QueryParams(q): QueryParams<AttestQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn attestation(
+    State(app): State<Arc<App>>,
+    QueryParams(q): QueryParams<AttestQuery>,
+) -> Result<Json<Value>, ApiError> {
     let nonce = match q.nonce.as_deref() {
         None | Some("") => None,
         Some(h) => {
             let raw = hex::decode(h).map_err(|_| ApiError::bad_code("INVALID_NONCE", "nonce must be hex"))?;
             if raw.len() > MAX_NONCE_BYTES {
-                return Err(ApiError::bad_code("INVALID_NONCE", format!("nonce must be at most {MAX_NONCE_BYTES} bytes")));
+                return Err(ApiError::bad_code(
+                    "INVALID_NONCE",
+                    format!("nonce must be at most {MAX_NONCE_BYTES} bytes"),
+                ));
             }
             Some(ByteBuf::from(raw))
         }

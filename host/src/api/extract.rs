@@ -19,9 +19,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             Err(JsonRejection::BytesRejection(r)) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 Err(ApiError::TooLarge(super::MAX_BODY_BYTES))
             }
-            Err(JsonRejection::MissingJsonContentType(_)) => {
-                Err(ApiError::bad("send the body as JSON with Content-Type: application/json"))
-            }
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::bad(
+                "send the body as JSON with Content-Type: application/json",
+            )),
             Err(e) => Err(ApiError::bad(format!("invalid JSON body: {}", e.body_text()))),
         }
     }

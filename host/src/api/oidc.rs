@@ -34,13 +34,19 @@ pub async fn discovery(State(app): State<Arc<App>>) -> Json<Value> {
 }
 
 pub async fn jwks(State(app): State<Arc<App>>) -> Result<impl IntoResponse, ApiError> {
-    let hello = app.ledger.hello().ok_or_else(|| ApiError::EnclaveUnavailable("the enclave has not been reached yet".into()))?;
+    let hello = app
+        .ledger
+        .hello()
+        .ok_or_else(|| ApiError::EnclaveUnavailable("the enclave has not been reached yet".into()))?;
     let keys: Vec<Value> = hello
         .token_keys
         .iter()
         .map(|k| json!({ "kty": "EC", "crv": "P-256", "x": B64URL.encode(&k.x), "y": B64URL.encode(&k.y), "kid": k.kid, "alg": "ES256", "use": "sig" }))
         .collect();
-    Ok(([(header::CACHE_CONTROL, "public, max-age=300")], Json(json!({ "keys": keys }))))
+    Ok((
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        Json(json!({ "keys": keys })),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -51,31 +57,63 @@ pub struct MintBody {
     task_id: Option<String>,
 }
 
-pub async fn mint(State(app): State<Arc<App>>, who: Principal, JsonBody(body): JsonBody<MintBody>) -> Result<Json<Value>, ApiError> {
+pub async fn mint(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    JsonBody(body): JsonBody<MintBody>,
+) -> Result<Json<Value>, ApiError> {
     let (ws, agent) = who.require_agent()?;
     let cfg = &app.ledger.config;
     let audience = body.audience.unwrap_or_else(|| cfg.audiences[0].clone());
     if !cfg.audiences.contains(&audience) {
-        return Err(ApiError::bad_code("INVALID_AUDIENCE", format!("audience {audience:?} is not allowed; allowed: {:?}", cfg.audiences)));
+        return Err(ApiError::bad_code(
+            "INVALID_AUDIENCE",
+            format!("audience {audience:?} is not allowed; allowed: {:?}", cfg.audiences),
+        ));
     }
     let ttl = body.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS);
     if ttl < cfg.ttl_min_seconds || ttl > cfg.ttl_max_seconds {
-        return Err(ApiError::bad_code("INVALID_TTL", format!("ttl_seconds must be within [{}, {}]", cfg.ttl_min_seconds, cfg.ttl_max_seconds)));
+        return Err(ApiError::bad_code(
+            "INVALID_TTL",
+            format!(
+                "ttl_seconds must be within [{}, {}]",
+                cfg.ttl_min_seconds, cfg.ttl_max_seconds
+            ),
+        ));
     }
     if let Some(t) = &body.task_id {
         if !ids::valid_id(t) {
-            return Err(ApiError::bad_code("INVALID_TASK_ID", "task_id must match [A-Za-z0-9][A-Za-z0-9._-]{0,63}"));
+            return Err(ApiError::bad_code(
+                "INVALID_TASK_ID",
+                "task_id must match [A-Za-z0-9][A-Za-z0-9._-]{0,63}",
+            ));
         }
     }
     if let Some(m) = app.ledger.integrity_failure() {
         return Err(ApiError::LogIntegrity(m));
     }
-    let req = MintRequest { workspace: ws.into(), agent: agent.into(), task: body.task_id, audience, ttl_seconds: ttl, caller: who.key_id.clone() };
+    let req = MintRequest {
+        workspace: ws.into(),
+        agent: agent.into(),
+        task: body.task_id,
+        audience,
+        ttl_seconds: ttl,
+        caller: who.key_id.clone(),
+    };
     let reply = app.ledger.call(Op::MintToken(req)).await?;
     let minted = expect_reply!(reply, Reply::Minted, "MintToken")?;
     let index = minted.leaf.index;
     // Durable before released: the token goes out only after its leaf is committed.
-    app.ledger.commit(vec![PendingLeaf { record: minted.leaf, jti: Some(minted.jti.clone()) }]).await?;
-    app.metrics.tokens_issued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Ok(Json(json!({ "token": minted.token, "jti": minted.jti, "expires_at": minted.exp, "log_index": index })))
+    app.ledger
+        .commit(vec![PendingLeaf {
+            record: minted.leaf,
+            jti: Some(minted.jti.clone()),
+        }])
+        .await?;
+    app.metrics
+        .tokens_issued
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok(Json(
+        json!({ "token": minted.token, "jti": minted.jti, "expires_at": minted.exp, "log_index": index }),
+    ))
 }

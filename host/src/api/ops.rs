@@ -22,21 +22,44 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Result<Json<Value>, ApiError
         return Err(ApiError::LogIntegrity(m));
     }
     if !app.ledger.is_ready() {
-        return Err(ApiError::EnclaveUnavailable("the enclave is not reachable or not yet in sync".into()));
+        return Err(ApiError::EnclaveUnavailable(
+            "the enclave is not reachable or not yet in sync".into(),
+        ));
     }
     app.ledger.call(sealgate_shared::protocol::Op::Checkpoint).await?;
-    Ok(Json(json!({ "status": "ready", "mode": app.mode, "log_size": app.ledger.committed_size() })))
+    Ok(Json(
+        json!({ "status": "ready", "mode": app.mode, "log_size": app.ledger.committed_size() }),
+    ))
 }
 
 pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
     let l = &app.ledger;
     let gauges = [
-        ("sealgate_log_size", "Leaves committed in the contiguous log.", l.committed_size()),
-        ("sealgate_checkpoint_size", "Size of the latest signed checkpoint.", l.checkpoint().map_or(0, |c| c.size)),
-        ("sealgate_enclave_ready", "1 when the enclave is reachable and in sync.", l.is_ready() as u64),
-        ("sealgate_log_integrity_ok", "0 after a log integrity failure.", l.integrity_failure().is_none() as u64),
+        (
+            "sealgate_log_size",
+            "Leaves committed in the contiguous log.",
+            l.committed_size(),
+        ),
+        (
+            "sealgate_checkpoint_size",
+            "Size of the latest signed checkpoint.",
+            l.checkpoint().map_or(0, |c| c.size),
+        ),
+        (
+            "sealgate_enclave_ready",
+            "1 when the enclave is reachable and in sync.",
+            l.is_ready() as u64,
+        ),
+        (
+            "sealgate_log_integrity_ok",
+            "0 after a log integrity failure.",
+            l.integrity_failure().is_none() as u64,
+        ),
     ];
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render(&gauges))
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(&gauges),
+    )
 }
 
 pub async fn openapi() -> impl IntoResponse {

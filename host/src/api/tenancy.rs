@@ -23,7 +23,10 @@ fn new_id(prefix: &str) -> String {
 fn valid_name(name: &str) -> Result<String, ApiError> {
     let n = name.trim();
     if n.is_empty() || n.chars().count() > 128 || n.chars().any(char::is_control) {
-        return Err(ApiError::bad_code("INVALID_NAME", "name must be 1-128 characters without control characters"));
+        return Err(ApiError::bad_code(
+            "INVALID_NAME",
+            "name must be 1-128 characters without control characters",
+        ));
     }
     Ok(n.to_string())
 }
@@ -33,7 +36,10 @@ async fn workspace_exists(app: &App, ws: &str) -> Result<(), ApiError> {
     let found = app
         .ledger
         .db
-        .read(move |c| c.query_row("SELECT 1 FROM workspaces WHERE id = ?1", params![ws_owned], |_| Ok(())).optional())
+        .read(move |c| {
+            c.query_row("SELECT 1 FROM workspaces WHERE id = ?1", params![ws_owned], |_| Ok(()))
+                .optional()
+        })
         .await?;
     found.ok_or_else(|| ApiError::NotFound(format!("workspace {ws} does not exist")))
 }
@@ -44,7 +50,11 @@ pub struct NewWorkspace {
     name: String,
 }
 
-pub async fn create_workspace(State(app): State<Arc<App>>, who: Principal, JsonBody(body): JsonBody<NewWorkspace>) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn create_workspace(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    JsonBody(body): JsonBody<NewWorkspace>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     who.require_operator()?;
     let name = valid_name(&body.name)?;
     let id = new_id("ws");
@@ -54,7 +64,10 @@ pub async fn create_workspace(State(app): State<Arc<App>>, who: Principal, JsonB
             "admin.workspace.created",
             json!({ "workspace_id": id, "name": name, "by": who.key_id }),
             Some(Box::new(move |c| {
-                c.execute("INSERT INTO workspaces (id, name, created_at) VALUES (?1, ?2, ?3)", params![rid, rname, now])?;
+                c.execute(
+                    "INSERT INTO workspaces (id, name, created_at) VALUES (?1, ?2, ?3)",
+                    params![rid, rname, now],
+                )?;
                 Ok(())
             })),
         )
@@ -84,12 +97,18 @@ pub async fn create_agent(
             "admin.agent.created",
             json!({ "workspace_id": ws, "agent_id": id, "name": name, "by": who.key_id }),
             Some(Box::new(move |c| {
-                c.execute("INSERT INTO agents (id, workspace_id, name, created_at) VALUES (?1, ?2, ?3, ?4)", params![rid, rws, rname, now])?;
+                c.execute(
+                    "INSERT INTO agents (id, workspace_id, name, created_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![rid, rws, rname, now],
+                )?;
                 Ok(())
             })),
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({ "id": id, "name": name, "workspace_id": ws }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": id, "name": name, "workspace_id": ws })),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -108,7 +127,12 @@ pub async fn create_key(
     who.require_admin_of(&ws)?;
     let role = match Role::parse(&body.role) {
         Some(r) if r != Role::Operator => r,
-        _ => return Err(ApiError::bad_code("INVALID_ROLE", "role must be one of admin, agent, approver, auditor")),
+        _ => {
+            return Err(ApiError::bad_code(
+                "INVALID_ROLE",
+                "role must be one of admin, agent, approver, auditor",
+            ))
+        }
     };
     workspace_exists(&app, &ws).await?;
     match (role, &body.agent_id) {
@@ -118,10 +142,20 @@ pub async fn create_key(
             let found = app
                 .ledger
                 .db
-                .read(move |c| c.query_row("SELECT 1 FROM agents WHERE id = ?1 AND workspace_id = ?2", params![a, w], |_| Ok(())).optional())
+                .read(move |c| {
+                    c.query_row(
+                        "SELECT 1 FROM agents WHERE id = ?1 AND workspace_id = ?2",
+                        params![a, w],
+                        |_| Ok(()),
+                    )
+                    .optional()
+                })
                 .await?;
             if found.is_none() {
-                return Err(ApiError::bad_code("INVALID_AGENT", format!("agent {agent} does not exist in workspace {ws}")));
+                return Err(ApiError::bad_code(
+                    "INVALID_AGENT",
+                    format!("agent {agent} does not exist in workspace {ws}"),
+                ));
             }
         }
         (_, Some(_)) => return Err(ApiError::bad_code("INVALID_AGENT", "agent_id is only for agent keys")),
@@ -150,13 +184,24 @@ pub async fn create_key(
     ))
 }
 
-pub async fn revoke_key(State(app): State<Arc<App>>, Path((ws, id)): Path<(String, String)>, who: Principal) -> Result<Json<Value>, ApiError> {
+pub async fn revoke_key(
+    State(app): State<Arc<App>>,
+    Path((ws, id)): Path<(String, String)>,
+    who: Principal,
+) -> Result<Json<Value>, ApiError> {
     who.require_admin_of(&ws)?;
     let (qid, qws) = (id.clone(), ws.clone());
     let found = app
         .ledger
         .db
-        .read(move |c| c.query_row("SELECT revoked_at FROM api_keys WHERE id = ?1 AND workspace_id = ?2", params![qid, qws], |r| r.get::<_, Option<i64>>(0)).optional())
+        .read(move |c| {
+            c.query_row(
+                "SELECT revoked_at FROM api_keys WHERE id = ?1 AND workspace_id = ?2",
+                params![qid, qws],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .optional()
+        })
         .await?;
     match found {
         None => return Err(ApiError::NotFound(format!("key {id} does not exist in workspace {ws}"))),

@@ -11,8 +11,8 @@ mod writer;
 
 pub use writer::{Apply, PendingLeaf};
 
-use sealgate_shared::merkle::Hash;
 use rusqlite::{Connection, OpenFlags};
+use sealgate_shared::merkle::Hash;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
@@ -55,7 +55,11 @@ impl Db {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(schema::SCHEMA)?;
         let writer = writer::spawn(conn, on_commit);
-        Ok(Self { path: Arc::new(path.to_path_buf()), writer, readers: Arc::new(Mutex::new(Vec::new())) })
+        Ok(Self {
+            path: Arc::new(path.to_path_buf()),
+            writer,
+            readers: Arc::new(Mutex::new(Vec::new())),
+        })
     }
 
     /// Commits `leaves` and, in the same transaction, `apply` (if any). The leaves are
@@ -85,7 +89,10 @@ impl Db {
         let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match pooled {
             Some(c) => c,
-            None => open(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?,
+            None => open(
+                &self.path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?,
         };
         let out = f(&conn);
         let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());

@@ -68,7 +68,8 @@ fn commit_batch(conn: &mut Connection, batch: &mut [Job]) -> rusqlite::Result<(V
     let mut committed = Vec::new();
     let mut outcomes = Vec::with_capacity(batch.len());
     {
-        let mut insert_leaf = tx.prepare_cached("INSERT OR IGNORE INTO leaves (idx, bytes, mac) VALUES (?1, ?2, ?3)")?;
+        let mut insert_leaf =
+            tx.prepare_cached("INSERT OR IGNORE INTO leaves (idx, bytes, mac) VALUES (?1, ?2, ?3)")?;
         let mut insert_token = tx.prepare_cached("INSERT OR IGNORE INTO tokens (jti, idx) VALUES (?1, ?2)")?;
         for job in batch.iter() {
             for leaf in &job.leaves {

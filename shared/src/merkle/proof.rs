@@ -128,7 +128,10 @@ impl TreeStore {
 
     fn check_size(&self, size: u64) -> Result<(), MerkleError> {
         if size > self.len() {
-            return Err(MerkleError::IndexOutOfRange { index: size, size: self.len() });
+            return Err(MerkleError::IndexOutOfRange {
+                index: size,
+                size: self.len(),
+            });
         }
         Ok(())
     }
@@ -136,7 +139,11 @@ impl TreeStore {
     /// The root of the first `size` leaves.
     pub fn root(&self, size: u64) -> Result<Hash, MerkleError> {
         self.check_size(size)?;
-        Ok(if size == 0 { super::empty_root() } else { self.subtree(0, size) })
+        Ok(if size == 0 {
+            super::empty_root()
+        } else {
+            self.subtree(0, size)
+        })
     }
 
     /// The compact range (frontier) of the first `size` leaves, largest subtree first.
