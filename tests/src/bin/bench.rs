@@ -21,6 +21,9 @@
 //!
 //! The load generator runs on the same cores as the server, so the figures understate
 //! what a dedicated server would do; the output says so.
+//!
+//! Exit status: 0, or 1 when setup fails or the log check reports MISMATCH. Failed
+//! requests are reported but do not change the exit status.
 
 use clap::Parser;
 use http_body_util::{BodyExt, Full};
@@ -83,8 +86,7 @@ impl Sim {
     fn start() -> Result<Self, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
         let port = free_port();
-        let log = std::fs::File::create(dir.path().join("sim.log"))
-            .map_err(|e| format!("sim.log: {e}"))?;
+        let log = std::fs::File::create(dir.path().join("sim.log")).map_err(|e| format!("sim.log: {e}"))?;
         let log2 = log.try_clone().map_err(|e| format!("sim.log: {e}"))?;
         let child = Command::new(bin("sealgate"))
             .args(["sim", "--listen", &format!("127.0.0.1:{port}"), "--state"])
@@ -112,32 +114,22 @@ impl Sim {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!(
-                    "sealgate sim exited ({status}):\n{}",
-                    self.log_tail(20)
-                ));
+                return Err(format!("sealgate sim exited ({status}):\n{}", self.log_tail(20)));
             }
             if api.get("/readyz", None).0 == 200 {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Err(format!(
-            "sealgate sim not ready after 60 s:\n{}",
-            self.log_tail(20)
-        ))
+        Err(format!("sealgate sim not ready after 60 s:\n{}", self.log_tail(20)))
     }
 
     /// Creates a workspace, an agent and an agent key; returns the key.
     fn agent_key(&self, api: &Api) -> Result<String, String> {
         let path = self.dir.path().join("state").join("admin.key");
-        let admin =
-            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let admin = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let admin = Some(admin.trim());
-        let id = |what: &str, (status, v): (u16, Value), field: &str| match (
-            status,
-            v[field].as_str(),
-        ) {
+        let id = |what: &str, (status, v): (u16, Value), field: &str| match (status, v[field].as_str()) {
             (201, Some(s)) => Ok(s.to_string()),
             _ => Err(format!("creating {what}: HTTP {status} {v}")),
         };
@@ -185,10 +177,7 @@ fn log_size(api: &Api) -> Result<u64, String> {
         return Err(format!("/metrics: HTTP {status} {text}"));
     }
     text.lines()
-        .find_map(|l| {
-            l.strip_prefix("sealgate_log_size ")
-                .and_then(|v| v.trim().parse().ok())
-        })
+        .find_map(|l| l.strip_prefix("sealgate_log_size ").and_then(|v| v.trim().parse().ok()))
         .ok_or_else(|| "/metrics has no sealgate_log_size".to_string())
 }
 
@@ -229,13 +218,10 @@ impl Target {
         if uri.scheme_str() != Some("http") {
             return Err(format!("--url {url}: only http:// is supported"));
         }
-        let auth = uri
-            .authority()
-            .ok_or_else(|| format!("--url {url}: no host"))?;
+        let auth = uri.authority().ok_or_else(|| format!("--url {url}: no host"))?;
         let addr = format!("{}:{}", auth.host(), auth.port_u16().unwrap_or(80));
         let host = HeaderValue::from_str(auth.as_str()).map_err(|e| e.to_string())?;
-        let bearer =
-            HeaderValue::from_str(&format!("Bearer {key}")).map_err(|e| format!("bad key: {e}"))?;
+        let bearer = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|e| format!("bad key: {e}"))?;
         Ok(Self { addr, host, bearer })
     }
 
@@ -243,9 +229,7 @@ impl Target {
         let stream = TcpStream::connect(&self.addr)
             .await
             .map_err(|e| format!("connect {}: {e}", self.addr))?;
-        stream
-            .set_nodelay(true)
-            .map_err(|e| format!("TCP_NODELAY: {e}"))?;
+        stream.set_nodelay(true).map_err(|e| format!("TCP_NODELAY: {e}"))?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| format!("handshake: {e}"))?;
@@ -263,14 +247,8 @@ impl Target {
             .header(CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from_static(b"{}")))
             .map_err(|e| e.to_string())?;
-        sender
-            .ready()
-            .await
-            .map_err(|e| format!("connection: {e}"))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("request: {e}"))?;
+        sender.ready().await.map_err(|e| format!("connection: {e}"))?;
+        let resp = sender.send_request(req).await.map_err(|e| format!("request: {e}"))?;
         let status = resp.status().as_u16();
         let body = resp
             .into_body()
@@ -335,10 +313,7 @@ async fn connection(target: Arc<Target>, window_start: Instant, end: Instant) ->
                         .push(u32::try_from((t1 - t0).as_micros()).unwrap_or(u32::MAX));
                 }
             }
-            Ok((status, body)) => tally.fail(
-                format!("HTTP {status}"),
-                String::from_utf8_lossy(&body).into_owned(),
-            ),
+            Ok((status, body)) => tally.fail(format!("HTTP {status}"), String::from_utf8_lossy(&body).into_owned()),
             Err(e) => {
                 tally.fail("transport".into(), e);
                 sender = None;
@@ -435,9 +410,7 @@ fn run(args: Args) -> Result<bool, String> {
         (200, Some(t)) => t.to_string(),
         _ => return Err(format!("POST /v1/tokens: HTTP {status} {v}")),
     };
-    let signing_input = token
-        .rsplit_once('.')
-        .map_or(token.as_str(), |(signed, _)| signed);
+    let signing_input = token.rsplit_once('.').map_or(token.as_str(), |(signed, _)| signed);
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
@@ -455,6 +428,12 @@ fn run(args: Args) -> Result<bool, String> {
         args.connections
     );
     println!("caveat: the load generator shares this machine's {cores} cores with the server (host + enclave); figures understate a dedicated server");
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        println!(
+            "load average before the run: {} (anything else using the cores skews the figures)",
+            load.split(' ').take(3).collect::<Vec<_>>().join(" ")
+        );
+    }
 
     let raw = raw_sign_rate(signing_input.as_bytes())?;
     println!(
@@ -497,11 +476,7 @@ fn run(args: Args) -> Result<bool, String> {
     }
     for l in &levels {
         for (kind, (n, msg)) in &l.tally.errors {
-            println!(
-                "error: {} conns: {n} × {kind}; first: {}",
-                l.connections,
-                msg.trim()
-            );
+            println!("error: {} conns: {n} × {kind}; first: {}", l.connections, msg.trim());
         }
     }
     match levels.iter().find(|l| l.connections == 64) {
@@ -530,8 +505,7 @@ fn run(args: Args) -> Result<bool, String> {
         let levels_json: Vec<Value> = levels
             .iter()
             .map(|l| {
-                let errors: BTreeMap<&String, u64> =
-                    l.tally.errors.iter().map(|(k, (n, _))| (k, *n)).collect();
+                let errors: BTreeMap<&String, u64> = l.tally.errors.iter().map(|(k, (n, _))| (k, *n)).collect();
                 json!({
                     "connections": l.connections,
                     "tokens_per_s": l.tokens_per_s,
