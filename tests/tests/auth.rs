@@ -28,7 +28,11 @@ fn new_key(api: &Api, by: &str, ws: &str, role: &str) -> (String, String) {
 /// Every admin leaf in the log: `(kind, data)`.
 fn admin_leaves(api: &Api) -> Vec<(String, Value)> {
     let n = log_size(api);
-    all_leaves(api, n).into_iter().filter(|l| l.kind.starts_with("admin.")).map(|l| (l.kind, l.data)).collect()
+    all_leaves(api, n)
+        .into_iter()
+        .filter(|l| l.kind.starts_with("admin."))
+        .map(|l| (l.kind, l.data))
+        .collect()
 }
 
 #[test]
@@ -39,14 +43,25 @@ fn authentication_failures_are_401() {
     let body = json!({});
     // No Authorization header.
     assert_error(api.post("/v1/tokens", None, &body), 401, "UNAUTHENTICATED");
-    assert_error(api.post("/v1/workspaces", None, &json!({ "name": "x" })), 401, "UNAUTHENTICATED");
+    assert_error(
+        api.post("/v1/workspaces", None, &json!({ "name": "x" })),
+        401,
+        "UNAUTHENTICATED",
+    );
     // Malformed keys: wrong prefix, too short, too long, bad characters.
     let good = t.agent_key.clone();
     let wrong_prefix = format!("sk_{}", &good[3..]);
     let short = good[..good.len() - 1].to_string();
     let long = format!("{good}A");
     let bad_char = format!("{}!", &good[..good.len() - 1]);
-    for bad in [wrong_prefix.as_str(), short.as_str(), long.as_str(), bad_char.as_str(), "", "sg_"] {
+    for bad in [
+        wrong_prefix.as_str(),
+        short.as_str(),
+        long.as_str(),
+        bad_char.as_str(),
+        "",
+        "sg_",
+    ] {
         assert_error(api.post("/v1/tokens", Some(bad), &body), 401, "UNAUTHENTICATED");
     }
     // Not a Bearer header at all.
@@ -65,7 +80,11 @@ fn authentication_failures_are_401() {
     assert_error(api.post("/v1/tokens", Some(&flipped), &body), 401, "UNAUTHENTICATED");
     let unknown = format!("sg_{}", "A".repeat(43));
     assert_error(api.post("/v1/tokens", Some(&unknown), &body), 401, "UNAUTHENTICATED");
-    assert_error(api.post("/v1/workspaces", Some(&unknown), &json!({ "name": "x" })), 401, "UNAUTHENTICATED");
+    assert_error(
+        api.post("/v1/workspaces", Some(&unknown), &json!({ "name": "x" })),
+        401,
+        "UNAUTHENTICATED",
+    );
     // The real key still works.
     mint(&api, &good);
 }
@@ -87,21 +106,44 @@ fn revoked_keys_stop_working_and_revoke_is_idempotent() {
     let (s, v) = api.delete(&path, Some(&admin));
     assert_eq!(s, 200, "{v}");
     assert_eq!(v, json!({ "id": t.agent_key_id, "revoked": true }));
-    assert_error(api.post("/v1/tokens", Some(&t.agent_key), &json!({})), 401, "UNAUTHENTICATED");
+    assert_error(
+        api.post("/v1/tokens", Some(&t.agent_key), &json!({})),
+        401,
+        "UNAUTHENTICATED",
+    );
 
     // Revoking again answers the same and logs nothing new.
-    let revokes = |api: &Api| admin_leaves(api).iter().filter(|(k, _)| k == "admin.key.revoked").count();
+    let revokes = |api: &Api| {
+        admin_leaves(api)
+            .iter()
+            .filter(|(k, _)| k == "admin.key.revoked")
+            .count()
+    };
     assert_eq!(revokes(&api), 1);
     let (s, v2) = api.delete(&path, Some(&admin));
     assert_eq!((s, &v2), (200, &v), "second revoke");
     assert_eq!(revokes(&api), 1, "an idempotent revoke must not log twice");
-    assert_error(api.post("/v1/tokens", Some(&t.agent_key), &json!({})), 401, "UNAUTHENTICATED");
+    assert_error(
+        api.post("/v1/tokens", Some(&t.agent_key), &json!({})),
+        401,
+        "UNAUTHENTICATED",
+    );
 
     // Unknown key id, and a key id of another workspace, are 404.
-    assert_error(api.delete(&format!("/v1/workspaces/{}/keys/key_0000000000000000", t.workspace), Some(&admin)), 404, "NOT_FOUND");
+    assert_error(
+        api.delete(
+            &format!("/v1/workspaces/{}/keys/key_0000000000000000", t.workspace),
+            Some(&admin),
+        ),
+        404,
+        "NOT_FOUND",
+    );
     let other = d.new_tenant();
     assert_error(
-        api.delete(&format!("/v1/workspaces/{}/keys/{}", t.workspace, other.agent_key_id), Some(&admin)),
+        api.delete(
+            &format!("/v1/workspaces/{}/keys/{}", t.workspace, other.agent_key_id),
+            Some(&admin),
+        ),
         404,
         "NOT_FOUND",
     );
@@ -111,7 +153,11 @@ fn revoked_keys_stop_working_and_revoke_is_idempotent() {
     let mut d = d;
     d.stop_host();
     d.start_host();
-    assert_error(api.post("/v1/tokens", Some(&t.agent_key), &json!({})), 401, "UNAUTHENTICATED");
+    assert_error(
+        api.post("/v1/tokens", Some(&t.agent_key), &json!({})),
+        401,
+        "UNAUTHENTICATED",
+    );
     mint(&api, &other.agent_key);
 }
 
@@ -128,23 +174,79 @@ fn roles_are_enforced() {
 
     // An agent key cannot administer anything, not even its own workspace.
     let ak = a.agent_key.as_str();
-    assert_error(api.post("/v1/workspaces", Some(ak), &json!({ "name": "x" })), 403, "FORBIDDEN");
-    assert_error(api.post(&format!("/v1/workspaces/{}/agents", a.workspace), Some(ak), &json!({ "name": "x" })), 403, "FORBIDDEN");
-    assert_error(create_key(&api, ak, &a.workspace, &json!({ "role": "admin" })), 403, "FORBIDDEN");
-    assert_error(create_key(&api, ak, &a.workspace, &json!({ "role": "agent", "agent_id": a.agent })), 403, "FORBIDDEN");
+    assert_error(
+        api.post("/v1/workspaces", Some(ak), &json!({ "name": "x" })),
+        403,
+        "FORBIDDEN",
+    );
+    assert_error(
+        api.post(
+            &format!("/v1/workspaces/{}/agents", a.workspace),
+            Some(ak),
+            &json!({ "name": "x" }),
+        ),
+        403,
+        "FORBIDDEN",
+    );
+    assert_error(
+        create_key(&api, ak, &a.workspace, &json!({ "role": "admin" })),
+        403,
+        "FORBIDDEN",
+    );
+    assert_error(
+        create_key(&api, ak, &a.workspace, &json!({ "role": "agent", "agent_id": a.agent })),
+        403,
+        "FORBIDDEN",
+    );
 
     // A workspace admin of A.
     let (_, wa) = new_key(&api, &admin, &a.workspace, "admin");
     assert_error(api.post("/v1/tokens", Some(&wa), &json!({})), 403, "FORBIDDEN");
-    assert_error(api.post("/v1/workspaces", Some(&wa), &json!({ "name": "x" })), 403, "FORBIDDEN");
+    assert_error(
+        api.post("/v1/workspaces", Some(&wa), &json!({ "name": "x" })),
+        403,
+        "FORBIDDEN",
+    );
     // ... on workspace B: refused.
-    assert_error(api.post(&format!("/v1/workspaces/{}/agents", b.workspace), Some(&wa), &json!({ "name": "x" })), 403, "FORBIDDEN");
-    assert_error(create_key(&api, &wa, &b.workspace, &json!({ "role": "agent", "agent_id": b.agent })), 403, "FORBIDDEN");
-    assert_error(create_key(&api, &wa, &b.workspace, &json!({ "role": "admin" })), 403, "FORBIDDEN");
-    assert_error(api.delete(&format!("/v1/workspaces/{}/keys/{}", b.workspace, b.agent_key_id), Some(&wa)), 403, "FORBIDDEN");
+    assert_error(
+        api.post(
+            &format!("/v1/workspaces/{}/agents", b.workspace),
+            Some(&wa),
+            &json!({ "name": "x" }),
+        ),
+        403,
+        "FORBIDDEN",
+    );
+    assert_error(
+        create_key(
+            &api,
+            &wa,
+            &b.workspace,
+            &json!({ "role": "agent", "agent_id": b.agent }),
+        ),
+        403,
+        "FORBIDDEN",
+    );
+    assert_error(
+        create_key(&api, &wa, &b.workspace, &json!({ "role": "admin" })),
+        403,
+        "FORBIDDEN",
+    );
+    assert_error(
+        api.delete(
+            &format!("/v1/workspaces/{}/keys/{}", b.workspace, b.agent_key_id),
+            Some(&wa),
+        ),
+        403,
+        "FORBIDDEN",
+    );
     mint(&api, &b.agent_key); // B's key untouched
-    // ... on its own workspace: allowed.
-    let (s, ag) = api.post(&format!("/v1/workspaces/{}/agents", a.workspace), Some(&wa), &json!({ "name": "second" }));
+                              // ... on its own workspace: allowed.
+    let (s, ag) = api.post(
+        &format!("/v1/workspaces/{}/agents", a.workspace),
+        Some(&wa),
+        &json!({ "name": "second" }),
+    );
     assert_eq!(s, 201, "{ag}");
     assert_eq!(ag["workspace_id"], a.workspace.as_str());
     assert_eq!(ag["name"], "second");
@@ -154,9 +256,15 @@ fn roles_are_enforced() {
     assert_eq!(k["agent_id"], agent2.as_str());
     let k2 = k["key"].as_str().unwrap().to_string();
     let m = mint(&api, &k2);
-    assert_eq!(jwt_claims(&m.token)["sub"], format!("ws:{}:agent:{agent2}", a.workspace));
+    assert_eq!(
+        jwt_claims(&m.token)["sub"],
+        format!("ws:{}:agent:{agent2}", a.workspace)
+    );
     // ... and may revoke keys of its own workspace.
-    let (s, v) = api.delete(&format!("/v1/workspaces/{}/keys/{}", a.workspace, k["id"].as_str().unwrap()), Some(&wa));
+    let (s, v) = api.delete(
+        &format!("/v1/workspaces/{}/keys/{}", a.workspace, k["id"].as_str().unwrap()),
+        Some(&wa),
+    );
     assert_eq!(s, 200, "{v}");
     assert_error(api.post("/v1/tokens", Some(&k2), &json!({})), 401, "UNAUTHENTICATED");
 
@@ -164,8 +272,20 @@ fn roles_are_enforced() {
     for role in ["approver", "auditor"] {
         let (_, k) = new_key(&api, &admin, &a.workspace, role);
         assert_error(api.post("/v1/tokens", Some(&k), &json!({})), 403, "FORBIDDEN");
-        assert_error(api.post(&format!("/v1/workspaces/{}/agents", a.workspace), Some(&k), &json!({ "name": "x" })), 403, "FORBIDDEN");
-        assert_error(create_key(&api, &k, &a.workspace, &json!({ "role": "admin" })), 403, "FORBIDDEN");
+        assert_error(
+            api.post(
+                &format!("/v1/workspaces/{}/agents", a.workspace),
+                Some(&k),
+                &json!({ "name": "x" }),
+            ),
+            403,
+            "FORBIDDEN",
+        );
+        assert_error(
+            create_key(&api, &k, &a.workspace, &json!({ "role": "admin" })),
+            403,
+            "FORBIDDEN",
+        );
     }
 }
 
@@ -178,21 +298,92 @@ fn key_creation_is_validated() {
     let admin = d.admin_key();
     let before = log_size(&api);
 
-    assert_error(create_key(&api, &admin, &a.workspace, &json!({ "role": "agent" })), 400, "INVALID_AGENT");
-    assert_error(create_key(&api, &admin, &a.workspace, &json!({ "role": "agent", "agent_id": b.agent })), 400, "INVALID_AGENT");
-    assert_error(create_key(&api, &admin, &a.workspace, &json!({ "role": "agent", "agent_id": "ag_0000000000000000" })), 400, "INVALID_AGENT");
-    assert_error(create_key(&api, &admin, &a.workspace, &json!({ "role": "auditor", "agent_id": a.agent })), 400, "INVALID_AGENT");
-    assert_error(create_key(&api, &admin, &a.workspace, &json!({ "role": "operator" })), 400, "INVALID_ROLE");
-    assert_error(create_key(&api, &admin, &a.workspace, &json!({ "role": "root" })), 400, "INVALID_ROLE");
-    assert_error(create_key(&api, &admin, &a.workspace, &json!({ "role": "admin", "extra": 1 })), 400, "INVALID_REQUEST");
-    assert_error(create_key(&api, &admin, &a.workspace, &json!({})), 400, "INVALID_REQUEST");
+    assert_error(
+        create_key(&api, &admin, &a.workspace, &json!({ "role": "agent" })),
+        400,
+        "INVALID_AGENT",
+    );
+    assert_error(
+        create_key(
+            &api,
+            &admin,
+            &a.workspace,
+            &json!({ "role": "agent", "agent_id": b.agent }),
+        ),
+        400,
+        "INVALID_AGENT",
+    );
+    assert_error(
+        create_key(
+            &api,
+            &admin,
+            &a.workspace,
+            &json!({ "role": "agent", "agent_id": "ag_0000000000000000" }),
+        ),
+        400,
+        "INVALID_AGENT",
+    );
+    assert_error(
+        create_key(
+            &api,
+            &admin,
+            &a.workspace,
+            &json!({ "role": "auditor", "agent_id": a.agent }),
+        ),
+        400,
+        "INVALID_AGENT",
+    );
+    assert_error(
+        create_key(&api, &admin, &a.workspace, &json!({ "role": "operator" })),
+        400,
+        "INVALID_ROLE",
+    );
+    assert_error(
+        create_key(&api, &admin, &a.workspace, &json!({ "role": "root" })),
+        400,
+        "INVALID_ROLE",
+    );
+    assert_error(
+        create_key(&api, &admin, &a.workspace, &json!({ "role": "admin", "extra": 1 })),
+        400,
+        "INVALID_REQUEST",
+    );
+    assert_error(
+        create_key(&api, &admin, &a.workspace, &json!({})),
+        400,
+        "INVALID_REQUEST",
+    );
     // Unknown workspace.
-    assert_error(create_key(&api, &admin, "ws_0000000000000000", &json!({ "role": "admin" })), 404, "NOT_FOUND");
-    assert_error(api.post("/v1/workspaces/ws_0000000000000000/agents", Some(&admin), &json!({ "name": "x" })), 404, "NOT_FOUND");
+    assert_error(
+        create_key(&api, &admin, "ws_0000000000000000", &json!({ "role": "admin" })),
+        404,
+        "NOT_FOUND",
+    );
+    assert_error(
+        api.post(
+            "/v1/workspaces/ws_0000000000000000/agents",
+            Some(&admin),
+            &json!({ "name": "x" }),
+        ),
+        404,
+        "NOT_FOUND",
+    );
     // Bad names.
-    assert_error(api.post("/v1/workspaces", Some(&admin), &json!({ "name": "" })), 400, "INVALID_NAME");
-    assert_error(api.post("/v1/workspaces", Some(&admin), &json!({ "name": "a\u{7}b" })), 400, "INVALID_NAME");
-    assert_error(api.post("/v1/workspaces", Some(&admin), &json!({ "name": "x".repeat(129) })), 400, "INVALID_NAME");
+    assert_error(
+        api.post("/v1/workspaces", Some(&admin), &json!({ "name": "" })),
+        400,
+        "INVALID_NAME",
+    );
+    assert_error(
+        api.post("/v1/workspaces", Some(&admin), &json!({ "name": "a\u{7}b" })),
+        400,
+        "INVALID_NAME",
+    );
+    assert_error(
+        api.post("/v1/workspaces", Some(&admin), &json!({ "name": "x".repeat(129) })),
+        400,
+        "INVALID_NAME",
+    );
 
     assert_eq!(log_size(&api), before, "refused admin requests must not add log leaves");
 }
@@ -207,10 +398,16 @@ fn admin_key_file_is_private() {
     assert!(key.starts_with("sg_") && key.len() == 46, "admin key format");
     // The file holds the key, not its hash, and the database holds only the hash.
     let conn = rusqlite::Connection::open_with_flags(d.db_path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    let stored: Vec<u8> = conn.query_row("SELECT hash FROM api_keys WHERE role = 'operator'", [], |r| r.get(0)).unwrap();
+    let stored: Vec<u8> = conn
+        .query_row("SELECT hash FROM api_keys WHERE role = 'operator'", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(hex::encode(stored), sha256_hex(key.as_bytes()));
     let raw: i64 = conn
-        .query_row("SELECT COUNT(*) FROM api_keys WHERE CAST(hash AS TEXT) LIKE ?1", [format!("%{}%", &key[3..])], |r| r.get(0))
+        .query_row(
+            "SELECT COUNT(*) FROM api_keys WHERE CAST(hash AS TEXT) LIKE ?1",
+            [format!("%{}%", &key[3..])],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(raw, 0, "the key itself must not be stored");
 }
@@ -225,13 +422,24 @@ fn every_admin_action_is_logged() {
     let (s, _) = api.delete(&format!("/v1/workspaces/{}/keys/{aid}", t.workspace), Some(&admin));
     assert_eq!(s, 200);
     // Refused attempts are not actions and leave no trace.
-    assert_error(api.post("/v1/workspaces", Some(&t.agent_key), &json!({ "name": "x" })), 403, "FORBIDDEN");
+    assert_error(
+        api.post("/v1/workspaces", Some(&t.agent_key), &json!({ "name": "x" })),
+        403,
+        "FORBIDDEN",
+    );
 
     let leaves = admin_leaves(&api);
     let kinds: Vec<&str> = leaves.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
         kinds,
-        ["admin.bootstrap", "admin.workspace.created", "admin.agent.created", "admin.key.created", "admin.key.created", "admin.key.revoked"],
+        [
+            "admin.bootstrap",
+            "admin.workspace.created",
+            "admin.agent.created",
+            "admin.key.created",
+            "admin.key.created",
+            "admin.key.revoked"
+        ],
         "admin leaves in order"
     );
     let operator_id = leaves[0].1["key_id"].as_str().expect("bootstrap key_id").to_string();
@@ -250,7 +458,10 @@ fn every_admin_action_is_logged() {
     let n = log_size(&api);
     for bytes in entries(&api, 0, n) {
         let text = String::from_utf8(bytes).unwrap();
-        assert!(!text.contains(&admin[3..]) && !text.contains(&t.agent_key[3..]), "a key secret is in the log: {text}");
+        assert!(
+            !text.contains(&admin[3..]) && !text.contains(&t.agent_key[3..]),
+            "a key secret is in the log: {text}"
+        );
     }
     // Host-witnessed events are marked as such.
     let raw = entries(&api, 0, n);

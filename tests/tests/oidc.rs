@@ -20,9 +20,15 @@ fn discover(d: &Deployment) -> (Value, Value) {
     let (s, conf) = api.get("/.well-known/openid-configuration", None);
     assert_eq!(s, 200, "{conf}");
     assert_eq!(conf["issuer"], d.url, "issuer must be the deployment URL: {conf}");
-    assert_eq!(conf["id_token_signing_alg_values_supported"], json!(["ES256"]), "{conf}");
+    assert_eq!(
+        conf["id_token_signing_alg_values_supported"],
+        json!(["ES256"]),
+        "{conf}"
+    );
     let jwks_uri = conf["jwks_uri"].as_str().expect("jwks_uri").to_string();
-    let path = jwks_uri.strip_prefix(&d.url).unwrap_or_else(|| panic!("jwks_uri {jwks_uri} is not under the issuer {}", d.url));
+    let path = jwks_uri
+        .strip_prefix(&d.url)
+        .unwrap_or_else(|| panic!("jwks_uri {jwks_uri} is not under the issuer {}", d.url));
     let (s, jwks) = api.get(path, None);
     assert_eq!(s, 200, "{jwks}");
     (conf, jwks)
@@ -65,7 +71,10 @@ fn tokens_validate_with_a_real_jwt_library() {
     let t = d.new_tenant();
     let api = d.api();
     let (_, jwks) = discover(&d);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
 
     // Default request: default audience and TTL, agent subject.
     let m = mint(&api, &t.agent_key);
@@ -81,14 +90,27 @@ fn tokens_validate_with_a_real_jwt_library() {
 
     // The same token must not validate for another audience or issuer.
     let key = key_for(&jwks, &decode_header(&m.token).unwrap().kid.unwrap());
-    assert!(decode::<Value>(&m.token, &key, &validation(&d.url, "other.example.com")).is_err(), "wrong audience accepted");
-    assert!(decode::<Value>(&m.token, &key, &validation("https://evil.example.com", AUD)).is_err(), "wrong issuer accepted");
+    assert!(
+        decode::<Value>(&m.token, &key, &validation(&d.url, "other.example.com")).is_err(),
+        "wrong audience accepted"
+    );
+    assert!(
+        decode::<Value>(&m.token, &key, &validation("https://evil.example.com", AUD)).is_err(),
+        "wrong issuer accepted"
+    );
 
     // A task-scoped token and the TTL bounds.
     for ttl in [60u64, 3600] {
-        let m = mint_with(&api, &t.agent_key, &json!({ "ttl_seconds": ttl, "task_id": "build-42.x_y", "audience": AUD }));
+        let m = mint_with(
+            &api,
+            &t.agent_key,
+            &json!({ "ttl_seconds": ttl, "task_id": "build-42.x_y", "audience": AUD }),
+        );
         let c = validate(&d, &jwks, &m.token, AUD).expect("token validates");
-        assert_eq!(c["sub"], format!("ws:{}:agent:{}:task:build-42.x_y", t.workspace, t.agent));
+        assert_eq!(
+            c["sub"],
+            format!("ws:{}:agent:{}:task:build-42.x_y", t.workspace, t.agent)
+        );
         assert_eq!(c["exp"].as_u64().unwrap() - c["iat"].as_u64().unwrap(), ttl);
     }
 }
@@ -141,25 +163,44 @@ fn tampered_tokens_fail_validation() {
     assert_eq!(sig.len(), 64, "ES256 JWS signatures are r||s, 64 bytes");
     sig[10] ^= 0x01;
     let bad_sig = format!("{}.{}.{}", parts[0], parts[1], B64URL.encode(&sig));
-    assert!(validate(&d, &jwks, &bad_sig, AUD).is_err(), "flipped signature accepted");
+    assert!(
+        validate(&d, &jwks, &bad_sig, AUD).is_err(),
+        "flipped signature accepted"
+    );
 
     // A payload change (another agent as subject), signature kept.
     let mut claims = jwt_claims(&m.token);
     claims["sub"] = json!(format!("ws:{}:agent:ag_0000000000000000", t.workspace));
-    let bad_payload = format!("{}.{}.{}", parts[0], B64URL.encode(serde_json::to_vec(&claims).unwrap()), parts[2]);
-    assert!(validate(&d, &jwks, &bad_payload, AUD).is_err(), "modified payload accepted");
+    let bad_payload = format!(
+        "{}.{}.{}",
+        parts[0],
+        B64URL.encode(serde_json::to_vec(&claims).unwrap()),
+        parts[2]
+    );
+    assert!(
+        validate(&d, &jwks, &bad_payload, AUD).is_err(),
+        "modified payload accepted"
+    );
 
     // A longer lifetime, signature kept.
     let mut claims = jwt_claims(&m.token);
     claims["exp"] = json!(claims["exp"].as_u64().unwrap() + 86_400);
-    let bad_exp = format!("{}.{}.{}", parts[0], B64URL.encode(serde_json::to_vec(&claims).unwrap()), parts[2]);
+    let bad_exp = format!(
+        "{}.{}.{}",
+        parts[0],
+        B64URL.encode(serde_json::to_vec(&claims).unwrap()),
+        parts[2]
+    );
     assert!(validate(&d, &jwks, &bad_exp, AUD).is_err(), "extended exp accepted");
 
     // alg=none with the signature stripped.
     let none_header = B64URL.encode(br#"{"alg":"none","typ":"JWT"}"#);
     let none = format!("{none_header}.{}.", parts[1]);
     let key = key_for(&jwks, &decode_header(&m.token).unwrap().kid.unwrap());
-    assert!(decode::<Value>(&none, &key, &validation(&d.url, AUD)).is_err(), "alg=none accepted");
+    assert!(
+        decode::<Value>(&none, &key, &validation(&d.url, AUD)).is_err(),
+        "alg=none accepted"
+    );
 }
 
 #[test]
@@ -178,11 +219,21 @@ fn discovery_and_jwks() {
     }
     // Cache-Control, which needs the raw response.
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let resp = agent.get(format!("{}/.well-known/jwks.json", d.url)).call().expect("jwks");
+    let resp = agent
+        .get(format!("{}/.well-known/jwks.json", d.url))
+        .call()
+        .expect("jwks");
     assert_eq!(resp.status().as_u16(), 200);
-    let cc = resp.headers().get("cache-control").map(|v| v.to_str().unwrap().to_string());
+    let cc = resp
+        .headers()
+        .get("cache-control")
+        .map(|v| v.to_str().unwrap().to_string());
     assert_eq!(cc.as_deref(), Some("public, max-age=300"), "JWKS Cache-Control");
-    let ct = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
     assert!(ct.starts_with("application/json"), "JWKS content type {ct:?}");
     // Discovery is stable across calls.
     assert_eq!(api.get("/.well-known/openid-configuration", None).1, conf);
@@ -196,24 +247,72 @@ fn bad_mint_requests_are_refused() {
     let key = Some(t.agent_key.as_str());
     let before = log_size(&api);
 
-    assert_error(api.post("/v1/tokens", key, &json!({ "ttl_seconds": 59 })), 400, "INVALID_TTL");
-    assert_error(api.post("/v1/tokens", key, &json!({ "ttl_seconds": 3601 })), 400, "INVALID_TTL");
-    assert_error(api.post("/v1/tokens", key, &json!({ "ttl_seconds": 0 })), 400, "INVALID_TTL");
-    assert_error(api.post("/v1/tokens", key, &json!({ "audience": "evil.example.com" })), 400, "INVALID_AUDIENCE");
-    assert_error(api.post("/v1/tokens", key, &json!({ "audience": "" })), 400, "INVALID_AUDIENCE");
+    assert_error(
+        api.post("/v1/tokens", key, &json!({ "ttl_seconds": 59 })),
+        400,
+        "INVALID_TTL",
+    );
+    assert_error(
+        api.post("/v1/tokens", key, &json!({ "ttl_seconds": 3601 })),
+        400,
+        "INVALID_TTL",
+    );
+    assert_error(
+        api.post("/v1/tokens", key, &json!({ "ttl_seconds": 0 })),
+        400,
+        "INVALID_TTL",
+    );
+    assert_error(
+        api.post("/v1/tokens", key, &json!({ "audience": "evil.example.com" })),
+        400,
+        "INVALID_AUDIENCE",
+    );
+    assert_error(
+        api.post("/v1/tokens", key, &json!({ "audience": "" })),
+        400,
+        "INVALID_AUDIENCE",
+    );
     for bad in ["a:b", "", "-x", "x y", &"a".repeat(65), "ä"] {
-        assert_error(api.post("/v1/tokens", key, &json!({ "task_id": bad })), 400, "INVALID_TASK_ID");
+        assert_error(
+            api.post("/v1/tokens", key, &json!({ "task_id": bad })),
+            400,
+            "INVALID_TASK_ID",
+        );
     }
     // Wrong types and unknown fields.
-    assert_error(api.post("/v1/tokens", key, &json!({ "ttl_seconds": "300" })), 400, "INVALID_REQUEST");
-    assert_error(api.post("/v1/tokens", key, &json!({ "ttl_seconds": -5 })), 400, "INVALID_REQUEST");
-    assert_error(api.post("/v1/tokens", key, &json!({ "subject": "ws:x:agent:y" })), 400, "INVALID_REQUEST");
+    assert_error(
+        api.post("/v1/tokens", key, &json!({ "ttl_seconds": "300" })),
+        400,
+        "INVALID_REQUEST",
+    );
+    assert_error(
+        api.post("/v1/tokens", key, &json!({ "ttl_seconds": -5 })),
+        400,
+        "INVALID_REQUEST",
+    );
+    assert_error(
+        api.post("/v1/tokens", key, &json!({ "subject": "ws:x:agent:y" })),
+        400,
+        "INVALID_REQUEST",
+    );
     assert_error(api.post("/v1/tokens", key, &json!([])), 400, "INVALID_REQUEST");
     // Malformed JSON, a wrong content type, and an over-limit body.
-    assert_error(api.post_raw("/v1/tokens", key, "application/json", b"{\"ttl_seconds\": 300".to_vec()), 400, "INVALID_REQUEST");
-    assert_error(api.post_raw("/v1/tokens", key, "text/plain", b"{}".to_vec()), 400, "INVALID_REQUEST");
+    assert_error(
+        api.post_raw("/v1/tokens", key, "application/json", b"{\"ttl_seconds\": 300".to_vec()),
+        400,
+        "INVALID_REQUEST",
+    );
+    assert_error(
+        api.post_raw("/v1/tokens", key, "text/plain", b"{}".to_vec()),
+        400,
+        "INVALID_REQUEST",
+    );
     let big = format!("{{\"task_id\":\"{}\"}}", "a".repeat(64 * 1024 + 1));
-    assert_error(api.post_raw("/v1/tokens", key, "application/json", big.into_bytes()), 413, "BODY_TOO_LARGE");
+    assert_error(
+        api.post_raw("/v1/tokens", key, "application/json", big.into_bytes()),
+        413,
+        "BODY_TOO_LARGE",
+    );
 
     // Nothing above reached the log, and a good request still works.
     assert_eq!(log_size(&api), before, "refused requests must not add log leaves");
@@ -229,7 +328,14 @@ fn body_just_under_the_limit_is_not_too_large() {
     let api = Api::new(&d.url);
     let prefix = "{\"task_id\":\"";
     let suffix = "\"}";
-    let body = format!("{prefix}{}{suffix}", "a".repeat(64 * 1024 - prefix.len() - suffix.len()));
+    let body = format!(
+        "{prefix}{}{suffix}",
+        "a".repeat(64 * 1024 - prefix.len() - suffix.len())
+    );
     assert_eq!(body.len(), 64 * 1024);
-    assert_error(api.post_raw("/v1/tokens", Some(&t.agent_key), "application/json", body.into_bytes()), 400, "INVALID_TASK_ID");
+    assert_error(
+        api.post_raw("/v1/tokens", Some(&t.agent_key), "application/json", body.into_bytes()),
+        400,
+        "INVALID_TASK_ID",
+    );
 }

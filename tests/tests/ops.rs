@@ -17,7 +17,10 @@ fn metric(text: &str, name: &str) -> u64 {
         .lines()
         .find(|l| l.split_whitespace().next() == Some(name))
         .unwrap_or_else(|| panic!("metric {name} missing from:\n{text}"));
-    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("bad sample line {line:?}"))
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("bad sample line {line:?}"))
 }
 
 fn metrics(api: &sealgate_tests::Api) -> String {
@@ -48,31 +51,58 @@ fn health_readiness_and_metrics() {
             let mut parts = line.split_whitespace();
             let name = parts.next().unwrap();
             assert!(name.starts_with("sealgate_"), "sample {line:?}");
-            assert!(parts.next().and_then(|v| v.parse::<f64>().ok()).is_some(), "sample {line:?}");
+            assert!(
+                parts.next().and_then(|v| v.parse::<f64>().ok()).is_some(),
+                "sample {line:?}"
+            );
             assert!(parts.next().is_none(), "sample {line:?}");
         }
     }
-    assert!(before.contains("# TYPE sealgate_tokens_issued_total counter"), "{before}");
+    assert!(
+        before.contains("# TYPE sealgate_tokens_issued_total counter"),
+        "{before}"
+    );
     assert!(before.contains("# TYPE sealgate_log_size gauge"), "{before}");
-    let (issued0, size0) = (metric(&before, "sealgate_tokens_issued_total"), metric(&before, "sealgate_log_size"));
-    assert_eq!(size0, log_size(&api), "sealgate_log_size must equal the committed log size");
+    let (issued0, size0) = (
+        metric(&before, "sealgate_tokens_issued_total"),
+        metric(&before, "sealgate_log_size"),
+    );
+    assert_eq!(
+        size0,
+        log_size(&api),
+        "sealgate_log_size must equal the committed log size"
+    );
 
     mint(&api, &t.agent_key);
     mint(&api, &t.agent_key);
     let after = metrics(&api);
-    assert_eq!(metric(&after, "sealgate_tokens_issued_total"), issued0 + 2, "tokens counter");
+    assert_eq!(
+        metric(&after, "sealgate_tokens_issued_total"),
+        issued0 + 2,
+        "tokens counter"
+    );
     assert_eq!(metric(&after, "sealgate_log_size"), size0 + 2, "log size gauge");
     assert_eq!(metric(&after, "sealgate_enclave_ready"), 1);
     assert_eq!(metric(&after, "sealgate_log_integrity_ok"), 1);
 
     // A refused mint does not count as issued.
-    assert_error(api.post("/v1/tokens", Some(&t.agent_key), &json!({ "ttl_seconds": 1 })), 400, "INVALID_TTL");
+    assert_error(
+        api.post("/v1/tokens", Some(&t.agent_key), &json!({ "ttl_seconds": 1 })),
+        400,
+        "INVALID_TTL",
+    );
     assert_eq!(metric(&metrics(&api), "sealgate_tokens_issued_total"), issued0 + 2);
 
     // Content type.
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let resp = agent.get(format!("{}/metrics", d.url)).call().unwrap();
-    let ct = resp.headers().get("content-type").unwrap().to_str().unwrap().to_string();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(ct.starts_with("text/plain"), "metrics content type {ct:?}");
 }
 
@@ -107,7 +137,11 @@ fn openapi_covers_every_documented_route() {
     let paths = spec["paths"].as_object().expect("paths");
 
     let routes = documented_routes();
-    assert!(routes.len() >= 18, "parsed only {} routes from docs/API.md: {routes:?}", routes.len());
+    assert!(
+        routes.len() >= 18,
+        "parsed only {} routes from docs/API.md: {routes:?}",
+        routes.len()
+    );
     let mut missing = Vec::new();
     for (method, path) in &routes {
         let ok = paths.get(path).and_then(|p| p.get(method.to_lowercase())).is_some();
@@ -115,20 +149,34 @@ fn openapi_covers_every_documented_route() {
             missing.push(format!("{method} {path}"));
         }
         // Every documented route is actually served (not the 404 fallback).
-        let concrete = path.replace("{ws}", "ws_x").replace("{id}", "key_x").replace("{jti}", "abc");
+        let concrete = path
+            .replace("{ws}", "ws_x")
+            .replace("{id}", "key_x")
+            .replace("{jti}", "abc");
         let (s, v) = match method.as_str() {
             "GET" => api.get(&concrete, None),
             "POST" => api.post(&concrete, None, &json!({})),
             "DELETE" => api.delete(&concrete, None),
             _ => unreachable!(),
         };
-        let not_routed = s == 404 && v["error"]["message"].as_str().is_some_and(|m| m.contains("no such endpoint"));
+        let not_routed = s == 404
+            && v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("no such endpoint"));
         assert!(!not_routed, "{method} {path} is documented but not routed");
     }
-    assert!(missing.is_empty(), "documented routes missing from openapi.json: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "documented routes missing from openapi.json: {missing:?}"
+    );
     // And nothing in the spec is undocumented.
     for (path, ops) in paths {
-        for method in ops.as_object().unwrap().keys().filter(|m| ["get", "post", "delete", "put", "patch"].contains(&m.as_str())) {
+        for method in ops
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|m| ["get", "post", "delete", "put", "patch"].contains(&m.as_str()))
+        {
             assert!(
                 routes.iter().any(|(m, p)| p == path && m.eq_ignore_ascii_case(method)),
                 "openapi.json has {method} {path}, which docs/API.md does not list"
@@ -159,13 +207,33 @@ fn routing_errors_are_json() {
     assert_eq!(s, 400, "{v}");
     assert_error_shape(&v);
     assert_error(api.get("/v1/audit/entries?start=5&end=5", None), 400, "INVALID_RANGE");
-    assert_error(api.get("/v1/audit/entries?start=0&end=1001", None), 400, "INVALID_RANGE");
+    assert_error(
+        api.get("/v1/audit/entries?start=0&end=1001", None),
+        400,
+        "INVALID_RANGE",
+    );
     // Proof sizes beyond the log are refused.
     let n = log_size(&api);
-    assert_error(api.get(&format!("/v1/audit/proof/inclusion?index=0&size={}", n + 1), None), 400, "INVALID_RANGE");
-    assert_error(api.get(&format!("/v1/audit/proof/inclusion?index={n}&size={n}"), None), 400, "INVALID_RANGE");
-    assert_error(api.get(&format!("/v1/audit/proof/consistency?from=1&to={}", n + 1), None), 400, "INVALID_RANGE");
-    assert_error(api.get("/v1/audit/proof/consistency?from=0&to=1", None), 400, "INVALID_RANGE");
+    assert_error(
+        api.get(&format!("/v1/audit/proof/inclusion?index=0&size={}", n + 1), None),
+        400,
+        "INVALID_RANGE",
+    );
+    assert_error(
+        api.get(&format!("/v1/audit/proof/inclusion?index={n}&size={n}"), None),
+        400,
+        "INVALID_RANGE",
+    );
+    assert_error(
+        api.get(&format!("/v1/audit/proof/consistency?from=1&to={}", n + 1), None),
+        400,
+        "INVALID_RANGE",
+    );
+    assert_error(
+        api.get("/v1/audit/proof/consistency?from=0&to=1", None),
+        400,
+        "INVALID_RANGE",
+    );
 }
 
 #[test]
@@ -176,19 +244,44 @@ fn attestation_commits_to_what_is_served() {
     let (s, v) = api.get(&format!("/v1/attestation?nonce={}", hex::encode(&nonce)), None);
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["mode"], "sim");
-    let doc = B64.decode(v["document"].as_str().expect("document")).expect("document is base64");
-    assert!(matches!(doc.first(), Some(0x84) | Some(0xd2)), "document is not a COSE_Sign1 (first byte {:02x?})", doc.first());
+    let doc = B64
+        .decode(v["document"].as_str().expect("document"))
+        .expect("document is base64");
+    assert!(
+        matches!(doc.first(), Some(0x84) | Some(0xd2)),
+        "document is not a COSE_Sign1 (first byte {:02x?})",
+        doc.first()
+    );
 
     let commitment: Commitment = serde_json::from_value(v["commitment"].clone()).expect("commitment");
     // The field order the digest is defined over, checked against the JSON served.
-    let served_keys: Vec<&str> = v["commitment"].as_object().unwrap().keys().map(String::as_str).collect();
-    let mut want = vec!["version", "mode", "issuer", "audiences", "ttl_min_seconds", "ttl_max_seconds", "log_origin", "jwk_thumbprints", "checkpoint_key"];
+    let served_keys: Vec<&str> = v["commitment"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut want = vec![
+        "version",
+        "mode",
+        "issuer",
+        "audiences",
+        "ttl_min_seconds",
+        "ttl_max_seconds",
+        "log_origin",
+        "jwk_thumbprints",
+        "checkpoint_key",
+    ];
     want.sort();
     let mut got = served_keys.clone();
     got.sort();
     assert_eq!(got, want, "commitment fields");
     let digest = commitment.digest();
-    assert_eq!(v["user_data"], hex::encode(digest), "user_data must be SHA-256 of the commitment JSON");
+    assert_eq!(
+        v["user_data"],
+        hex::encode(digest),
+        "user_data must be SHA-256 of the commitment JSON"
+    );
     let compact = format!(
         r#"{{"version":{},"mode":{},"issuer":{},"audiences":{},"ttl_min_seconds":{},"ttl_max_seconds":{},"log_origin":{},"jwk_thumbprints":{},"checkpoint_key":{}}}"#,
         json!(commitment.version),
@@ -201,7 +294,11 @@ fn attestation_commits_to_what_is_served() {
         json!(commitment.jwk_thumbprints),
         json!(commitment.checkpoint_key)
     );
-    assert_eq!(hex::encode(Sha256::digest(compact.as_bytes())), hex::encode(digest), "digest over the documented field order");
+    assert_eq!(
+        hex::encode(Sha256::digest(compact.as_bytes())),
+        hex::encode(digest),
+        "digest over the documented field order"
+    );
     // The signed document carries both the digest and our nonce.
     let has = |needle: &[u8]| doc.windows(needle.len()).any(|w| w == needle);
     assert!(has(&digest), "the document does not contain user_data");
@@ -213,7 +310,11 @@ fn attestation_commits_to_what_is_served() {
     assert_eq!(commitment.audiences, vec!["sts.amazonaws.com".to_string()]);
     assert_eq!((commitment.ttl_min_seconds, commitment.ttl_max_seconds), (60, 3600));
     let (_, key_text) = api.get_text("/v1/audit/key", None);
-    assert_eq!(commitment.checkpoint_key, key_text.trim(), "checkpoint_key vs /v1/audit/key");
+    assert_eq!(
+        commitment.checkpoint_key,
+        key_text.trim(),
+        "checkpoint_key vs /v1/audit/key"
+    );
     let vk = verifier_key(&api);
     assert_eq!(commitment.log_origin, vk.name, "log_origin is the checkpoint key name");
     let (_, cp) = checkpoint(&api, &vk);
@@ -222,13 +323,20 @@ fn attestation_commits_to_what_is_served() {
     let mut thumbs = Vec::new();
     for k in jwks["keys"].as_array().unwrap() {
         let kid = k["kid"].as_str().unwrap();
-        assert!(commitment.jwk_thumbprints.iter().any(|t| t == kid), "JWKS kid {kid} not in {:?}", commitment.jwk_thumbprints);
+        assert!(
+            commitment.jwk_thumbprints.iter().any(|t| t == kid),
+            "JWKS kid {kid} not in {:?}",
+            commitment.jwk_thumbprints
+        );
         let x = B64URL.decode(k["x"].as_str().unwrap()).unwrap();
         let y = B64URL.decode(k["y"].as_str().unwrap()).unwrap();
         thumbs.push(p256_thumbprint(&x, &y));
     }
     thumbs.sort();
-    assert_eq!(commitment.jwk_thumbprints, thumbs, "jwk_thumbprints are the RFC 7638 thumbprints of the JWKS, sorted");
+    assert_eq!(
+        commitment.jwk_thumbprints, thumbs,
+        "jwk_thumbprints are the RFC 7638 thumbprints of the JWKS, sorted"
+    );
 
     // Without a nonce it still works; two calls with different nonces differ.
     let (s, v2) = api.get("/v1/attestation", None);
@@ -245,6 +353,10 @@ fn bad_nonces_are_refused() {
     let d = Deployment::start();
     let api = d.api();
     for bad in ["zz", "abc", "0g", &"ab".repeat(65)] {
-        assert_error(api.get(&format!("/v1/attestation?nonce={bad}"), None), 400, "INVALID_NONCE");
+        assert_error(
+            api.get(&format!("/v1/attestation?nonce={bad}"), None),
+            400,
+            "INVALID_NONCE",
+        );
     }
 }

@@ -38,8 +38,12 @@ pub fn assert_error(got: (u16, Value), status: u16, code: &str) {
 /// Asserts `{error: {code: non-empty string, message: non-empty string}}`.
 #[track_caller]
 pub fn assert_error_shape(body: &Value) {
-    let code = body["error"]["code"].as_str().unwrap_or_else(|| panic!("error body lacks error.code: {body}"));
-    let message = body["error"]["message"].as_str().unwrap_or_else(|| panic!("error body lacks error.message: {body}"));
+    let code = body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("error body lacks error.code: {body}"));
+    let message = body["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("error body lacks error.message: {body}"));
     assert!(!code.is_empty() && !message.is_empty(), "empty code or message: {body}");
 }
 
@@ -70,7 +74,9 @@ pub fn parse_minted(v: &Value) -> Option<Minted> {
 pub fn verifier_key(api: &Api) -> VerifierKey {
     let (s, text) = api.get_text("/v1/audit/key", None);
     assert_eq!(s, 200, "/v1/audit/key: {text}");
-    text.trim().parse().unwrap_or_else(|e| panic!("/v1/audit/key is not a verifier key ({e}): {text:?}"))
+    text.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("/v1/audit/key is not a verifier key ({e}): {text:?}"))
 }
 
 /// The current checkpoint note and its verified contents.
@@ -78,7 +84,9 @@ pub fn verifier_key(api: &Api) -> VerifierKey {
 pub fn checkpoint(api: &Api, vk: &VerifierKey) -> (String, Checkpoint) {
     let (s, note) = api.get_text("/v1/audit/checkpoint", None);
     assert_eq!(s, 200, "/v1/audit/checkpoint: {note}");
-    let cp = vk.open(&note).unwrap_or_else(|e| panic!("checkpoint does not verify ({e}): {note:?}"));
+    let cp = vk
+        .open(&note)
+        .unwrap_or_else(|e| panic!("checkpoint does not verify ({e}): {note:?}"));
     (note, cp)
 }
 
@@ -89,12 +97,17 @@ pub fn wait_checkpoint(api: &Api, vk: &VerifierKey, size: u64, timeout: Duration
     loop {
         let (s, note) = api.get_text("/v1/audit/checkpoint", None);
         if s == 200 {
-            let cp = vk.open(&note).unwrap_or_else(|e| panic!("checkpoint does not verify ({e}): {note:?}"));
+            let cp = vk
+                .open(&note)
+                .unwrap_or_else(|e| panic!("checkpoint does not verify ({e}): {note:?}"));
             if cp.size >= size {
                 return (note, cp);
             }
         }
-        assert!(Instant::now() < deadline, "the checkpoint did not reach size {size} within {timeout:?} (last: {s} {note:?})");
+        assert!(
+            Instant::now() < deadline,
+            "the checkpoint did not reach size {size} within {timeout:?} (last: {s} {note:?})"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -104,11 +117,14 @@ pub fn wait_checkpoint(api: &Api, vk: &VerifierKey, size: u64, timeout: Duration
 pub fn log_size(api: &Api) -> u64 {
     let (s, v) = api.get("/readyz", None);
     assert_eq!(s, 200, "/readyz: {v}");
-    v["log_size"].as_u64().unwrap_or_else(|| panic!("/readyz lacks log_size: {v}"))
+    v["log_size"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("/readyz lacks log_size: {v}"))
 }
 
 fn b64(s: &Value) -> Vec<u8> {
-    B64.decode(s.as_str().unwrap_or_else(|| panic!("not a string: {s}"))).unwrap_or_else(|e| panic!("not base64 ({e}): {s}"))
+    B64.decode(s.as_str().unwrap_or_else(|| panic!("not a string: {s}")))
+        .unwrap_or_else(|e| panic!("not base64 ({e}): {s}"))
 }
 
 fn hashes(v: &Value) -> Vec<Hash> {
@@ -128,7 +144,12 @@ pub fn entries(api: &Api, start: u64, end: u64) -> Vec<Vec<u8>> {
         let to = (at + 1000).min(end);
         let (s, v) = api.get(&format!("/v1/audit/entries?start={at}&end={to}"), None);
         assert_eq!(s, 200, "entries [{at}, {to}): {v}");
-        let page: Vec<Vec<u8>> = v["entries"].as_array().unwrap_or_else(|| panic!("no entries: {v}")).iter().map(b64).collect();
+        let page: Vec<Vec<u8>> = v["entries"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no entries: {v}"))
+            .iter()
+            .map(b64)
+            .collect();
         if page.is_empty() {
             break;
         }
@@ -143,11 +164,17 @@ pub fn entries(api: &Api, start: u64, end: u64) -> Vec<Vec<u8>> {
 #[track_caller]
 pub fn all_leaves(api: &Api, size: u64) -> Vec<AnyLeaf> {
     let raw = entries(api, 0, size);
-    assert_eq!(raw.len() as u64, size, "the host served {} leaves for [0, {size})", raw.len());
+    assert_eq!(
+        raw.len() as u64,
+        size,
+        "the host served {} leaves for [0, {size})",
+        raw.len()
+    );
     raw.iter()
         .enumerate()
         .map(|(i, bytes)| {
-            let l = leaf::parse(bytes).unwrap_or_else(|e| panic!("leaf {i} does not parse ({e}): {}", String::from_utf8_lossy(bytes)));
+            let l = leaf::parse(bytes)
+                .unwrap_or_else(|e| panic!("leaf {i} does not parse ({e}): {}", String::from_utf8_lossy(bytes)));
             assert_eq!(l.v, 1, "leaf {i} version");
             assert_eq!(l.index, i as u64, "leaf at position {i} says index {}", l.index);
             l
@@ -198,17 +225,35 @@ pub fn token_record(api: &Api, jti: &str) -> (u64, Vec<u8>) {
 #[track_caller]
 pub fn prove_token(api: &Api, cp: &Checkpoint, m: &Minted) -> TokenIssued {
     let (index, bytes) = token_record(api, &m.jti);
-    assert_eq!(index, m.log_index, "token {} was reported at index {} but the log has it at {index}", m.jti, m.log_index);
+    assert_eq!(
+        index, m.log_index,
+        "token {} was reported at index {} but the log has it at {index}",
+        m.jti, m.log_index
+    );
     let l = leaf::parse(&bytes).expect("token leaf parses");
     assert_eq!(l.index, index, "leaf index");
     assert_eq!(l.kind, KIND_TOKEN_ISSUED, "leaf kind");
     let data: TokenIssued = serde_json::from_value(l.data).expect("token.issued data");
     assert_eq!(data.jti, m.jti);
-    assert_eq!(data.token_sha256, sha256_hex(m.token.as_bytes()), "leaf token_sha256 does not match the JWT {}", m.jti);
-    assert!(index < cp.size, "token {} at index {index} is not covered by checkpoint size {}", m.jti, cp.size);
+    assert_eq!(
+        data.token_sha256,
+        sha256_hex(m.token.as_bytes()),
+        "leaf token_sha256 does not match the JWT {}",
+        m.jti
+    );
+    assert!(
+        index < cp.size,
+        "token {} at index {index} is not covered by checkpoint size {}",
+        m.jti,
+        cp.size
+    );
     let proof = inclusion_proof(api, index, cp.size);
-    merkle::verify_inclusion(index, cp.size, &merkle::leaf_hash(&bytes), &proof, &cp.root)
-        .unwrap_or_else(|e| panic!("inclusion proof for {} (index {index}, size {}) fails: {e}", m.jti, cp.size));
+    merkle::verify_inclusion(index, cp.size, &merkle::leaf_hash(&bytes), &proof, &cp.root).unwrap_or_else(|e| {
+        panic!(
+            "inclusion proof for {} (index {index}, size {}) fails: {e}",
+            m.jti, cp.size
+        )
+    });
     data
 }
 
@@ -233,7 +278,47 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `(largest persisted checkpoint size, number of leaves)` straight from SQLite.
+pub fn persisted_checkpoint(db: &std::path::Path) -> (u64, u64) {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open db");
+    let cp: i64 = c
+        .query_row("SELECT COALESCE(MAX(size), 0) FROM checkpoints", [], |r| r.get(0))
+        .unwrap();
+    let n: i64 = c.query_row("SELECT COUNT(*) FROM leaves", [], |r| r.get(0)).unwrap();
+    (cp as u64, n as u64)
+}
+
+/// Waits until the host has written a checkpoint covering every stored leaf to SQLite
+/// (it persists one at most every 2 s; the in-memory one is newer).
+#[track_caller]
+pub fn wait_persisted(db: &std::path::Path) -> u64 {
+    wait_for(
+        "a persisted checkpoint covering the whole log",
+        Duration::from_secs(15),
+        || {
+            let (cp, n) = persisted_checkpoint(db);
+            (cp == n && n > 0).then_some(n)
+        },
+    )
+}
+
+/// Runs `f` (a restart, typically); if it panics, prints the host's and the enclave's
+/// logs first, since the deployment's directory is gone once the test unwinds.
+pub fn with_logs<T>(d: &mut sealgate_tests::Deployment, f: impl FnOnce(&mut sealgate_tests::Deployment) -> T) -> T {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(d))) {
+        Ok(v) => v,
+        Err(e) => {
+            let enclave = std::fs::read_to_string(d.path("enclave.log")).unwrap_or_default();
+            eprintln!("---- host.log ----\n{}\n---- enclave.log ----\n{enclave}", d.host_log());
+            std::panic::resume_unwind(e)
+        }
     }
 }
