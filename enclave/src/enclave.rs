@@ -349,7 +349,7 @@ impl Enclave {
         self.sign_checkpoint(size, root)
     }
 
-    fn restore(&self, checkpoint: &str, frontier: Vec<ByteBuf>, tail: &[LeafRecord]) -> Result<LogHead, WireError> {
+    fn restore(&self, checkpoint: &str, frontier: Vec<ByteBuf>, tail: &[TailLeaf]) -> Result<LogHead, WireError> {
         let cfg = self.config()?;
         let rejected = |m: String| err(ErrorCode::RestoreRejected, m);
         let checkpoint = if checkpoint.is_empty() {

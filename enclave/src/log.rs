@@ -20,7 +20,7 @@ use aws_lc_rs::hmac;
 use sealgate_shared::leaf::{Leaf, Origin, LEAF_VERSION};
 use sealgate_shared::merkle::{self, CompactRange, Hash};
 use sealgate_shared::note::Checkpoint;
-use sealgate_shared::protocol::{LeafRecord, LogHead};
+use sealgate_shared::protocol::{LeafRecord, LogHead, TailLeaf};
 use serde::Serialize;
 use serde_bytes::ByteBuf;
 use std::collections::VecDeque;
@@ -175,17 +175,18 @@ impl Log {
 
     /// Rebuilds the log after a restart from a checkpoint whose signature the caller
     /// has already verified with this enclave's key, the frontier at its size, and the
-    /// leaves beyond it that this enclave MAC'd.
+    /// leaves beyond it that this enclave MAC'd. The host sends those leaves from its
+    /// database, so they count as acknowledged: the next checkpoint may cover them.
     pub fn restore(
         &mut self,
         checkpoint: Option<Checkpoint>,
         frontier: Vec<Hash>,
-        tail: &[LeafRecord],
+        tail: &[TailLeaf],
     ) -> Result<(), LogError> {
         if !self.needs_restore {
             return Err(LogError::AlreadyLive);
         }
-        let range = match &checkpoint {
+        let mut range = match &checkpoint {
             None if frontier.is_empty() => CompactRange::new(),
             None => return Err(LogError::Restore("a frontier without a checkpoint".into())),
             Some(cp) => {
@@ -197,33 +198,27 @@ impl Log {
                 range
             }
         };
-        let mut head = range.clone();
-        let mut unacked = VecDeque::with_capacity(tail.len());
-        for rec in tail {
-            if rec.index != head.size() {
+        for leaf in tail {
+            if leaf.index != range.size() {
                 return Err(LogError::Restore(format!(
                     "tail leaf has index {}, expected {}",
-                    rec.index,
-                    head.size()
+                    leaf.index,
+                    range.size()
                 )));
             }
-            let hash = merkle::leaf_hash(&rec.bytes);
+            let hash = merkle::to_hash(&leaf.hash).map_err(|e| LogError::Restore(e.to_string()))?;
             // hmac::verify compares in constant time.
-            if hmac::verify(&self.mac_key, &mac_input(rec.index, &hash), &rec.mac).is_err() {
+            if hmac::verify(&self.mac_key, &mac_input(leaf.index, &hash), &leaf.mac).is_err() {
                 return Err(LogError::Restore(format!(
                     "leaf {} was not written by this enclave",
-                    rec.index
+                    leaf.index
                 )));
             }
-            head.append(hash);
-            unacked.push_back((rec.clone(), hash));
+            range.append(hash);
         }
-        if unacked.len() > MAX_UNACKED {
-            return Err(LogError::Backpressure(unacked.len()));
-        }
-        self.acked = range;
-        self.head = head;
-        self.unacked = unacked;
+        self.acked = range.clone();
+        self.head = range;
+        self.unacked.clear();
         self.needs_restore = false;
         Ok(())
     }
@@ -242,6 +237,16 @@ mod tests {
     use super::*;
 
     const KEY: [u8; 32] = [5; 32];
+
+    fn tail_of(recs: &[LeafRecord]) -> Vec<TailLeaf> {
+        recs.iter()
+            .map(|r| TailLeaf {
+                index: r.index,
+                hash: ByteBuf::from(merkle::leaf_hash(&r.bytes).to_vec()),
+                mac: r.mac.clone(),
+            })
+            .collect()
+    }
 
     fn filled(n: usize) -> (Log, Vec<LeafRecord>) {
         let mut log = Log::fresh(&KEY);
@@ -306,23 +311,23 @@ mod tests {
         let mut restarted = Log::awaiting_restore(&KEY);
         assert_eq!(restarted.append(Origin::Host, "x", &1, 1), Err(LogError::NeedsRestore));
         restarted
-            .restore(Some(cp.clone()), frontier.clone(), &recs[4..])
+            .restore(Some(cp.clone()), frontier.clone(), &tail_of(&recs[4..]))
             .unwrap();
         assert_eq!(
             restarted.head(),
             LogHead {
                 size: 6,
-                acked: 4,
+                acked: 6,
                 needs_restore: false
             }
         );
         assert_eq!(restarted.head, log.head);
 
         // A forged tail leaf, a MAC from another key, a gap, a bad frontier: refused.
-        let mut forged = recs[4].clone();
-        forged.bytes = ByteBuf::from(b"{\"forged\":true}".to_vec());
+        let mut forged = tail_of(&recs[4..5]).remove(0);
+        forged.hash = ByteBuf::from(merkle::leaf_hash(b"{\"forged\":true}").to_vec());
         let mut other = Log::fresh(&[6; 32]);
-        let foreign = other.append(Origin::Host, "test.event", &0, 1).unwrap();
+        let foreign = tail_of(&[other.append(Origin::Host, "test.event", &0, 1).unwrap()]).remove(0);
         let mut bad_frontier = frontier.clone();
         bad_frontier[0][0] ^= 1;
         for (cp, fr, tail) in [
@@ -330,9 +335,9 @@ mod tests {
             (
                 Some(cp.clone()),
                 frontier.clone(),
-                vec![LeafRecord { index: 4, ..foreign }],
+                vec![TailLeaf { index: 4, ..foreign }],
             ),
-            (Some(cp.clone()), frontier.clone(), vec![recs[5].clone()]),
+            (Some(cp.clone()), frontier.clone(), tail_of(&recs[5..])),
             (Some(cp.clone()), bad_frontier, vec![]),
             (Some(cp.clone()), vec![], vec![]),
             (None, frontier.clone(), vec![]),

@@ -415,10 +415,17 @@ fn restart_keeps_keys_and_restores_the_log() {
         .iter()
         .map(|h| ByteBuf::from(h.to_vec()))
         .collect();
-    let tail = leaves[4..].to_vec();
+    let tail: Vec<TailLeaf> = leaves[4..]
+        .iter()
+        .map(|l| TailLeaf {
+            index: l.index,
+            hash: ByteBuf::from(merkle::leaf_hash(&l.bytes).to_vec()),
+            mac: l.mac.clone(),
+        })
+        .collect();
     // Forgeries are refused and leave the log waiting.
     let mut forged_tail = tail.clone();
-    forged_tail[0].bytes = ByteBuf::from(br#"{"v":1,"forged":true}"#.to_vec());
+    forged_tail[0].hash = ByteBuf::from(merkle::leaf_hash(br#"{"v":1,"forged":true}"#).to_vec());
     let bad_cp = cp.note.replace("\n4\n", "\n3\n");
     let mut bad_frontier = frontier.clone();
     bad_frontier[0][0] ^= 1;
@@ -442,7 +449,14 @@ fn restart_keeps_keys_and_restores_the_log() {
         frontier,
         tail,
     }) {
-        Reply::Restored(head) => assert_eq!(head.size, leaves.len() as u64 + 1, "restored leaves plus the boot leaf"),
+        Reply::Restored(head) => {
+            assert_eq!(head.size, leaves.len() as u64 + 1, "restored leaves plus the boot leaf");
+            assert_eq!(
+                head.acked,
+                leaves.len() as u64,
+                "the restored tail came from the host's store"
+            );
+        }
         other => panic!("{other:?}"),
     }
     assert!(matches!(e2.handle(Op::MintToken(mint_req())), Reply::Minted(_)));

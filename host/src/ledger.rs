@@ -32,8 +32,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
-/// How often a checkpoint is also written to SQLite (the latest is always in memory).
-const PERSIST_CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
+/// Acks are coalesced: under load every commit batch would otherwise cost a signature
+/// in the enclave and a verification here. Checkpoints lag commits by at most this.
+const ACK_COALESCE: Duration = Duration::from_millis(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -83,6 +84,10 @@ impl TreeState {
         if tree.len() != before {
             self.size.send_replace(tree.len());
         }
+    }
+
+    fn clear_ahead(&self) {
+        self.ahead.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     fn has_gap(&self) -> bool {
@@ -145,14 +150,9 @@ impl Ledger {
             })?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })?;
+        // Rows past a hole stay aside (`ahead`) until sync: concurrent commits land out
+        // of order, so a crash can leave a hole the enclave can still fill (`Unacked`).
         self.state.committed(&leaves);
-        let size = self.committed_size();
-        if size != leaves.len() as u64 {
-            self.set_integrity(format!(
-                "the database holds {} leaves but only the first {size} are contiguous",
-                leaves.len()
-            ));
-        }
         let cp = self.db.read_blocking(|c| {
             c.query_row(
                 "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1",
@@ -270,9 +270,6 @@ impl Ledger {
     }
 
     async fn sync_locked(&self) -> Result<(), SyncError> {
-        if let Some(m) = self.integrity_failure() {
-            return Err(SyncError::Integrity(m));
-        }
         let reply = self
             .enclave
             .call(Op::Hello {
@@ -287,6 +284,9 @@ impl Ledger {
             other => expect_reply!(other?, Reply::Hello, "Hello")?,
         };
         *rw(&self.hello) = Some(hello.clone());
+        if let Some(m) = self.integrity_failure() {
+            return Err(SyncError::Integrity(m));
+        }
         // A barrier: every commit queued before this point has finished.
         self.db.commit(vec![], None).await?;
         let d = self.committed_size();
@@ -310,6 +310,7 @@ impl Ledger {
     }
 
     async fn restore(&self, d: u64) -> Result<(), SyncError> {
+        self.set_aside_orphans(d).await?;
         let cp = self.checkpoint().filter(|c| c.size <= d);
         let (cp_size, note) = cp.map_or((0, String::new()), |c| (c.size, c.note));
         let frontier = self
@@ -319,21 +320,31 @@ impl Ledger {
             .into_iter()
             .map(|h| ByteBuf::from(h.to_vec()))
             .collect();
-        let tail = self
+        let macs = self
             .db
             .read(move |c| {
-                let mut st =
-                    c.prepare("SELECT idx, bytes, mac FROM leaves WHERE idx >= ?1 AND idx < ?2 ORDER BY idx")?;
+                let mut st = c.prepare("SELECT idx, mac FROM leaves WHERE idx >= ?1 AND idx < ?2 ORDER BY idx")?;
                 let rows = st.query_map(params![cp_size as i64, d as i64], |r| {
-                    Ok(LeafRecord {
-                        index: r.get::<_, i64>(0)? as u64,
-                        bytes: ByteBuf::from(r.get::<_, Vec<u8>>(1)?),
-                        mac: ByteBuf::from(r.get::<_, Vec<u8>>(2)?),
-                    })
+                    Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
                 })?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()
             })
             .await?;
+        let tail = {
+            let tree = self.tree();
+            macs.into_iter()
+                .map(|(index, mac)| {
+                    let hash = tree
+                        .leaf(index)
+                        .ok_or_else(|| SyncError::Integrity(format!("leaf {index} is missing")))?;
+                    Ok(TailLeaf {
+                        index,
+                        hash: ByteBuf::from(hash.to_vec()),
+                        mac: ByteBuf::from(mac),
+                    })
+                })
+                .collect::<Result<Vec<_>, SyncError>>()?
+        };
         tracing::info!(checkpoint = cp_size, tail = tail.len(), "restoring the enclave's log");
         match self
             .enclave
@@ -357,6 +368,40 @@ impl Ledger {
         }
     }
 
+    /// After an enclave restart, rows past the contiguous prefix `d` (a hole's far
+    /// side) can never join the log: the leaves before them died with the enclave.
+    /// No token among them was ever released (see [`Ledger::wait_contiguous`]), so
+    /// they are moved to `orphaned_leaves` for forensics, out of the way of the
+    /// indices the restored enclave will hand out next.
+    async fn set_aside_orphans(&self, d: u64) -> Result<(), SyncError> {
+        if !self.state.has_gap() {
+            return Ok(());
+        }
+        let now = crate::now_secs() as i64;
+        self.db
+            .commit(
+                vec![],
+                Some(Box::new(move |c| {
+                    let n = c.execute(
+                        "INSERT OR REPLACE INTO orphaned_leaves (idx, bytes, mac, orphaned_at) \
+                         SELECT idx, bytes, mac, ?2 FROM leaves WHERE idx > ?1",
+                        params![d as i64, now],
+                    )?;
+                    c.execute("DELETE FROM tokens WHERE idx > ?1", params![d as i64])?;
+                    c.execute("DELETE FROM leaves WHERE idx > ?1", params![d as i64])?;
+                    tracing::warn!(
+                        count = n,
+                        after = d,
+                        "set aside leaves stranded past a hole lost with the enclave"
+                    );
+                    Ok(())
+                })),
+            )
+            .await?;
+        self.state.clear_ahead();
+        Ok(())
+    }
+
     /// Stores every leaf the enclave holds from `from` on.
     async fn fetch_unacked(&self, mut from: u64) -> Result<(), SyncError> {
         loop {
@@ -378,10 +423,14 @@ impl Ledger {
     async fn ack(&self) -> Result<(), SyncError> {
         let size = self.committed_size();
         let cp = expect_reply!(self.enclave.call(Op::Ack { size }).await?, Reply::Checkpoint, "Ack")?;
-        self.keep_checkpoint(cp, false).await
+        self.keep_checkpoint(cp).await
     }
 
-    async fn keep_checkpoint(&self, cp: SignedCheckpoint, persist_now: bool) -> Result<(), SyncError> {
+    /// Checks a checkpoint against the stored leaves, serves it, and stores it. Every
+    /// checkpoint is stored (acks are coalesced, so at most ~50 a second, and they ride
+    /// in the group commit): after an enclave restart, `Restore` starts from the newest
+    /// stored one, and the leaves after it must fit one frame.
+    async fn keep_checkpoint(&self, cp: SignedCheckpoint) -> Result<(), SyncError> {
         // The enclave signed it, but check anyway: a bad note must never be served.
         if let Some(h) = self.hello() {
             let vk: VerifierKey = h
@@ -402,17 +451,16 @@ impl Ledger {
                 )));
             }
         }
-        let last_persisted = ro(&self.checkpoint).as_ref().map(|c| c.size);
         *rw(&self.checkpoint) = Some(StoredCheckpoint {
             size: cp.size,
             note: cp.note.clone(),
         });
-        if persist_now || last_persisted.is_none() {
-            self.persist_checkpoint(cp).await?;
-        }
+        self.persist_checkpoint(cp).await?;
         Ok(())
     }
 
+    /// Stores a checkpoint, keeping the newest of each minute and the newest overall:
+    /// enough history to look back on, without a row per ack forever.
     async fn persist_checkpoint(&self, cp: SignedCheckpoint) -> Result<(), DbError> {
         let now = crate::now_secs() as i64;
         self.db
@@ -423,14 +471,48 @@ impl Ledger {
                         "INSERT OR REPLACE INTO checkpoints (size, note, created_at) VALUES (?1, ?2, ?3)",
                         params![cp.size as i64, cp.note, now],
                     )?;
+                    c.execute(
+                        "DELETE FROM checkpoints WHERE created_at / 60 = ?1 / 60 AND size < ?2",
+                        params![now, cp.size as i64],
+                    )?;
                     Ok(())
                 })),
             )
             .await
     }
 
-    /// Background work: acknowledge each new committed size, persist a checkpoint now
-    /// and then, fill gaps left by lost responses, and re-sync after enclave trouble.
+    /// Stores the newest checkpoint again (at shutdown), in case its own store failed.
+    pub async fn flush_checkpoint(&self) {
+        if let Some(c) = self.checkpoint() {
+            if let Err(e) = self
+                .persist_checkpoint(SignedCheckpoint {
+                    size: c.size,
+                    note: c.note,
+                })
+                .await
+            {
+                tracing::warn!("storing the last checkpoint at shutdown failed: {e}");
+            }
+        }
+    }
+
+    /// Waits until every leaf up to and including `index` is committed. A token or an
+    /// admin answer is released only then: a leaf committed past a hole could still be
+    /// lost with the hole if the enclave died too, and the client would hold a token
+    /// the log can never prove.
+    pub async fn wait_contiguous(&self, index: u64) -> Result<(), crate::error::ApiError> {
+        let mut rx = self.state.size.subscribe();
+        let wait = async move { rx.wait_for(|size| *size > index).await.is_ok() };
+        match tokio::time::timeout(Duration::from_secs(10), wait).await {
+            Ok(true) => Ok(()),
+            _ => Err(crate::error::ApiError::EnclaveUnavailable(format!(
+                "leaf {index} is stored but the log before it is not yet complete; retry"
+            ))),
+        }
+    }
+
+    /// Background work: acknowledge each new committed size, fill gaps left by lost
+    /// responses, and re-sync after enclave trouble.
     pub fn spawn_background(self: &Arc<Self>) {
         let me = self.clone();
         tokio::spawn(async move { me.acker().await });
@@ -440,12 +522,14 @@ impl Ledger {
 
     async fn acker(self: Arc<Self>) {
         let mut rx = self.state.size.subscribe();
-        let mut last_persist = std::time::Instant::now();
         let mut gap_seen = 0u32;
         loop {
             let changed = tokio::time::timeout(Duration::from_millis(500), rx.changed()).await;
             if matches!(changed, Ok(Err(_))) {
                 return;
+            }
+            if changed.is_ok() {
+                tokio::time::sleep(ACK_COALESCE).await;
             }
             if !self.is_ready() {
                 continue;
@@ -458,33 +542,16 @@ impl Ledger {
                     .await
                     .and_then(|r| expect_reply!(r, Reply::Checkpoint, "Ack"))
                 {
-                    Ok(cp) => {
-                        let persist = last_persist.elapsed() >= PERSIST_CHECKPOINT_EVERY;
-                        if persist {
-                            last_persist = std::time::Instant::now();
-                        }
-                        match self.keep_checkpoint(cp, persist).await {
-                            Ok(()) => {}
-                            Err(SyncError::Integrity(m)) => self.set_integrity(m),
-                            Err(e) => tracing::warn!("keeping the checkpoint failed: {e}"),
-                        }
-                    }
+                    Ok(cp) => match self.keep_checkpoint(cp).await {
+                        Ok(()) => {}
+                        Err(SyncError::Integrity(m)) => self.set_integrity(m),
+                        Err(e) => tracing::warn!("keeping the checkpoint failed: {e}"),
+                    },
                     Err(e) => {
                         tracing::warn!("ack failed: {e}");
                         self.enclave_trouble();
                     }
                 }
-            } else if last_persist.elapsed() >= PERSIST_CHECKPOINT_EVERY {
-                // Idle: make sure the newest checkpoint is on disk for a later restore.
-                if let Some(c) = self.checkpoint() {
-                    let _ = self
-                        .persist_checkpoint(SignedCheckpoint {
-                            size: c.size,
-                            note: c.note,
-                        })
-                        .await;
-                }
-                last_persist = std::time::Instant::now();
             }
             // A gap that outlives two rounds is a leaf whose response never arrived.
             if self.state.has_gap() {

@@ -108,8 +108,9 @@ pub async fn serve(
     println!("sealgate ({}) listening on http://{bound}", app.mode);
     println!("issuer: {}", config.issuer);
     println!("operator admin key: {}", opts.admin_key_file.display());
-    axum::serve(listener, api::router(app))
+    axum::serve(listener, api::router(app.clone()))
         .with_graceful_shutdown(shutdown)
         .await?;
+    app.ledger.flush_checkpoint().await;
     Ok(())
 }

@@ -70,6 +70,14 @@ pub struct LeafRecord {
     pub mac: ByteBuf,
 }
 
+/// A stored leaf handed back at `Restore`: its index, leaf hash and the enclave's MAC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TailLeaf {
+    pub index: u64,
+    pub hash: ByteBuf,
+    pub mac: ByteBuf,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
     Hello {
@@ -97,11 +105,12 @@ pub enum Op {
     /// The latest signed checkpoint (at the acknowledged size).
     Checkpoint,
     /// After an enclave restart: the last signed checkpoint, the frontier at its size,
-    /// and the MAC'd leaves the host holds beyond it.
+    /// and the MAC'd leaves the host holds beyond it (by hash: the enclave needs only
+    /// the hashes, which keeps ~12k leaves inside one frame).
     Restore {
         checkpoint: String,
         frontier: Vec<ByteBuf>,
-        tail: Vec<LeafRecord>,
+        tail: Vec<TailLeaf>,
     },
 }
 

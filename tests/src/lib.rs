@@ -25,17 +25,29 @@ pub fn target_dir() -> PathBuf {
 /// Path of a workspace binary, with a clear message if it has not been built.
 pub fn bin(name: &str) -> PathBuf {
     let p = target_dir().join(name);
-    assert!(p.exists(), "{} is missing: run `cargo build --workspace --bins` (make test does) first", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace --bins` (make test does) first",
+        p.display()
+    );
     p
 }
 
 /// A currently free loopback port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 fn log_file(path: &Path) -> Stdio {
-    OpenOptions::new().create(true).append(true).open(path).map(Stdio::from).unwrap_or_else(|_| Stdio::null())
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null())
 }
 
 fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
@@ -83,7 +95,10 @@ impl Api {
             .timeout_global(Some(Duration::from_secs(30)))
             .build()
             .into();
-        Self { agent, url: url.trim_end_matches('/').to_string() }
+        Self {
+            agent,
+            url: url.trim_end_matches('/').to_string(),
+        }
     }
 
     fn finish(resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, String) {
@@ -120,7 +135,10 @@ impl Api {
 
     /// POST with a raw body and content type (for malformed-input tests).
     pub fn post_raw(&self, path: &str, key: Option<&str>, content_type: &str, body: Vec<u8>) -> (u16, Value) {
-        let mut req = self.agent.post(format!("{}{path}", self.url)).header("Content-Type", content_type);
+        let mut req = self
+            .agent
+            .post(format!("{}{path}", self.url))
+            .header("Content-Type", content_type);
         if let Some(k) = key {
             req = req.header("Authorization", format!("Bearer {k}"));
         }
@@ -159,7 +177,13 @@ impl Deployment {
     pub fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
-        let mut d = Self { dir, port, url: format!("http://127.0.0.1:{port}"), enclave: None, host: None };
+        let mut d = Self {
+            dir,
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            enclave: None,
+            host: None,
+        };
         d.start_enclave();
         d.start_host();
         d
@@ -193,14 +217,18 @@ impl Deployment {
             .expect("spawn sealgate-enclave");
         self.enclave = Some(child);
         let sock = self.socket();
-        wait_until("the enclave socket", Duration::from_secs(20), || std::os::unix::net::UnixStream::connect(&sock).is_ok());
+        wait_until("the enclave socket", Duration::from_secs(20), || {
+            std::os::unix::net::UnixStream::connect(&sock).is_ok()
+        });
     }
 
     /// Starts the host and waits for `/readyz`.
     pub fn start_host(&mut self) {
         self.spawn_host();
         let api = self.api();
-        wait_until("the host to be ready", Duration::from_secs(40), || api.get("/readyz", None).0 == 200);
+        wait_until("the host to be ready", Duration::from_secs(40), || {
+            api.get("/readyz", None).0 == 200
+        });
     }
 
     /// Starts the host without waiting for readiness (for hosts expected to refuse).
@@ -223,7 +251,9 @@ impl Deployment {
             .expect("spawn sealgate serve");
         self.host = Some(child);
         let api = self.api();
-        wait_until("the host to listen", Duration::from_secs(40), || api.get("/healthz", None).0 == 200);
+        wait_until("the host to listen", Duration::from_secs(40), || {
+            api.get("/healthz", None).0 == 200
+        });
     }
 
     pub fn kill9_host(&mut self) {
@@ -250,7 +280,10 @@ impl Deployment {
 
     /// The operator key written at first start.
     pub fn admin_key(&self) -> String {
-        std::fs::read_to_string(self.path("admin.key")).expect("admin.key").trim().to_string()
+        std::fs::read_to_string(self.path("admin.key"))
+            .expect("admin.key")
+            .trim()
+            .to_string()
     }
 
     /// Creates a workspace, an agent in it and an agent key.
@@ -260,10 +293,18 @@ impl Deployment {
         let (s, ws) = api.post("/v1/workspaces", Some(&admin), &serde_json::json!({ "name": "acme" }));
         assert_eq!(s, 201, "{ws}");
         let ws = ws["id"].as_str().expect("ws id").to_string();
-        let (s, ag) = api.post(&format!("/v1/workspaces/{ws}/agents"), Some(&admin), &serde_json::json!({ "name": "bot" }));
+        let (s, ag) = api.post(
+            &format!("/v1/workspaces/{ws}/agents"),
+            Some(&admin),
+            &serde_json::json!({ "name": "bot" }),
+        );
         assert_eq!(s, 201, "{ag}");
         let agent = ag["id"].as_str().expect("agent id").to_string();
-        let (s, k) = api.post(&format!("/v1/workspaces/{ws}/keys"), Some(&admin), &serde_json::json!({ "role": "agent", "agent_id": agent }));
+        let (s, k) = api.post(
+            &format!("/v1/workspaces/{ws}/keys"),
+            Some(&admin),
+            &serde_json::json!({ "role": "agent", "agent_id": agent }),
+        );
         assert_eq!(s, 201, "{k}");
         Tenant {
             workspace: ws,
@@ -288,7 +329,10 @@ impl Drop for Deployment {
 
 /// Runs `sealgate-verify` with `args`; returns the exit code and stdout+stderr.
 pub fn verify(args: &[&str]) -> (i32, String) {
-    let out = Command::new(bin("sealgate-verify")).args(args).output().expect("run sealgate-verify");
+    let out = Command::new(bin("sealgate-verify"))
+        .args(args)
+        .output()
+        .expect("run sealgate-verify");
     let mut text = String::from_utf8_lossy(&out.stdout).to_string();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     (out.status.code().unwrap_or(-1), text)

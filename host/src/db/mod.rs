@@ -48,12 +48,14 @@ fn open(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
 
 /// Copies the WAL back into the database file every half second.
 fn spawn_checkpointer(conn: Connection) {
-    let spawned = std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || loop {
-        std::thread::sleep(std::time::Duration::from_millis(500));
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!("WAL checkpoint failed: {e}");
-        }
-    });
+    let spawned = std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!("WAL checkpoint failed: {e}");
+            }
+        });
     if let Err(e) = spawned {
         tracing::error!("cannot start the WAL checkpointer: {e}");
     }

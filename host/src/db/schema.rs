@@ -6,6 +6,13 @@ CREATE TABLE IF NOT EXISTS leaves (
     bytes BLOB NOT NULL,             -- leaf bytes exactly as the enclave wrote them
     mac   BLOB NOT NULL              -- the enclave's MAC, needed to restore it
 );
+-- Leaves stranded past a hole that died with the enclave (never released; kept for forensics).
+CREATE TABLE IF NOT EXISTS orphaned_leaves (
+    idx         INTEGER PRIMARY KEY,
+    bytes       BLOB NOT NULL,
+    mac         BLOB NOT NULL,
+    orphaned_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS tokens (
     jti TEXT PRIMARY KEY,
     idx INTEGER NOT NULL
