@@ -254,6 +254,7 @@ impl Ledger {
                 apply,
             )
             .await?;
+        self.wait_contiguous(leaf.index).await?;
         Ok(leaf)
     }
 
@@ -311,7 +312,15 @@ impl Ledger {
 
     async fn restore(&self, d: u64) -> Result<(), SyncError> {
         self.set_aside_orphans(d).await?;
-        let cp = self.checkpoint().filter(|c| c.size <= d);
+        // A signed checkpoint beyond the stored prefix means signed leaves went missing
+        // from the database; restoring from an older state would quietly truncate the log.
+        let cp = self.checkpoint();
+        if let Some(c) = cp.as_ref().filter(|c| c.size > d) {
+            return Err(SyncError::Integrity(format!(
+                "the database holds {d} contiguous leaves but checkpoint {} was signed over them",
+                c.size
+            )));
+        }
         let (cp_size, note) = cp.map_or((0, String::new()), |c| (c.size, c.note));
         let frontier = self
             .tree()
