@@ -1,0 +1,152 @@
+//! `sealgate sim`, what `make run` starts: one command brings up the enclave (a child
+//! over a Unix socket) and the host; the simulated enclave never outlives its host,
+//! even after `kill -9`; a restart on the same state keeps the keys and the log.
+
+use sealgate_tests::{bin, free_port, kill9, terminate, verify, Api};
+use serde_json::{json, Value};
+use std::fs::OpenOptions;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn spawn_sim(state: &Path, port: u16) -> Child {
+    let log = || {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(state.with_extension("log"))
+            .map(Stdio::from)
+            .unwrap()
+    };
+    Command::new(bin("sealgate"))
+        .args(["sim", "--listen", &format!("127.0.0.1:{port}"), "--state"])
+        .arg(state)
+        .stdin(Stdio::null())
+        .stdout(log())
+        .stderr(log())
+        .spawn()
+        .expect("spawn sealgate sim")
+}
+
+fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while Instant::now() < deadline {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn mint(api: &Api, key: &str) -> Value {
+    let (s, v) = api.post("/v1/tokens", Some(key), &json!({}));
+    assert_eq!(s, 200, "{v}");
+    v
+}
+
+#[test]
+fn sim_runs_the_whole_system_and_its_enclave_dies_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let api = Api::new(&url);
+
+    let mut sim = spawn_sim(&state, port);
+    eventually("sim to be ready", || api.get("/readyz", None).0 == 200);
+    assert_eq!(api.get("/readyz", None).1["mode"], "sim");
+    let (_, att) = api.get("/v1/attestation", None);
+    assert_eq!(att["mode"], "sim", "every surface says sim");
+    assert!(
+        state.join("enclave/sim-nsm/root.pem").exists(),
+        "the simulated root is persisted for auditors"
+    );
+
+    use std::os::unix::fs::PermissionsExt;
+    let key_path = state.join("admin.key");
+    assert_eq!(
+        std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let admin = std::fs::read_to_string(&key_path).unwrap().trim().to_string();
+    let (_, ws) = api.post("/v1/workspaces", Some(&admin), &json!({ "name": "sim" }));
+    let ws = ws["id"].as_str().unwrap().to_string();
+    let (_, ag) = api.post(
+        &format!("/v1/workspaces/{ws}/agents"),
+        Some(&admin),
+        &json!({ "name": "a" }),
+    );
+    let ag = ag["id"].as_str().unwrap().to_string();
+    let (_, k) = api.post(
+        &format!("/v1/workspaces/{ws}/keys"),
+        Some(&admin),
+        &json!({ "role": "agent", "agent_id": ag }),
+    );
+    let agent_key = k["key"].as_str().unwrap().to_string();
+    let first = mint(&api, &agent_key);
+    let (_, jwks_before) = api.get("/.well-known/jwks.json", None);
+
+    // kill -9 the host: its enclave child must go too, freeing the socket.
+    kill9(&mut sim);
+    let socket = state.join("enclave.sock");
+    eventually("the orphaned enclave to exit", || {
+        std::os::unix::net::UnixStream::connect(&socket).is_err()
+    });
+
+    let mut sim = spawn_sim(&state, port);
+    eventually("sim to be ready again", || api.get("/readyz", None).0 == 200);
+    let (_, jwks_after) = api.get("/.well-known/jwks.json", None);
+    assert_eq!(jwks_after, jwks_before, "same keys after the restart");
+    assert_eq!(
+        std::fs::read_to_string(&key_path).unwrap().trim(),
+        admin,
+        "the admin key is not rewritten"
+    );
+    let second = mint(&api, &agent_key);
+    assert!(second["log_index"].as_u64() > first["log_index"].as_u64());
+
+    // The log continued: it holds the restart, and an auditor verifies both tokens.
+    eventually("the checkpoint to cover the second token", || {
+        let (_, cp) = api.get_text("/v1/audit/checkpoint", None);
+        cp.lines().nth(1).and_then(|l| l.parse::<u64>().ok()) > second["log_index"].as_u64()
+    });
+    let (_, entries) = api.get(
+        &format!(
+            "/v1/audit/entries?start=0&end={}",
+            second["log_index"].as_u64().unwrap() + 1
+        ),
+        None,
+    );
+    let kinds: Vec<String> = entries["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            use base64::Engine;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(e.as_str().unwrap())
+                .unwrap();
+            serde_json::from_slice::<Value>(&bytes).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(kinds[0], "enclave.genesis");
+    assert!(
+        kinds.iter().any(|k| k == "enclave.boot"),
+        "the restart is in the log: {kinds:?}"
+    );
+    let (code, out) = verify(&[
+        "log",
+        "--url",
+        &url,
+        "--token",
+        first["token"].as_str().unwrap(),
+        "--token",
+        second["token"].as_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    terminate(&mut sim);
+}
