@@ -10,7 +10,7 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::signature::KeyPair;
 use sealgate_shared::commitment::{Commitment, COMMITMENT_VERSION};
 use sealgate_shared::leaf::{
-    self, Origin, TokenIssued, KIND_BOOT, KIND_GENESIS, KIND_TOKEN_ISSUED, MAX_HOST_EVENT_BYTES,
+    self, Origin, TokenIssued, KIND_BOOT, KIND_GENESIS, KIND_KEY_ROTATED, KIND_TOKEN_ISSUED, MAX_HOST_EVENT_BYTES,
 };
 use sealgate_shared::merkle::{self, Hash};
 use sealgate_shared::note::{self, Checkpoint, VerifierKey};
@@ -45,7 +45,7 @@ impl From<LogError> for WireError {
 struct BootRecord<'a> {
     mode: &'static str,
     pcr0: String,
-    token_kid: &'a str,
+    token_kid: String,
     checkpoint_key: String,
     config: &'a EnclaveConfig,
 }
@@ -89,8 +89,9 @@ impl Enclave {
         })
     }
 
-    pub fn token_kid(&self) -> &str {
-        &self.keys.token_public.kid
+    /// The kid of the key new tokens are signed with.
+    pub fn token_kid(&self) -> String {
+        self.keys.current_token().public.kid.clone()
     }
 
     /// Handles one request. Never panics on host input.
@@ -108,6 +109,7 @@ impl Enclave {
             Op::Ack { size } => self.ack(size).map(Reply::Checkpoint),
             Op::Unacked { from } => self.with_log(|log| Ok(log.unacked_from(from)?)).map(Reply::Leaves),
             Op::Checkpoint => self.checkpoint().map(Reply::Checkpoint),
+            Op::RotateKey { caller } => self.rotate(&caller).map(Reply::Rotated),
             Op::Restore {
                 checkpoint,
                 frontier,
@@ -187,7 +189,7 @@ impl Enclave {
             protocol_version: PROTOCOL_VERSION,
             mode: self.mode,
             config: cfg.clone(),
-            token_keys: vec![self.keys.token_public.clone()],
+            token_keys: self.keys.token_keys().served(now_millis() / 1000),
             checkpoint_key: self.checkpoint_key(&cfg.log_origin)?.to_string(),
             log: head,
         })
@@ -195,7 +197,13 @@ impl Enclave {
 
     pub fn commitment(&self) -> Result<Commitment, WireError> {
         let cfg = self.config()?;
-        let mut thumbprints = vec![self.keys.token_public.kid.clone()];
+        let mut thumbprints: Vec<String> = self
+            .keys
+            .token_keys()
+            .served(now_millis() / 1000)
+            .into_iter()
+            .map(|k| k.kid)
+            .collect();
         thumbprints.sort();
         Ok(Commitment {
             version: COMMITMENT_VERSION.into(),
@@ -271,7 +279,8 @@ impl Enclave {
             exp,
             jti: &jti,
         };
-        let token = jwt::sign(self.keys.token.as_ref(), self.token_kid(), &fields)
+        let key = self.keys.current_token();
+        let token = jwt::sign(key.signer.as_ref(), &key.public.kid, &fields)
             .map_err(|e| err(ErrorCode::Internal, e.to_string()))?;
         let issued = TokenIssued {
             jti: jti.clone(),
@@ -374,6 +383,44 @@ impl Enclave {
             let kind = if log.head().size == 0 { KIND_GENESIS } else { KIND_BOOT };
             log.append(Origin::Enclave, kind, &record, now_millis())?;
             Ok(log.head())
+        })
+    }
+
+    /// Rotates the token key: seals the new key set, then installs it and records
+    /// `key.rotated`. The old key stays published until `now + ttl_max`, when every
+    /// token it signed has expired. Refused while the log cannot take the leaf, so a
+    /// rotation never happens unrecorded.
+    fn rotate(&self, caller: &str) -> Result<Rotated, WireError> {
+        let cfg = self.config()?.clone();
+        if caller.is_empty() || caller.len() > 128 || !caller.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(err(ErrorCode::BadRequest, "caller must be 1-128 printable characters"));
+        }
+        let leaf = {
+            let mut guard = self.lock();
+            let log = guard
+                .as_mut()
+                .ok_or_else(|| err(ErrorCode::NotReady, "send Hello first"))?;
+            log.can_append()?;
+            let now = now_millis() / 1000;
+            let retire_at = now + cfg.ttl_max_seconds;
+            let old_kid = self.token_kid();
+            let next = self
+                .keys
+                .rotated(now, retire_at)
+                .map_err(|e| err(ErrorCode::Internal, e.to_string()))?;
+            self.store
+                .save_with(&self.keys, &next, Some(&cfg))
+                .map_err(|e| err(ErrorCode::Internal, format!("sealing failed: {e}")))?;
+            let new_kid = next.current.public.kid.clone();
+            self.keys.install(next);
+            let record = serde_json::json!({
+                "old_kid": old_kid, "new_kid": new_kid, "old_key_retire_at": retire_at, "caller": caller,
+            });
+            log.append(Origin::Enclave, KIND_KEY_ROTATED, &record, now_millis())?
+        };
+        Ok(Rotated {
+            hello: self.hello(PROTOCOL_VERSION, cfg)?,
+            leaf,
         })
     }
 

@@ -9,6 +9,7 @@ use sealgate_shared::protocol::{EnclaveConfig, TokenKey};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -29,13 +30,64 @@ struct SealedState {
     checkpoint_seed: ByteBuf,
     leaf_mac_key: ByteBuf,
     config: Option<EnclaveConfig>,
+    /// Rotated-out token keys still served until their tokens have expired.
+    #[serde(default)]
+    retired_token_keys: Vec<SealedRetiredKey>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SealedRetiredKey {
+    pkcs8: ByteBuf,
+    retire_at: u64,
+}
+
+/// One token signing key.
+pub struct TokenKeyEntry {
+    pub signer: Box<dyn Es256>,
+    /// The public half; `retire_at` is set once the key has been rotated out.
+    pub public: TokenKey,
+    pkcs8: Vec<u8>,
+}
+
+impl TokenKeyEntry {
+    fn load(pkcs8: Vec<u8>, retire_at: Option<u64>) -> Result<Self, KeyError> {
+        let signer = signer::load(&pkcs8).map_err(|e| KeyError::Malformed(e.to_string()))?;
+        let (x, y) = signer.public_xy();
+        let public = TokenKey {
+            kid: p256_thumbprint(&x, &y),
+            x: ByteBuf::from(x),
+            y: ByteBuf::from(y),
+            retire_at,
+        };
+        Ok(Self { signer, public, pkcs8 })
+    }
+}
+
+/// The signing key and the rotated-out keys whose tokens may still be live.
+#[derive(Clone)]
+pub struct TokenKeys {
+    pub current: Arc<TokenKeyEntry>,
+    pub retired: Vec<Arc<TokenKeyEntry>>,
+}
+
+impl TokenKeys {
+    /// The public keys to publish at `now` (Unix seconds): the current key and every
+    /// retired key whose last token has not yet expired.
+    pub fn served(&self, now: u64) -> Vec<TokenKey> {
+        let mut keys = vec![self.current.public.clone()];
+        keys.extend(
+            self.retired
+                .iter()
+                .filter(|k| k.public.retire_at.is_some_and(|t| t > now))
+                .map(|k| k.public.clone()),
+        );
+        keys
+    }
 }
 
 /// The live keys.
 pub struct Keys {
-    pub token: Box<dyn Es256>,
-    pub token_public: TokenKey,
-    token_pkcs8: Vec<u8>,
+    token: RwLock<TokenKeys>,
     checkpoint_seed: [u8; 32],
     pub checkpoint: Ed25519KeyPair,
     pub leaf_mac_key: [u8; 32],
@@ -49,27 +101,61 @@ impl Keys {
         rng.fill(&mut seed).map_err(|_| KeyError::Generate)?;
         rng.fill(&mut mac).map_err(|_| KeyError::Generate)?;
         let pkcs8 = signer::generate_pkcs8().map_err(|_| KeyError::Generate)?;
-        Self::from_parts(pkcs8, seed, mac)
+        Self::from_parts(pkcs8, vec![], seed, mac)
     }
 
-    fn from_parts(token_pkcs8: Vec<u8>, seed: [u8; 32], mac: [u8; 32]) -> Result<Self, KeyError> {
-        let token = signer::load(&token_pkcs8).map_err(|e| KeyError::Malformed(e.to_string()))?;
-        let (x, y) = token.public_xy();
-        let token_public = TokenKey {
-            kid: p256_thumbprint(&x, &y),
-            x: ByteBuf::from(x),
-            y: ByteBuf::from(y),
-        };
+    fn from_parts(
+        token_pkcs8: Vec<u8>,
+        retired: Vec<(Vec<u8>, u64)>,
+        seed: [u8; 32],
+        mac: [u8; 32],
+    ) -> Result<Self, KeyError> {
+        let current = Arc::new(TokenKeyEntry::load(token_pkcs8, None)?);
+        let retired = retired
+            .into_iter()
+            .map(|(pkcs8, at)| TokenKeyEntry::load(pkcs8, Some(at)).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
         let checkpoint =
             Ed25519KeyPair::from_seed_unchecked(&seed).map_err(|_| KeyError::Malformed("checkpoint seed".into()))?;
         Ok(Self {
-            token,
-            token_public,
-            token_pkcs8,
+            token: RwLock::new(TokenKeys { current, retired }),
             checkpoint_seed: seed,
             checkpoint,
             leaf_mac_key: mac,
         })
+    }
+
+    /// The token keys as they are now.
+    pub fn token_keys(&self) -> TokenKeys {
+        self.token.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The key new tokens are signed with.
+    pub fn current_token(&self) -> Arc<TokenKeyEntry> {
+        self.token.read().unwrap_or_else(|p| p.into_inner()).current.clone()
+    }
+
+    /// The key set after a rotation: a fresh current key; the old one retired at
+    /// `retire_at`; keys already past their retirement at `now` dropped.
+    pub fn rotated(&self, now: u64, retire_at: u64) -> Result<TokenKeys, KeyError> {
+        let old = self.token_keys();
+        let pkcs8 = signer::generate_pkcs8().map_err(|_| KeyError::Generate)?;
+        let current = Arc::new(TokenKeyEntry::load(pkcs8, None)?);
+        let mut retired: Vec<_> = old
+            .retired
+            .into_iter()
+            .filter(|k| k.public.retire_at.is_some_and(|t| t > now))
+            .collect();
+        retired.push(Arc::new(TokenKeyEntry::load(
+            old.current.pkcs8.clone(),
+            Some(retire_at),
+        )?));
+        Ok(TokenKeys { current, retired })
+    }
+
+    /// Makes `keys` the live token keys (after they have been sealed).
+    pub fn install(&self, keys: TokenKeys) {
+        *self.token.write().unwrap_or_else(|p| p.into_inner()) = keys;
     }
 
     pub fn checkpoint_public(&self) -> [u8; 32] {
@@ -121,17 +207,38 @@ impl SealedStore {
             .as_slice()
             .try_into()
             .map_err(|_| KeyError::Malformed("mac key length".into()))?;
-        let keys = Keys::from_parts(s.token_key_pkcs8.into_vec(), seed, mac)?;
+        let retired = s
+            .retired_token_keys
+            .into_iter()
+            .map(|k| (k.pkcs8.into_vec(), k.retire_at))
+            .collect();
+        let keys = Keys::from_parts(s.token_key_pkcs8.into_vec(), retired, seed, mac)?;
         Ok(Some((keys, s.config)))
     }
 
     pub fn save(&self, keys: &Keys, config: Option<&EnclaveConfig>) -> Result<(), KeyError> {
+        self.save_with(keys, &keys.token_keys(), config)
+    }
+
+    /// Seals `keys`' fixed keys with the given token keys (a rotation seals the new set
+    /// before installing it, so a failed seal changes nothing).
+    pub fn save_with(&self, keys: &Keys, token: &TokenKeys, config: Option<&EnclaveConfig>) -> Result<(), KeyError> {
         let s = SealedState {
             version: 1,
-            token_key_pkcs8: ByteBuf::from(keys.token_pkcs8.clone()),
+            token_key_pkcs8: ByteBuf::from(token.current.pkcs8.clone()),
             checkpoint_seed: ByteBuf::from(keys.checkpoint_seed.to_vec()),
             leaf_mac_key: ByteBuf::from(keys.leaf_mac_key.to_vec()),
             config: config.cloned(),
+            retired_token_keys: token
+                .retired
+                .iter()
+                .filter_map(|k| {
+                    Some(SealedRetiredKey {
+                        pkcs8: ByteBuf::from(k.pkcs8.clone()),
+                        retire_at: k.public.retire_at?,
+                    })
+                })
+                .collect(),
         };
         let mut plain = Vec::new();
         ciborium::into_writer(&s, &mut plain).map_err(|e| KeyError::Malformed(e.to_string()))?;

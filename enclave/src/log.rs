@@ -97,6 +97,15 @@ impl Log {
         hmac::sign(&self.mac_key, &mac_input(index, leaf_hash))
     }
 
+    /// Whether a leaf could be appended now (for steps that must not half-happen).
+    pub fn can_append(&self) -> Result<(), LogError> {
+        self.ready()?;
+        if self.unacked.len() >= MAX_UNACKED {
+            return Err(LogError::Backpressure(self.unacked.len()));
+        }
+        Ok(())
+    }
+
     /// Appends a leaf built here from `kind` and `data`, stamped with the next index.
     pub fn append<D: Serialize>(
         &mut self,
@@ -105,10 +114,7 @@ impl Log {
         data: &D,
         ts: u64,
     ) -> Result<LeafRecord, LogError> {
-        self.ready()?;
-        if self.unacked.len() >= MAX_UNACKED {
-            return Err(LogError::Backpressure(self.unacked.len()));
-        }
+        self.can_append()?;
         let index = self.head.size();
         let leaf = Leaf {
             v: LEAF_VERSION,

@@ -187,6 +187,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
         (0u64..8).prop_map(|size| Op::Ack { size }),
         any::<u64>().prop_map(|from| Op::Unacked { from }),
         Just(Op::Checkpoint),
+        arb_string().prop_map(|caller| Op::RotateKey { caller }),
         proptest::option::of(proptest::collection::vec(any::<u8>(), 0..600).prop_map(ByteBuf::from))
             .prop_map(|nonce| Op::Attest { nonce }),
         (arb_string(), proptest::collection::vec(bytes(), 0..4)).prop_map(|(checkpoint, frontier)| Op::Restore {
@@ -217,6 +218,7 @@ proptest! {
             match e.handle(op) {
                 Reply::Minted(m) => store.push(merkle::leaf_hash(&m.leaf.bytes)),
                 Reply::Appended(l) => store.push(merkle::leaf_hash(&l.bytes)),
+                Reply::Rotated(r) => store.push(merkle::leaf_hash(&r.leaf.bytes)),
                 _ => {}
             }
         }
@@ -460,4 +462,70 @@ fn restart_keeps_keys_and_restores_the_log() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(e2.handle(Op::MintToken(mint_req())), Reply::Minted(_)));
+}
+
+#[test]
+fn key_rotation_keeps_the_old_key_published_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = boot(dir.path());
+    assert_eq!(
+        code(e.handle(Op::RotateKey { caller: "op".into() })),
+        ErrorCode::NotReady,
+        "no rotation before Hello"
+    );
+    let before = hello(&e);
+    assert_eq!(before.token_keys.len(), 1);
+    let old_kid = before.token_keys[0].kid.clone();
+    assert_eq!(
+        code(e.handle(Op::RotateKey { caller: "".into() })),
+        ErrorCode::BadRequest
+    );
+
+    let rotated = match e.handle(Op::RotateKey {
+        caller: "key_op".into(),
+    }) {
+        Reply::Rotated(r) => r,
+        other => panic!("{other:?}"),
+    };
+    let keys = &rotated.hello.token_keys;
+    assert_eq!(keys.len(), 2, "old and new key are both published");
+    let new = keys.iter().find(|k| k.retire_at.is_none()).expect("a current key");
+    let old = keys.iter().find(|k| k.kid == old_kid).expect("the old key");
+    assert_ne!(new.kid, old_kid);
+    let now = sealgate_enclave::now_millis() / 1000;
+    let retire = old.retire_at.expect("the old key has a retirement time");
+    assert!(
+        retire >= now + 3600 - 5 && retire <= now + 3600 + 5,
+        "served for one max TTL"
+    );
+    let leaf = sealgate_shared::leaf::parse(&rotated.leaf.bytes).unwrap();
+    assert_eq!(leaf.kind, "key.rotated");
+    assert_eq!(leaf.data["old_kid"], old_kid.as_str());
+    assert_eq!(leaf.data["new_kid"], new.kid.as_str());
+    assert_eq!(leaf.data["caller"], "key_op");
+
+    // New tokens carry the new kid; attestation commits to both keys.
+    match e.handle(Op::MintToken(mint_req())) {
+        Reply::Minted(m) => {
+            assert_eq!(
+                jsonwebtoken::decode_header(&m.token).unwrap().kid.as_deref(),
+                Some(new.kid.as_str())
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    let commitment = e.commitment().unwrap();
+    let mut want = vec![old_kid.clone(), new.kid.clone()];
+    want.sort();
+    assert_eq!(commitment.jwk_thumbprints, want);
+
+    // Both keys come back after a restart.
+    drop(e);
+    let again = boot(dir.path());
+    let h = hello(&again);
+    let mut kids: Vec<_> = h.token_keys.iter().map(|k| (k.kid.clone(), k.retire_at)).collect();
+    kids.sort();
+    let mut expect = vec![(old_kid, Some(retire)), (new.kid.clone(), None)];
+    expect.sort();
+    assert_eq!(kids, expect);
 }

@@ -193,6 +193,11 @@ impl Ledger {
         ro(&self.hello).clone()
     }
 
+    /// Replaces the cached `Hello` (after a key rotation changed the key set).
+    pub fn set_hello(&self, hello: HelloReply) {
+        *rw(&self.hello) = Some(hello);
+    }
+
     pub fn integrity_failure(&self) -> Option<String> {
         ro(&self.integrity).clone()
     }

@@ -22,6 +22,7 @@ pub const MAX_HOST_EVENT_BYTES: usize = 16 * 1024;
 pub const KIND_TOKEN_ISSUED: &str = "token.issued";
 pub const KIND_GENESIS: &str = "enclave.genesis";
 pub const KIND_BOOT: &str = "enclave.boot";
+pub const KIND_KEY_ROTATED: &str = "key.rotated";
 
 /// Kind prefixes only the enclave may write.
 const ENCLAVE_ONLY_PREFIXES: [&str; 3] = ["token.", "key.", "enclave."];

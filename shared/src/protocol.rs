@@ -107,6 +107,11 @@ pub enum Op {
     /// After an enclave restart: the last signed checkpoint, the frontier at its size,
     /// and the MAC'd leaves the host holds beyond it (by hash: the enclave needs only
     /// the hashes, which keeps ~12k leaves inside one frame).
+    /// A new token signing key; the old one stays in the JWKS until its last token has
+    /// expired. `caller` is the key id the host authenticated (recorded, host-reported).
+    RotateKey {
+        caller: String,
+    },
     Restore {
         checkpoint: String,
         frontier: Vec<ByteBuf>,
@@ -120,6 +125,10 @@ pub struct TokenKey {
     pub kid: String,
     pub x: ByteBuf,
     pub y: ByteBuf,
+    /// For a rotated-out key: when its last token has expired (Unix seconds); the
+    /// JWKS stops serving it then. `None` for the current key.
+    #[serde(default)]
+    pub retire_at: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +156,14 @@ pub struct Minted {
     pub jti: String,
     pub iat: u64,
     pub exp: u64,
+    pub leaf: LeafRecord,
+}
+
+/// The answer to `RotateKey`: the new key set (as `Hello` reports it) and the
+/// `key.rotated` leaf, which the host commits before answering its caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rotated {
+    pub hello: HelloReply,
     pub leaf: LeafRecord,
 }
 
@@ -207,5 +224,6 @@ pub enum Reply {
     Checkpoint(SignedCheckpoint),
     Leaves(Vec<LeafRecord>),
     Restored(LogHead),
+    Rotated(Rotated),
     Error(WireError),
 }

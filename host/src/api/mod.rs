@@ -1,6 +1,7 @@
 //! The REST API: the router, and extractors that turn every malformed request into
 //! our JSON error shape instead of axum's plain-text rejections.
 
+mod admin;
 mod attestation;
 mod audit;
 mod extract;
@@ -30,6 +31,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/.well-known/jwks.json", get(oidc::jwks))
         .route("/v1/tokens", post(oidc::mint))
         .route("/v1/attestation", get(attestation::attestation))
+        .route("/v1/admin/keys/rotate", post(admin::rotate_keys))
         .route("/v1/workspaces", post(tenancy::create_workspace))
         .route("/v1/workspaces/{ws}/agents", post(tenancy::create_agent))
         .route("/v1/workspaces/{ws}/keys", post(tenancy::create_key))

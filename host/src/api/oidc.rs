@@ -41,6 +41,8 @@ pub async fn jwks(State(app): State<Arc<App>>) -> Result<impl IntoResponse, ApiE
     let keys: Vec<Value> = hello
         .token_keys
         .iter()
+        // A rotated-out key is served until its last token has expired.
+        .filter(|k| k.retire_at.is_none_or(|t| t > crate::now_secs()))
         .map(|k| json!({ "kty": "EC", "crv": "P-256", "x": B64URL.encode(&k.x), "y": B64URL.encode(&k.y), "kid": k.kid, "alg": "ES256", "use": "sig" }))
         .collect();
     Ok((
