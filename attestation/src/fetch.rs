@@ -13,7 +13,9 @@
 //! verifier only ever judges well-formed data.
 
 use base64::engine::general_purpose::STANDARD as B64;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
+use sealgate_shared::commitment::Commitment;
 use sealgate_shared::merkle::{self, Hash};
 use serde::Deserialize;
 use std::time::Duration;
@@ -316,6 +318,133 @@ impl LogSource for HttpSource {
             BODY_LIMIT,
         )?;
         decode_inclusion(&what, &body)
+    }
+}
+
+/// What `GET /v1/attestation` returns, decoded (`document` from base64, `user_data`
+/// from hex). Nothing in it is trusted: the verifier checks the document's signature and
+/// recomputes the commitment from what the host serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttestationResponse {
+    pub mode: String,
+    pub document: Vec<u8>,
+    pub user_data: Vec<u8>,
+    pub commitment: Commitment,
+}
+
+/// One key of `/.well-known/jwks.json`, its coordinates base64url-decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Jwk {
+    pub kid: Option<String>,
+    pub x: Vec<u8>,
+    pub y: Vec<u8>,
+}
+
+/// The endpoints the attestation check reads. Like [`LogSource`], implementations only
+/// fetch and decode.
+pub trait AttestSource {
+    /// `GET /v1/attestation[?nonce=HEX]`.
+    fn attestation(&self, nonce: Option<&[u8]>) -> Result<AttestationResponse, FetchError>;
+    /// `GET /.well-known/jwks.json`: every key, which must all be EC P-256.
+    fn jwks(&self) -> Result<Vec<Jwk>, FetchError>;
+    /// `GET /.well-known/openid-configuration`: its `issuer`.
+    fn issuer(&self) -> Result<String, FetchError>;
+    /// `GET /v1/audit/key`: the note verifier key string, without the trailing newline.
+    fn checkpoint_key(&self) -> Result<String, FetchError>;
+}
+
+#[derive(Deserialize)]
+struct WireAttestation {
+    mode: String,
+    document: String,
+    user_data: String,
+    commitment: Commitment,
+}
+
+#[derive(Deserialize)]
+struct WireJwks {
+    keys: Vec<WireJwk>,
+}
+
+#[derive(Deserialize)]
+struct WireJwk {
+    kty: String,
+    crv: Option<String>,
+    x: Option<String>,
+    y: Option<String>,
+    kid: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireDiscovery {
+    issuer: String,
+}
+
+/// Decodes an attestation response body.
+pub fn decode_attestation(what: &str, body: &[u8]) -> Result<AttestationResponse, FetchError> {
+    let w: WireAttestation = parse_json(what, body)?;
+    Ok(AttestationResponse {
+        document: decode_b64(what, "document", &w.document)?,
+        user_data: hex::decode(&w.user_data).map_err(|e| malformed(what, format!("user_data is not hex: {e}")))?,
+        mode: w.mode,
+        commitment: w.commitment,
+    })
+}
+
+/// Decodes a JWKS body; every key must be an EC P-256 key with 32-byte coordinates.
+pub fn decode_jwks(what: &str, body: &[u8]) -> Result<Vec<Jwk>, FetchError> {
+    let w: WireJwks = parse_json(what, body)?;
+    w.keys
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| {
+            if k.kty != "EC" || k.crv.as_deref() != Some("P-256") {
+                return Err(malformed(what, format!("keys[{i}] is not an EC P-256 key")));
+            }
+            let coord = |name: &str, v: Option<String>| {
+                let v = v.ok_or_else(|| malformed(what, format!("keys[{i}] has no {name}")))?;
+                let raw = B64URL
+                    .decode(v)
+                    .map_err(|e| malformed(what, format!("keys[{i}].{name} is not base64url: {e}")))?;
+                if raw.len() != 32 {
+                    return Err(malformed(what, format!("keys[{i}].{name} is not 32 bytes")));
+                }
+                Ok(raw)
+            };
+            Ok(Jwk {
+                x: coord("x", k.x)?,
+                y: coord("y", k.y)?,
+                kid: k.kid,
+            })
+        })
+        .collect()
+}
+
+impl AttestSource for HttpSource {
+    fn attestation(&self, nonce: Option<&[u8]>) -> Result<AttestationResponse, FetchError> {
+        let what = "attestation";
+        let path = match nonce {
+            Some(n) => format!("/v1/attestation?nonce={}", hex::encode(n)),
+            None => "/v1/attestation".to_string(),
+        };
+        let body = self.get(what, &path, BODY_LIMIT)?;
+        decode_attestation(what, &body)
+    }
+
+    fn jwks(&self) -> Result<Vec<Jwk>, FetchError> {
+        let what = "JWKS";
+        let body = self.get(what, "/.well-known/jwks.json", BODY_LIMIT)?;
+        decode_jwks(what, &body)
+    }
+
+    fn issuer(&self) -> Result<String, FetchError> {
+        let what = "OpenID discovery";
+        let body = self.get(what, "/.well-known/openid-configuration", BODY_LIMIT)?;
+        Ok(parse_json::<WireDiscovery>(what, &body)?.issuer)
+    }
+
+    fn checkpoint_key(&self) -> Result<String, FetchError> {
+        Ok(self.key()?.trim_end().to_string())
     }
 }
 

@@ -10,13 +10,17 @@
 //!   HTTP implementation;
 //! - [`jwt`]: reading the `jti` of a token to prove;
 //! - [`log`]: the log verification, pure over a `LogSource`;
+//! - [`nitro`]: attestation documents: decoding, trust roots, chain and COSE signature;
+//! - [`attest`]: the attestation check, pure over an [`fetch::AttestSource`];
 //! - [`report`]: failure classes, exit codes, text and JSON output.
 //!
 //! The crate deliberately depends on no async runtime and no cloud SDK: an auditor
 //! should be able to read all of what it runs.
 #![forbid(unsafe_code)]
 
+pub mod attest;
 pub mod fetch;
 pub mod jwt;
 pub mod log;
+pub mod nitro;
 pub mod report;

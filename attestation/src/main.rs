@@ -2,6 +2,9 @@
 //!
 //! ```text
 //! sealgate-verify log --url URL [--token JWT]... [--key VERIFIER_KEY] [--json]
+//! sealgate-verify attest --url URL [--nonce HEX] [--pcr N=HEX]... [--sim-root FILE]
+//!                        [--max-age SECS] [--at UNIX_SECONDS] [--json]
+//! sealgate-verify attest --document FILE [--url URL] [--commitment FILE] [...same]
 //! ```
 //!
 //! Subcommands are one enum so that `attest` (check the attestation document and the
@@ -9,19 +12,27 @@
 //!
 //! Exit codes (also in `--help`, see [`sealgate_attestation::report`]):
 //! 0 verified, 2 usage, 3 fetch/HTTP/malformed response, 4 checkpoint signature or key
-//! mismatch, 5 log content mismatch, 6 token not proven. With several failures the code
-//! is that of the first failing check.
+//! mismatch, 5 log content mismatch, 6 token not proven; for `attest`: 7 certificate
+//! chain, 8 document/COSE signature, 9 freshness, 10 nonce, 11 PCR, 12 commitment, 13
+//! simulator root without `--sim-root` or vice versa. With several failures the code is
+//! that of the first failing check.
 #![forbid(unsafe_code)]
 
 use clap::{Args, Parser, Subcommand};
+use sealgate_attestation::attest::{verify_attestation, AttestOptions, DEFAULT_MAX_AGE_SECS};
+use sealgate_attestation::fetch::AttestSource;
 use sealgate_attestation::fetch::HttpSource;
 use sealgate_attestation::jwt::Token;
 use sealgate_attestation::log::{verify_log, LogOptions};
+use sealgate_attestation::nitro::TrustRoot;
 use sealgate_attestation::report::{self, FailureClass, EXIT_CODES_HELP};
+use sealgate_shared::commitment::Commitment;
 use sealgate_shared::note::VerifierKey;
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +52,46 @@ enum Command {
     /// and that each --token is in the log.
     #[command(after_help = EXIT_CODES_HELP)]
     Log(LogArgs),
+    /// Verify an attestation document: its certificate chain to the AWS Nitro root (or
+    /// --sim-root), its COSE signature, freshness, nonce, PCRs, and that its user_data
+    /// commits to the keys and configuration the host serves now.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Attest(AttestArgs),
+}
+
+#[derive(Args)]
+struct AttestArgs {
+    /// Base URL of the sealgate host. Without --document the document is fetched from
+    /// it; with --document the saved document is verified and the commitment is still
+    /// compared with what the host serves.
+    #[arg(long, value_name = "URL", required_unless_present = "document")]
+    url: Option<String>,
+    /// Verify a saved document (raw COSE_Sign1 bytes, or its base64) instead of fetching.
+    #[arg(long, value_name = "FILE")]
+    document: Option<PathBuf>,
+    /// Nonce (hex, at most 64 bytes) to fetch with and to expect in the document. When
+    /// fetching without it, a random nonce is used.
+    #[arg(long, value_name = "HEX")]
+    nonce: Option<String>,
+    /// Expected PCR value, e.g. 0=<96 hex digits> (repeatable).
+    #[arg(long = "pcr", value_name = "N=HEX")]
+    pcrs: Vec<String>,
+    /// Trust this simulator root (PEM or DER, e.g. STATE/enclave/sim-nsm/root.pem)
+    /// instead of the AWS Nitro root. Simulator documents prove nothing about hardware.
+    #[arg(long, value_name = "FILE")]
+    sim_root: Option<PathBuf>,
+    /// Largest accepted age of the document, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_MAX_AGE_SECS)]
+    max_age: u64,
+    /// Judge certificates and freshness at this Unix time instead of now.
+    #[arg(long, value_name = "UNIX_SECONDS")]
+    at: Option<u64>,
+    /// Offline (no --url): a commitment JSON file that user_data must be the digest of.
+    #[arg(long, value_name = "FILE", conflicts_with = "url")]
+    commitment: Option<PathBuf>,
+    /// Print one JSON object instead of the human-readable report.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Where the host is and how to print; shared by every subcommand.
@@ -72,6 +123,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Log(args) => run_log(args),
+        Command::Attest(args) => run_attest(args),
     }
 }
 
@@ -122,4 +174,103 @@ fn run_log(args: LogArgs) -> ExitCode {
         emit(&report::render_text(&result));
     }
     ExitCode::from(result.exit_code())
+}
+
+/// A saved document: raw COSE bytes (a CBOR array of four starts with 0x84), or base64
+/// as the API serves it.
+fn read_document(path: &PathBuf) -> Result<Vec<u8>, String> {
+    let raw = std::fs::read(path).map_err(|e| format!("--document {}: {e}", path.display()))?;
+    if raw.first() == Some(&0x84) {
+        return Ok(raw);
+    }
+    let text = String::from_utf8(raw).map_err(|_| format!("--document {}: neither COSE nor base64", path.display()))?;
+    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, text.trim())
+        .map_err(|_| format!("--document {}: neither COSE nor base64", path.display()))
+}
+
+fn parse_pcr(arg: &str) -> Result<(u64, Vec<u8>), String> {
+    let (n, h) = arg.split_once('=').ok_or(format!("--pcr {arg:?}: expected N=HEX"))?;
+    let n: u64 = n
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| *n < 32)
+        .ok_or(format!("--pcr {arg:?}: PCR index must be 0 to 31"))?;
+    let v = hex::decode(h.trim()).map_err(|e| format!("--pcr {arg:?}: {e}"))?;
+    if v.len() != sealgate_attestation::nitro::PCR_LEN {
+        return Err(format!("--pcr {arg:?}: a SHA-384 PCR is 48 bytes (96 hex digits)"));
+    }
+    Ok((n, v))
+}
+
+fn random_nonce() -> Result<Vec<u8>, String> {
+    let mut n = vec![0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut n)
+        .map_err(|_| "the system random generator failed".to_string())?;
+    Ok(n)
+}
+
+fn attest_options(args: &AttestArgs) -> Result<AttestOptions, String> {
+    let root = match &args.sim_root {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| format!("--sim-root {}: {e}", path.display()))?;
+            TrustRoot::simulator(&bytes, &path.display().to_string())
+                .map_err(|e| format!("--sim-root {}: {e}", path.display()))?
+        }
+        None => TrustRoot::aws()?,
+    };
+    let mut opts = AttestOptions::new(root);
+    opts.at = args.at;
+    opts.max_age_secs = args.max_age;
+    opts.pcrs = args.pcrs.iter().map(|p| parse_pcr(p)).collect::<Result<_, _>>()?;
+    if let Some(path) = &args.document {
+        opts.document = Some(read_document(path)?);
+    }
+    if let Some(path) = &args.commitment {
+        let raw = std::fs::read(path).map_err(|e| format!("--commitment {}: {e}", path.display()))?;
+        let c: Commitment =
+            serde_json::from_slice(&raw).map_err(|e| format!("--commitment {}: {e}", path.display()))?;
+        opts.expected_commitment = Some(c);
+    }
+    match &args.nonce {
+        Some(h) => {
+            let n = hex::decode(h.trim()).map_err(|e| format!("--nonce: {e}"))?;
+            if n.is_empty() || n.len() > 64 {
+                return Err("--nonce must be 1 to 64 bytes".into());
+            }
+            opts.nonce = Some(n);
+        }
+        None if args.url.is_some() && args.document.is_none() => {
+            opts.nonce = Some(random_nonce()?);
+            opts.nonce_generated = true;
+        }
+        None => {}
+    }
+    Ok(opts)
+}
+
+fn run_attest(args: AttestArgs) -> ExitCode {
+    let json = args.json;
+    let url = args.url.as_deref().map(str::trim);
+    if let Some(url) = url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return usage_failure(json, &format!("--url must start with http:// or https://, got {url:?}"));
+        }
+    }
+    let opts = match attest_options(&args) {
+        Ok(o) => o,
+        Err(e) => return usage_failure(json, &e),
+    };
+    let source = url.map(HttpSource::new);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let report = verify_attestation(source.as_ref().map(|s| s as &dyn AttestSource), &opts, now);
+    if json {
+        emit_json(&report::render_attest_json(&report));
+    } else {
+        emit(&report::render_attest_text(&report));
+    }
+    ExitCode::from(report.exit_code())
 }

@@ -12,11 +12,19 @@
 //! | 4 | signature: the checkpoint does not verify, or the host's key differs from `--key` |
 //! | 5 | log content: a bad or misplaced leaf, a short or wrong page, or a root that differs from the checkpoint |
 //! | 6 | token: a `--token` is not proven to be in the checkpointed log |
+//! | 7 | certificate chain: the document's leaf does not chain to the trust root at the judging time (bad, expired or not yet valid certificate, unknown root) |
+//! | 8 | document: not a COSE_Sign1 ES384 document in the AWS layout, or its signature does not verify |
+//! | 9 | freshness: the document is older than `--max-age` or from the future |
+//! | 10 | nonce: the document does not echo the nonce |
+//! | 11 | PCR: a `--pcr` differs from the document's |
+//! | 12 | commitment: `user_data` is not the digest of what the host serves (or of the given commitment) |
+//! | 13 | root kind: a simulator document without `--sim-root`, or `--sim-root` with an AWS document or a `nitro` host |
 //!
 //! When several checks fail, the exit code is the class of the *first* failing check in
 //! report order (key, checkpoint, entries, root, then tokens): later failures are often
 //! consequences of earlier ones, and the first is the one to investigate.
 
+use crate::attest::{AttestCheck, AttestReport, Outcome};
 use crate::log::{Check, LogError, LogReport};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -31,6 +39,13 @@ Exit codes:
   4  signature: checkpoint signature invalid, or host key differs from --key
   5  log content: bad or misplaced leaf, short/wrong entries page, root mismatch
   6  token: a --token is not proven to be in the checkpointed log
+  7  attest: certificate chain invalid at the judging time (expired, unknown root)
+  8  attest: document malformed, or its COSE signature does not verify
+  9  attest: document stale (older than --max-age) or from the future
+ 10  attest: document does not echo --nonce
+ 11  attest: a --pcr differs
+ 12  attest: user_data differs from the commitment the host's keys give
+ 13  attest: simulator document without --sim-root, or --sim-root with an AWS one
 With several failures, the code is that of the first failing check.";
 
 /// What kind of failure a check ran into; each has its own exit code.
@@ -41,6 +56,13 @@ pub enum FailureClass {
     Signature,
     LogContent,
     Token,
+    Chain,
+    Document,
+    Freshness,
+    Nonce,
+    Pcr,
+    Commitment,
+    RootKind,
 }
 
 impl FailureClass {
@@ -51,6 +73,13 @@ impl FailureClass {
             FailureClass::Signature => 4,
             FailureClass::LogContent => 5,
             FailureClass::Token => 6,
+            FailureClass::Chain => 7,
+            FailureClass::Document => 8,
+            FailureClass::Freshness => 9,
+            FailureClass::Nonce => 10,
+            FailureClass::Pcr => 11,
+            FailureClass::Commitment => 12,
+            FailureClass::RootKind => 13,
         }
     }
 
@@ -62,6 +91,13 @@ impl FailureClass {
             FailureClass::Signature => "signature",
             FailureClass::LogContent => "log_content",
             FailureClass::Token => "token",
+            FailureClass::Chain => "certificate_chain",
+            FailureClass::Document => "document",
+            FailureClass::Freshness => "freshness",
+            FailureClass::Nonce => "nonce",
+            FailureClass::Pcr => "pcr",
+            FailureClass::Commitment => "commitment",
+            FailureClass::RootKind => "root_kind",
         }
     }
 }
@@ -148,5 +184,78 @@ pub fn usage_json(reason: &str) -> Value {
         "exit_code": FailureClass::Usage.exit_code(),
         "failure": { "class": FailureClass::Usage.name(), "reason": reason },
         "checks": [],
+    })
+}
+
+fn attest_line(c: &AttestCheck) -> String {
+    match &c.outcome {
+        Outcome::Ok(detail) => format!("ok    {}: {detail}", c.name),
+        Outcome::Skipped(why) => format!("skip  {}: {why}", c.name),
+        Outcome::Failed(e) => format!("FAIL  {}: {e}", c.name),
+    }
+}
+
+/// The human-readable attestation report: one line per check, then `VERIFIED` (with
+/// `SIMULATOR` when the anchor was a simulator root) or `FAILED: <reason>`.
+pub fn render_attest_text(report: &AttestReport) -> String {
+    let mut out = String::new();
+    if report.simulator {
+        out.push_str("SIMULATOR: verifying against a simulator root given with --sim-root, not AWS Nitro\n");
+    }
+    for c in &report.checks {
+        out.push_str(&attest_line(c));
+        out.push('\n');
+    }
+    match report.first_failure() {
+        None if report.verified() && report.simulator => {
+            out.push_str("VERIFIED (SIMULATOR: proves nothing about hardware)\n")
+        }
+        None if report.verified() => out.push_str("VERIFIED\n"),
+        None => out.push_str("FAILED: the document was not fully checked\n"),
+        Some(e) => out.push_str(&format!("FAILED: {e}\n")),
+    }
+    out
+}
+
+fn attest_check_json(c: &AttestCheck) -> Value {
+    match &c.outcome {
+        Outcome::Ok(detail) => json!({ "name": c.name, "ok": true, "detail": detail }),
+        Outcome::Skipped(why) => json!({ "name": c.name, "ok": true, "skipped": true, "detail": why }),
+        Outcome::Failed(e) => json!({
+            "name": c.name,
+            "ok": false,
+            "error": e.to_string(),
+            "class": e.class().name(),
+            "exit_code": e.class().exit_code(),
+        }),
+    }
+}
+
+/// The machine-readable attestation report:
+/// `{verified, exit_code, failure: null | {class, reason}, mode: "SIMULATOR" | "AWS",
+/// root_sha256, judged_at, document: null | {module_id, timestamp_ms, pcr0, user_data,
+/// nonce}, checks: [{name, ok, skipped?, detail | error, class, exit_code}]}`.
+pub fn render_attest_json(report: &AttestReport) -> Value {
+    let failure = report
+        .first_failure()
+        .map(|e| json!({ "class": e.class().name(), "reason": e.to_string() }));
+    let document = report.document.as_ref().map(|d| {
+        json!({
+            "module_id": d.module_id,
+            "timestamp_ms": d.timestamp_ms,
+            "pcr0": d.pcr0,
+            "user_data": d.user_data,
+            "nonce": d.nonce,
+        })
+    });
+    json!({
+        "verified": report.verified(),
+        "exit_code": report.exit_code(),
+        "failure": failure,
+        "mode": if report.simulator { "SIMULATOR" } else { "AWS" },
+        "root_sha256": report.root_sha256,
+        "judged_at": report.judged_at,
+        "document": document,
+        "checks": report.checks.iter().map(attest_check_json).collect::<Vec<_>>(),
     })
 }

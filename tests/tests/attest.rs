@@ -1,0 +1,226 @@
+//! `sealgate-verify attest` against a real deployment in simulator mode: the document
+//! verifies only with the deployment's simulator root, and each way it can be wrong —
+//! root kind, nonce, PCR, freshness, commitment — is refused with its own exit code.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine;
+use sealgate_tests::{target_dir, verify, Deployment};
+use serde_json::Value;
+use sha2::{Digest, Sha384};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn sim_root(d: &Deployment) -> String {
+    let p = d.path("enclave/sim-nsm/root.pem");
+    assert!(p.is_file(), "{} missing", p.display());
+    p.display().to_string()
+}
+
+/// Fetches a document (with `nonce`, hex) and saves its raw COSE bytes to `file`.
+fn save_document(d: &Deployment, nonce: Option<&str>, file: &Path) -> Value {
+    let path = match nonce {
+        Some(n) => format!("/v1/attestation?nonce={n}"),
+        None => "/v1/attestation".to_string(),
+    };
+    let (status, body) = d.api().get(&path, None);
+    assert_eq!(status, 200, "{body}");
+    let doc = B64
+        .decode(body["document"].as_str().expect("document"))
+        .expect("base64");
+    std::fs::write(file, doc).expect("save the document");
+    body
+}
+
+fn pcr0_of_enclave_binary() -> String {
+    let bytes = std::fs::read(target_dir().join("sealgate-enclave")).expect("read sealgate-enclave");
+    hex::encode(Sha384::digest(bytes))
+}
+
+fn expect(code: i32, (got, out): (i32, String)) -> String {
+    assert_eq!(got, code, "expected exit {code}, got {got}:\n{out}");
+    out
+}
+
+#[test]
+fn simulator_documents_verify_only_as_they_should() {
+    let d = Deployment::start();
+    let url = d.url.as_str();
+    let root = sim_root(&d);
+    let root = root.as_str();
+
+    // Fetched with a random nonce and checked against the deployment's root.
+    let out = expect(0, verify(&["attest", "--url", url, "--sim-root", root]));
+    assert!(out.contains("SIMULATOR"), "{out}");
+    assert!(out.contains("VERIFIED"), "{out}");
+    assert!(out.contains("ok    commitment"), "{out}");
+    let out = expect(0, verify(&["attest", "--url", url, "--sim-root", root, "--json"]));
+    let json: Value = serde_json::from_str(&out).expect("json report");
+    assert_eq!(json["verified"], true, "{json}");
+    assert_eq!(json["mode"], "SIMULATOR", "{json}");
+
+    // Without --sim-root the AWS root is used, and a simulator document is its own class.
+    let out = expect(13, verify(&["attest", "--url", url]));
+    assert!(out.contains("--sim-root"), "{out}");
+
+    // PCR0 is the SHA-384 of the enclave binary.
+    let pcr0 = pcr0_of_enclave_binary();
+    expect(
+        0,
+        verify(&[
+            "attest",
+            "--url",
+            url,
+            "--sim-root",
+            root,
+            "--pcr",
+            &format!("0={pcr0}"),
+        ]),
+    );
+    let wrong = format!("0={}", "00".repeat(48));
+    let out = expect(
+        11,
+        verify(&["attest", "--url", url, "--sim-root", root, "--pcr", &wrong]),
+    );
+    assert!(out.contains("FAIL  pcr 0"), "{out}");
+
+    // The host echoes the nonce it was asked with.
+    let nonce = "a1".repeat(32);
+    expect(
+        0,
+        verify(&["attest", "--url", url, "--sim-root", root, "--nonce", &nonce]),
+    );
+
+    // A document fetched with one nonce does not answer another.
+    let saved = d.path("doc-a1.cose");
+    let saved_at = now();
+    save_document(&d, Some(&nonce), &saved);
+    let saved = saved.display().to_string();
+    expect(
+        0,
+        verify(&["attest", "--document", &saved, "--sim-root", root, "--nonce", &nonce]),
+    );
+    let out = expect(
+        10,
+        verify(&[
+            "attest",
+            "--document",
+            &saved,
+            "--sim-root",
+            root,
+            "--nonce",
+            &"b2".repeat(32),
+        ]),
+    );
+    assert!(out.contains("FAIL  nonce"), "{out}");
+    // Offline, the saved document also refuses the AWS root.
+    expect(13, verify(&["attest", "--document", &saved]));
+    // A saved document with --url still compares the commitment with what is served.
+    let out = expect(
+        0,
+        verify(&["attest", "--document", &saved, "--url", url, "--sim-root", root]),
+    );
+    assert!(out.contains("ok    commitment"), "{out}");
+
+    // Stale: judged 100 s later with a 10 s max age (its certificates still valid).
+    let later = (saved_at + 100).to_string();
+    let out = expect(
+        9,
+        verify(&[
+            "attest",
+            "--document",
+            &saved,
+            "--sim-root",
+            root,
+            "--at",
+            &later,
+            "--max-age",
+            "10",
+        ]),
+    );
+    assert!(out.contains("stale"), "{out}");
+    // Far in the future its certificates have expired too; the chain fails first.
+    let far = (saved_at + 10 * 365 * 86400).to_string();
+    let out = expect(
+        7,
+        verify(&["attest", "--document", &saved, "--sim-root", root, "--at", &far]),
+    );
+    assert!(out.contains("FAIL  freshness"), "{out}");
+    // From the future: judged well before it was made.
+    let before = (saved_at - 3600).to_string();
+    let (code, out) = verify(&["attest", "--document", &saved, "--sim-root", root, "--at", &before]);
+    assert_ne!(code, 0, "{out}");
+
+    // Another deployment's root does not verify this one's documents.
+    let other = Deployment::start();
+    let other_root = sim_root(&other);
+    let out = expect(7, verify(&["attest", "--url", url, "--sim-root", &other_root]));
+    // Both simulator roots have the same name, so the path is found and its signature fails.
+    assert!(out.contains("FAIL  certificate chain"), "{out}");
+}
+
+/// A proxy in front of the host that serves an extra JWKS key when `lie` is set: the
+/// JWKS then differs from what the enclave attested.
+fn proxy(upstream: String, lie: bool) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let _ = serve_one(stream, &upstream, lie);
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn serve_one(mut stream: TcpStream, upstream: &str, lie: bool) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
+            break;
+        }
+    }
+    let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let (status, mut body) = match ureq::get(&format!("{upstream}{path}")).call() {
+        Ok(mut r) => (r.status().as_u16(), r.body_mut().read_to_vec().unwrap_or_default()),
+        Err(ureq::Error::StatusCode(c)) => (c, b"{}".to_vec()),
+        Err(_) => (502, b"{}".to_vec()),
+    };
+    if lie && path == "/.well-known/jwks.json" {
+        let mut jwks: Value = serde_json::from_slice(&body).expect("jwks");
+        let mut extra = jwks["keys"][0].clone();
+        extra["x"] = Value::String(B64URL.encode([9u8; 32]));
+        extra["kid"] = Value::String("unattested".into());
+        jwks["keys"].as_array_mut().unwrap().push(extra);
+        body = serde_json::to_vec(&jwks).unwrap();
+    }
+    write!(
+        stream,
+        "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )?;
+    stream.write_all(&body)?;
+    stream.flush()
+}
+
+#[test]
+fn a_jwks_that_differs_from_the_attested_commitment_is_refused() {
+    let d = Deployment::start();
+    let root = sim_root(&d);
+
+    let honest = proxy(d.url.clone(), false);
+    expect(0, verify(&["attest", "--url", &honest, "--sim-root", &root]));
+
+    let lying = proxy(d.url.clone(), true);
+    let out = expect(12, verify(&["attest", "--url", &lying, "--sim-root", &root]));
+    assert!(out.contains("jwk_thumbprints"), "{out}");
+    assert!(out.contains("FAIL  commitment"), "{out}");
+}
