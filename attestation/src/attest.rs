@@ -138,6 +138,10 @@ pub struct AttestReport {
     /// The judging time (Unix seconds).
     pub judged_at: u64,
     pub document: Option<DocumentSummary>,
+    /// The commitment the document's `user_data` was verified to be the digest of
+    /// (set only when the `commitment` check passed): what the enclave attested,
+    /// including its `checkpoint_key`.
+    pub commitment: Option<Commitment>,
 }
 
 impl AttestReport {
@@ -322,6 +326,7 @@ pub fn verify_attestation(src: Option<&dyn AttestSource>, opts: &AttestOptions, 
         root_sha256: opts.root.sha256(),
         judged_at,
         document: None,
+        commitment: None,
     };
 
     // 1. The response (and the document, unless one was saved).
@@ -496,26 +501,33 @@ pub fn verify_attestation(src: Option<&dyn AttestSource>, opts: &AttestOptions, 
     // 9. Commitment.
     match (src, &response) {
         (Some(src), Some(resp)) => match served_now(src, &resp.mode) {
-            Ok(served) => report.result(
-                "commitment",
-                check_commitment(
+            Ok(served) => {
+                let r = check_commitment(
                     doc.user_data.as_deref(),
                     &resp.commitment,
                     Some(&resp.user_data),
                     &served,
-                )
-                .map_err(AttestError::Commitment),
-            ),
+                );
+                if r.is_ok() {
+                    // Every recomputed field equals the claimed one, so this is the
+                    // commitment `user_data` is the digest of.
+                    report.commitment = Some(resp.commitment.clone());
+                }
+                report.result("commitment", r.map_err(AttestError::Commitment));
+            }
             Err(e) => report.push("commitment", Outcome::Failed(e.into())),
         },
         _ => match &opts.expected_commitment {
             Some(c) => {
                 let digest = c.digest();
                 let r = match &doc.user_data {
-                    Some(u) if u.as_slice() == digest.as_slice() => Ok(format!(
-                        "user_data {} = SHA-256 of the given commitment",
-                        hex::encode(u)
-                    )),
+                    Some(u) if u.as_slice() == digest.as_slice() => {
+                        report.commitment = Some(c.clone());
+                        Ok(format!(
+                            "user_data {} = SHA-256 of the given commitment",
+                            hex::encode(u)
+                        ))
+                    }
                     Some(u) => Err(format!(
                         "the document's user_data is {}, the given commitment hashes to {}",
                         hex::encode(u),

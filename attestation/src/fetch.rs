@@ -89,6 +89,14 @@ pub struct InclusionProof {
     pub proof: Vec<Hash>,
 }
 
+/// A consistency proof as the host returned it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsistencyProof {
+    pub from: u64,
+    pub to: u64,
+    pub proof: Vec<Hash>,
+}
+
 /// The read-only audit endpoints the log verifier needs. Implementations only fetch
 /// and decode; they never judge content.
 pub trait LogSource {
@@ -102,6 +110,8 @@ pub trait LogSource {
     fn token(&self, jti: &str) -> Result<TokenRecord, FetchError>;
     /// `GET /v1/audit/proof/inclusion?index=I&size=N`.
     fn inclusion_proof(&self, index: u64, size: u64) -> Result<InclusionProof, FetchError>;
+    /// `GET /v1/audit/proof/consistency?from=A&to=B`.
+    fn consistency_proof(&self, from: u64, to: u64) -> Result<ConsistencyProof, FetchError>;
 }
 
 #[derive(Deserialize)]
@@ -122,6 +132,13 @@ struct WireToken {
 struct WireInclusion {
     index: u64,
     size: u64,
+    proof: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct WireConsistency {
+    from: u64,
+    to: u64,
     proof: Vec<String>,
 }
 
@@ -180,8 +197,26 @@ pub fn decode_token(what: &str, body: &[u8]) -> Result<TokenRecord, FetchError> 
 /// Decodes an inclusion proof response body.
 pub fn decode_inclusion(what: &str, body: &[u8]) -> Result<InclusionProof, FetchError> {
     let w: WireInclusion = parse_json(what, body)?;
-    let proof = w
-        .proof
+    Ok(InclusionProof {
+        index: w.index,
+        size: w.size,
+        proof: decode_hashes(what, &w.proof)?,
+    })
+}
+
+/// Decodes a consistency proof response body.
+pub fn decode_consistency(what: &str, body: &[u8]) -> Result<ConsistencyProof, FetchError> {
+    let w: WireConsistency = parse_json(what, body)?;
+    Ok(ConsistencyProof {
+        from: w.from,
+        to: w.to,
+        proof: decode_hashes(what, &w.proof)?,
+    })
+}
+
+/// Decodes a proof's `proof` array: each element a base64 32-byte hash.
+fn decode_hashes(what: &str, proof: &[String]) -> Result<Vec<Hash>, FetchError> {
+    proof
         .iter()
         .enumerate()
         .map(|(i, p)| {
@@ -189,12 +224,7 @@ pub fn decode_inclusion(what: &str, body: &[u8]) -> Result<InclusionProof, Fetch
             let raw = decode_b64(what, &field, p)?;
             merkle::to_hash(&raw).map_err(|e| malformed(what, format!("{field}: {e}")))
         })
-        .collect::<Result<_, _>>()?;
-    Ok(InclusionProof {
-        index: w.index,
-        size: w.size,
-        proof,
-    })
+        .collect()
 }
 
 /// Percent-encodes a path segment (everything but RFC 3986 unreserved characters), so
@@ -318,6 +348,16 @@ impl LogSource for HttpSource {
             BODY_LIMIT,
         )?;
         decode_inclusion(&what, &body)
+    }
+
+    fn consistency_proof(&self, from: u64, to: u64) -> Result<ConsistencyProof, FetchError> {
+        let what = format!("consistency proof from {from} to {to}");
+        let body = self.get(
+            &what,
+            &format!("/v1/audit/proof/consistency?from={from}&to={to}"),
+            BODY_LIMIT,
+        )?;
+        decode_consistency(&what, &body)
     }
 }
 
@@ -468,6 +508,10 @@ mod tests {
         ));
         assert!(matches!(
             decode_inclusion("p", br#"{"index":0,"size":2,"proof":["AAAA"]}"#),
+            Err(FetchError::Malformed { .. })
+        ));
+        assert!(matches!(
+            decode_consistency("c", br#"{"from":1,"to":2,"proof":["AAAA"]}"#),
             Err(FetchError::Malformed { .. })
         ));
         assert!(matches!(

@@ -12,12 +12,14 @@
 //! - [`log`]: the log verification, pure over a `LogSource`;
 //! - [`nitro`]: attestation documents: decoding, trust roots, chain and COSE signature;
 //! - [`attest`]: the attestation check, pure over an [`fetch::AttestSource`];
+//! - [`all`]: attestation, then the log under the attested key, then history;
 //! - [`report`]: failure classes, exit codes, text and JSON output.
 //!
 //! The crate deliberately depends on no async runtime and no cloud SDK: an auditor
 //! should be able to read all of what it runs.
 #![forbid(unsafe_code)]
 
+pub mod all;
 pub mod attest;
 pub mod fetch;
 pub mod jwt;

@@ -4,7 +4,7 @@
 //! auditor trusts nothing the host says except through the checkpoint signature:
 //!
 //! 1. fetch the note verifier key (pinned with `--key`, else trusted on first fetch;
-//!    binding it to an attestation document comes with the `attest` command);
+//!    `sealgate-verify all` pins it to the key the enclave attested);
 //! 2. fetch the checkpoint and verify its signature → `(origin, size, root)`;
 //! 3. stream every leaf `[0, size)` page by page, check each envelope sits at its own
 //!    index, fold the leaf hashes into a [`CompactRange`] and compare the root — this
@@ -119,6 +119,23 @@ pub enum LogError {
     /// A token is not proven (exit 6).
     #[error("token {jti}: {problem}")]
     Token { jti: String, problem: TokenProblem },
+    /// The saved checkpoint (`--since`) is not a signed note (exit 2: the auditor's file).
+    #[error("saved checkpoint is malformed: {0}")]
+    SavedMalformed(NoteError),
+    /// The saved checkpoint is not validly signed by the key (exit 4).
+    #[error("saved checkpoint does not verify under {key}: {source}")]
+    SavedSignature { key: String, source: NoteError },
+    /// The log is smaller than the saved checkpoint (exit 14).
+    #[error("the log shrank: the saved checkpoint has size {saved}, the current one only {current}")]
+    Truncated { saved: u64, current: u64 },
+    /// Two signed checkpoints of the same size with different roots (exit 14).
+    #[error(
+        "forked history: the saved and the current checkpoint both have size {size}, but roots {saved} and {current}"
+    )]
+    Forked { size: u64, saved: String, current: String },
+    /// The current checkpoint does not extend the saved one (exit 14).
+    #[error("inconsistent history: the current checkpoint (size {to}) is not proven to extend the saved one (size {from}): {source}")]
+    Inconsistent { from: u64, to: u64, source: MerkleError },
 }
 
 impl LogError {
@@ -133,6 +150,11 @@ impl LogError {
             | LogError::WrongIndex { .. }
             | LogError::RootMismatch { .. } => FailureClass::LogContent,
             LogError::Token { .. } => FailureClass::Token,
+            LogError::SavedMalformed(_) => FailureClass::Usage,
+            LogError::SavedSignature { .. } => FailureClass::Signature,
+            LogError::Truncated { .. } | LogError::Forked { .. } | LogError::Inconsistent { .. } => {
+                FailureClass::History
+            }
         }
     }
 }
@@ -153,6 +175,8 @@ pub struct LogReport {
     pub key_pinned: bool,
     /// The verified checkpoint, once its signature checked out.
     pub checkpoint: Option<Checkpoint>,
+    /// The signed note of that checkpoint, exactly as served (what `all --save` keeps).
+    pub note: Option<String>,
     pub checks: Vec<Check>,
 }
 
@@ -196,7 +220,7 @@ pub fn verify_log(src: &dyn LogSource, opts: &LogOptions) -> LogReport {
                 format!("{vk} (matches --key)")
             } else {
                 format!(
-                    "{vk} (trusted on first fetch: pass --key to pin it; binding it to an attestation document comes in a later version)"
+                    "{vk} (trusted on first fetch: pass --key to pin it; or run `all` to pin the key the enclave attested)"
                 )
             };
             report.key = Some(vk.to_string());
@@ -210,7 +234,7 @@ pub fn verify_log(src: &dyn LogSource, opts: &LogOptions) -> LogReport {
     };
 
     let cp = match fetch_checkpoint(src, &vk) {
-        Ok(cp) => {
+        Ok((cp, note)) => {
             let detail = format!(
                 "signature verifies; origin {}, size {}, root {}",
                 cp.origin,
@@ -219,6 +243,7 @@ pub fn verify_log(src: &dyn LogSource, opts: &LogOptions) -> LogReport {
             );
             report.push("checkpoint", Ok(detail));
             report.checkpoint = Some(cp.clone());
+            report.note = Some(note);
             cp
         }
         Err(e) => {
@@ -284,10 +309,17 @@ fn fetch_key(src: &dyn LogSource, pinned: Option<&VerifierKey>) -> Result<Verifi
     }
 }
 
-/// Fetches the checkpoint and opens it with `vk`.
-fn fetch_checkpoint(src: &dyn LogSource, vk: &VerifierKey) -> Result<Checkpoint, LogError> {
+/// Fetches the checkpoint and opens it with `vk`; returns it and its note.
+fn fetch_checkpoint(src: &dyn LogSource, vk: &VerifierKey) -> Result<(Checkpoint, String), LogError> {
     let note = src.checkpoint()?;
-    vk.open(&note).map_err(|e| match e {
+    let cp = open_checkpoint(vk, &note)?;
+    Ok((cp, note))
+}
+
+/// Opens a signed checkpoint note with `vk`: [`LogError::CheckpointMalformed`] when it
+/// is not a signed note at all, else [`LogError::CheckpointSignature`] on any failure.
+pub fn open_checkpoint(vk: &VerifierKey, note: &str) -> Result<Checkpoint, LogError> {
+    vk.open(note).map_err(|e| match e {
         // Not a signed note at all: a format problem, not a signature verdict.
         NoteError::Note(_) => LogError::CheckpointMalformed(e),
         other => LogError::CheckpointSignature {
@@ -295,6 +327,77 @@ fn fetch_checkpoint(src: &dyn LogSource, vk: &VerifierKey) -> Result<Checkpoint,
             source: other,
         },
     })
+}
+
+/// Checks that `current` (a checkpoint already verified under `vk`) extends the
+/// checkpoint in `saved_note`, a signed note an earlier run kept (`all --since`):
+///
+/// - the saved note must verify under `vk` (the attested key), else
+///   [`LogError::SavedSignature`] (or [`LogError::SavedMalformed`]);
+/// - a saved size above the current size is a truncated log ([`LogError::Truncated`]);
+/// - equal sizes need equal roots ([`LogError::Forked`]);
+/// - otherwise the host's consistency proof from the saved size to the current size
+///   must verify between the two signed roots ([`LogError::Inconsistent`]).
+///
+/// Returns a description of what was established.
+pub fn verify_history(
+    src: &dyn LogSource,
+    vk: &VerifierKey,
+    saved_note: &str,
+    current: &Checkpoint,
+) -> Result<String, LogError> {
+    let saved = open_checkpoint(vk, saved_note).map_err(|e| match e {
+        LogError::CheckpointMalformed(e) => LogError::SavedMalformed(e),
+        LogError::CheckpointSignature { key, source } => LogError::SavedSignature { key, source },
+        other => other,
+    })?;
+    let (from, to) = (saved.size, current.size);
+    if saved.origin != current.origin {
+        // Unreachable with one key (the origin is the key's name), but cheap to refuse.
+        return Err(LogError::SavedSignature {
+            key: vk.to_string(),
+            source: NoteError::Body("origin differs from the current checkpoint's"),
+        });
+    }
+    if from > to {
+        return Err(LogError::Truncated {
+            saved: from,
+            current: to,
+        });
+    }
+    if from == to {
+        if saved.root != current.root {
+            return Err(LogError::Forked {
+                size: from,
+                saved: B64.encode(saved.root),
+                current: B64.encode(current.root),
+            });
+        }
+        return Ok(format!(
+            "unchanged since the saved checkpoint: size {from}, root {}",
+            B64.encode(current.root)
+        ));
+    }
+    if from == 0 {
+        return Ok(format!(
+            "the saved checkpoint is the empty log; every log of size {to} extends it"
+        ));
+    }
+    let proof = src.consistency_proof(from, to)?;
+    if proof.from != from || proof.to != to {
+        return Err(LogError::Fetch(FetchError::Malformed {
+            what: format!("consistency proof from {from} to {to}"),
+            reason: format!("host answered from {} to {}", proof.from, proof.to),
+        }));
+    }
+    merkle::verify_consistency(from, to, &saved.root, &current.root, &proof.proof)
+        .map_err(|source| LogError::Inconsistent { from, to, source })?;
+    Ok(format!(
+        "the log grew from {from} to {to} leaves; the consistency proof ({} hashes) verifies from the saved root {} to the current root {}",
+        proof.proof.len(),
+        B64.encode(saved.root),
+        B64.encode(current.root)
+    ))
 }
 
 /// Checks one leaf's envelope: parses, is version 1, and sits at its own index.

@@ -5,6 +5,9 @@
 //! sealgate-verify attest --url URL [--nonce HEX] [--pcr N=HEX]... [--sim-root FILE]
 //!                        [--max-age SECS] [--at UNIX_SECONDS] [--json]
 //! sealgate-verify attest --document FILE [--url URL] [--commitment FILE] [...same]
+//! sealgate-verify all --url URL [--nonce HEX] [--pcr N=HEX]... [--sim-root FILE]
+//!                     [--max-age SECS] [--at UNIX_SECONDS] [--since FILE] [--save FILE]
+//!                     [--token JWT]... [--json]
 //! ```
 //!
 //! Subcommands are one enum so that `attest` (check the attestation document and the
@@ -14,11 +17,13 @@
 //! 0 verified, 2 usage, 3 fetch/HTTP/malformed response, 4 checkpoint signature or key
 //! mismatch, 5 log content mismatch, 6 token not proven; for `attest`: 7 certificate
 //! chain, 8 document/COSE signature, 9 freshness, 10 nonce, 11 PCR, 12 commitment, 13
-//! simulator root without `--sim-root` or vice versa. With several failures the code is
-//! that of the first failing check.
+//! simulator root without `--sim-root` or vice versa; for `all --since`: 14 history
+//! inconsistent (the log shrank or forked). With several failures the code is that of
+//! the first failing check.
 #![forbid(unsafe_code)]
 
 use clap::{Args, Parser, Subcommand};
+use sealgate_attestation::all::{verify_all, AllOptions};
 use sealgate_attestation::attest::{verify_attestation, AttestOptions, DEFAULT_MAX_AGE_SECS};
 use sealgate_attestation::fetch::AttestSource;
 use sealgate_attestation::fetch::HttpSource;
@@ -57,18 +62,16 @@ enum Command {
     /// commits to the keys and configuration the host serves now.
     #[command(after_help = EXIT_CODES_HELP)]
     Attest(AttestArgs),
+    /// Everything, in order: attest the host; verify the checkpoint under the attested
+    /// checkpoint key, the full log and each --token; with --since, that the log only
+    /// grew since a checkpoint saved earlier; with --save, keep the current checkpoint.
+    #[command(after_help = EXIT_CODES_HELP)]
+    All(AllArgs),
 }
 
+/// The attestation checks' options, shared by `attest` and `all`.
 #[derive(Args)]
-struct AttestArgs {
-    /// Base URL of the sealgate host. Without --document the document is fetched from
-    /// it; with --document the saved document is verified and the commitment is still
-    /// compared with what the host serves.
-    #[arg(long, value_name = "URL", required_unless_present = "document")]
-    url: Option<String>,
-    /// Verify a saved document (raw COSE_Sign1 bytes, or its base64) instead of fetching.
-    #[arg(long, value_name = "FILE")]
-    document: Option<PathBuf>,
+struct AttestChecks {
     /// Nonce (hex, at most 64 bytes) to fetch with and to expect in the document. When
     /// fetching without it, a random nonce is used.
     #[arg(long, value_name = "HEX")]
@@ -86,6 +89,41 @@ struct AttestArgs {
     /// Judge certificates and freshness at this Unix time instead of now.
     #[arg(long, value_name = "UNIX_SECONDS")]
     at: Option<u64>,
+}
+
+#[derive(Args)]
+struct AllArgs {
+    #[command(flatten)]
+    target: Target,
+    #[command(flatten)]
+    checks: AttestChecks,
+    /// A compact JWT the host issued; prove its leaf is in the checkpointed log
+    /// (repeatable). Its signature is not checked here.
+    #[arg(long = "token", value_name = "JWT")]
+    tokens: Vec<String>,
+    /// A signed checkpoint note saved earlier (by --save, or from
+    /// /v1/audit/checkpoint): it must verify under the attested key, and the current
+    /// log must extend it (consistency proof); a shrunk or forked log exits 14.
+    #[arg(long, value_name = "FILE")]
+    since: Option<PathBuf>,
+    /// After every check passed, write the current checkpoint note to FILE (for the
+    /// next run's --since).
+    #[arg(long, value_name = "FILE")]
+    save: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct AttestArgs {
+    /// Base URL of the sealgate host. Without --document the document is fetched from
+    /// it; with --document the saved document is verified and the commitment is still
+    /// compared with what the host serves.
+    #[arg(long, value_name = "URL", required_unless_present = "document")]
+    url: Option<String>,
+    /// Verify a saved document (raw COSE_Sign1 bytes, or its base64) instead of fetching.
+    #[arg(long, value_name = "FILE")]
+    document: Option<PathBuf>,
+    #[command(flatten)]
+    checks: AttestChecks,
     /// Offline (no --url): a commitment JSON file that user_data must be the digest of.
     #[arg(long, value_name = "FILE", conflicts_with = "url")]
     commitment: Option<PathBuf>,
@@ -124,6 +162,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Log(args) => run_log(args),
         Command::Attest(args) => run_attest(args),
+        Command::All(args) => run_all(args),
     }
 }
 
@@ -148,23 +187,35 @@ fn usage_failure(json: bool, reason: &str) -> ExitCode {
     ExitCode::from(FailureClass::Usage.exit_code())
 }
 
+fn check_url(url: &str) -> Result<(), String> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(format!("--url must start with http:// or https://, got {url:?}"))
+    }
+}
+
+fn parse_tokens(jwts: &[String]) -> Result<Vec<Token>, String> {
+    jwts.iter()
+        .enumerate()
+        .map(|(i, jwt)| Token::parse(jwt.trim()).map_err(|e| format!("--token #{}: {e}", i + 1)))
+        .collect()
+}
+
 fn run_log(args: LogArgs) -> ExitCode {
     let json = args.target.json;
     let url = args.target.url.trim();
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return usage_failure(json, &format!("--url must start with http:// or https://, got {url:?}"));
+    if let Err(e) = check_url(url) {
+        return usage_failure(json, &e);
     }
     let pinned_key = match args.key.as_deref().map(VerifierKey::from_str).transpose() {
         Ok(k) => k,
         Err(e) => return usage_failure(json, &format!("--key: {e}")),
     };
-    let mut tokens = Vec::with_capacity(args.tokens.len());
-    for (i, jwt) in args.tokens.iter().enumerate() {
-        match Token::parse(jwt.trim()) {
-            Ok(t) => tokens.push(t),
-            Err(e) => return usage_failure(json, &format!("--token #{}: {e}", i + 1)),
-        }
-    }
+    let tokens = match parse_tokens(&args.tokens) {
+        Ok(t) => t,
+        Err(e) => return usage_failure(json, &e),
+    };
 
     let source = HttpSource::new(url);
     let result = verify_log(&source, &LogOptions { pinned_key, tokens });
@@ -210,7 +261,9 @@ fn random_nonce() -> Result<Vec<u8>, String> {
     Ok(n)
 }
 
-fn attest_options(args: &AttestArgs) -> Result<AttestOptions, String> {
+/// The attestation options from the shared flags; `fetching` when the document is
+/// fetched from a host (a random nonce is then used unless one is given).
+fn attest_options(args: &AttestChecks, fetching: bool) -> Result<AttestOptions, String> {
     let root = match &args.sim_root {
         Some(path) => {
             let bytes = std::fs::read(path).map_err(|e| format!("--sim-root {}: {e}", path.display()))?;
@@ -223,15 +276,6 @@ fn attest_options(args: &AttestArgs) -> Result<AttestOptions, String> {
     opts.at = args.at;
     opts.max_age_secs = args.max_age;
     opts.pcrs = args.pcrs.iter().map(|p| parse_pcr(p)).collect::<Result<_, _>>()?;
-    if let Some(path) = &args.document {
-        opts.document = Some(read_document(path)?);
-    }
-    if let Some(path) = &args.commitment {
-        let raw = std::fs::read(path).map_err(|e| format!("--commitment {}: {e}", path.display()))?;
-        let c: Commitment =
-            serde_json::from_slice(&raw).map_err(|e| format!("--commitment {}: {e}", path.display()))?;
-        opts.expected_commitment = Some(c);
-    }
     match &args.nonce {
         Some(h) => {
             let n = hex::decode(h.trim()).map_err(|e| format!("--nonce: {e}"))?;
@@ -240,7 +284,7 @@ fn attest_options(args: &AttestArgs) -> Result<AttestOptions, String> {
             }
             opts.nonce = Some(n);
         }
-        None if args.url.is_some() && args.document.is_none() => {
+        None if fetching => {
             opts.nonce = Some(random_nonce()?);
             opts.nonce_generated = true;
         }
@@ -252,25 +296,102 @@ fn attest_options(args: &AttestArgs) -> Result<AttestOptions, String> {
 fn run_attest(args: AttestArgs) -> ExitCode {
     let json = args.json;
     let url = args.url.as_deref().map(str::trim);
-    if let Some(url) = url {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return usage_failure(json, &format!("--url must start with http:// or https://, got {url:?}"));
-        }
+    if let Some(Err(e)) = url.map(check_url) {
+        return usage_failure(json, &e);
     }
-    let opts = match attest_options(&args) {
+    let mut opts = match attest_options(&args.checks, args.url.is_some() && args.document.is_none()) {
         Ok(o) => o,
         Err(e) => return usage_failure(json, &e),
     };
+    if let Some(path) = &args.document {
+        match read_document(path) {
+            Ok(d) => opts.document = Some(d),
+            Err(e) => return usage_failure(json, &e),
+        }
+    }
+    if let Some(path) = &args.commitment {
+        let c = std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|raw| serde_json::from_slice::<Commitment>(&raw).map_err(|e| e.to_string()));
+        match c {
+            Ok(c) => opts.expected_commitment = Some(c),
+            Err(e) => return usage_failure(json, &format!("--commitment {}: {e}", path.display())),
+        }
+    }
     let source = url.map(HttpSource::new);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let report = verify_attestation(source.as_ref().map(|s| s as &dyn AttestSource), &opts, now);
+    let report = verify_attestation(source.as_ref().map(|s| s as &dyn AttestSource), &opts, now());
     if json {
         emit_json(&report::render_attest_json(&report));
     } else {
         emit(&report::render_attest_text(&report));
+    }
+    ExitCode::from(report.exit_code())
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Writes `text` to `path` through a temporary file in the same directory, so an
+/// interrupted save never leaves half a checkpoint behind.
+fn save_note(path: &PathBuf, text: &str) -> Result<(), String> {
+    let mut tmp = path.clone().into_os_string();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("--save {}: {e}", path.display()))
+}
+
+fn run_all(args: AllArgs) -> ExitCode {
+    let json = args.target.json;
+    let url = args.target.url.trim();
+    if let Err(e) = check_url(url) {
+        return usage_failure(json, &e);
+    }
+    let tokens = match parse_tokens(&args.tokens) {
+        Ok(t) => t,
+        Err(e) => return usage_failure(json, &e),
+    };
+    let since = match &args.since {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => Some(text),
+            Err(e) => return usage_failure(json, &format!("--since {}: {e}", path.display())),
+        },
+        None => None,
+    };
+    let attest = match attest_options(&args.checks, true) {
+        Ok(o) => o,
+        Err(e) => return usage_failure(json, &e),
+    };
+    let source = HttpSource::new(url);
+    let opts = AllOptions { attest, tokens, since };
+    let mut report = verify_all(&source, &source, &opts, now());
+    if let Some(path) = &args.save {
+        if report.checks_passed() {
+            let saved = match report.verified_note() {
+                Some(note) => save_note(path, note).map(|()| {
+                    let size = report
+                        .log
+                        .as_ref()
+                        .ok()
+                        .and_then(|l| l.checkpoint.as_ref())
+                        .map(|c| c.size)
+                        .unwrap_or_default();
+                    format!("checkpoint of size {size} written to {}", path.display())
+                }),
+                None => Err("no verified checkpoint to save".to_string()),
+            };
+            report.save = Some(saved);
+        }
+    }
+    if json {
+        emit_json(&report::render_all_json(&report));
+    } else {
+        emit(&report::render_all_text(&report));
     }
     ExitCode::from(report.exit_code())
 }

@@ -9,7 +9,7 @@
 //! | 0 | every check passed |
 //! | 2 | usage: bad arguments, a `--key` that is not a verifier key, a `--token` that is not a JWT |
 //! | 3 | fetch: network or HTTP error, or a response that is not the documented format |
-//! | 4 | signature: the checkpoint does not verify, or the host's key differs from `--key` |
+//! | 4 | signature: the checkpoint (or the `--since` note) does not verify, or the host's key differs from `--key` (for `all`: from the attested checkpoint key) |
 //! | 5 | log content: a bad or misplaced leaf, a short or wrong page, or a root that differs from the checkpoint |
 //! | 6 | token: a `--token` is not proven to be in the checkpointed log |
 //! | 7 | certificate chain: the document's leaf does not chain to the trust root at the judging time (bad, expired or not yet valid certificate, unknown root) |
@@ -19,11 +19,13 @@
 //! | 11 | PCR: a `--pcr` differs from the document's |
 //! | 12 | commitment: `user_data` is not the digest of what the host serves (or of the given commitment) |
 //! | 13 | root kind: a simulator document without `--sim-root`, or `--sim-root` with an AWS document or a `nitro` host |
+//! | 14 | history (`all --since`): the log shrank since the saved checkpoint, or the consistency proof from it fails (a fork) |
 //!
 //! When several checks fail, the exit code is the class of the *first* failing check in
 //! report order (key, checkpoint, entries, root, then tokens): later failures are often
 //! consequences of earlier ones, and the first is the one to investigate.
 
+use crate::all::{AllReport, Skipped};
 use crate::attest::{AttestCheck, AttestReport, Outcome};
 use crate::log::{Check, LogError, LogReport};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -36,7 +38,8 @@ Exit codes:
   0  every check passed (VERIFIED)
   2  usage: bad arguments, --key is not a verifier key, --token is not a JWT
   3  fetch: network/HTTP error or a response not in the documented format
-  4  signature: checkpoint signature invalid, or host key differs from --key
+  4  signature: checkpoint (or --since note) signature invalid, or host key
+     differs from --key (all: from the attested checkpoint key)
   5  log content: bad or misplaced leaf, short/wrong entries page, root mismatch
   6  token: a --token is not proven to be in the checkpointed log
   7  attest: certificate chain invalid at the judging time (expired, unknown root)
@@ -46,6 +49,7 @@ Exit codes:
  11  attest: a --pcr differs
  12  attest: user_data differs from the commitment the host's keys give
  13  attest: simulator document without --sim-root, or --sim-root with an AWS one
+ 14  history: the log shrank since the --since checkpoint, or is not consistent with it
 With several failures, the code is that of the first failing check.";
 
 /// What kind of failure a check ran into; each has its own exit code.
@@ -63,6 +67,7 @@ pub enum FailureClass {
     Pcr,
     Commitment,
     RootKind,
+    History,
 }
 
 impl FailureClass {
@@ -80,6 +85,7 @@ impl FailureClass {
             FailureClass::Pcr => 11,
             FailureClass::Commitment => 12,
             FailureClass::RootKind => 13,
+            FailureClass::History => 14,
         }
     }
 
@@ -98,6 +104,7 @@ impl FailureClass {
             FailureClass::Pcr => "pcr",
             FailureClass::Commitment => "commitment",
             FailureClass::RootKind => "root_kind",
+            FailureClass::History => "history",
         }
     }
 }
@@ -257,5 +264,90 @@ pub fn render_attest_json(report: &AttestReport) -> Value {
         "judged_at": report.judged_at,
         "document": document,
         "checks": report.checks.iter().map(attest_check_json).collect::<Vec<_>>(),
+    })
+}
+
+fn skip_line(name: &str, s: &Skipped) -> String {
+    match s.class {
+        Some(_) => format!("FAIL  {name}: {}\n", s.reason),
+        None => format!("skip  {name}: {}\n", s.reason),
+    }
+}
+
+/// The human-readable `all` report: one section per step (each with its own verdict
+/// line), then the overall `VERIFIED` or `FAILED (exit N)`.
+pub fn render_all_text(report: &AllReport) -> String {
+    let mut out = String::from("== attestation ==\n");
+    out.push_str(&render_attest_text(&report.attest));
+    out.push_str("== log ==\n");
+    match &report.log {
+        Ok(l) => out.push_str(&render_text(l)),
+        Err(s) => out.push_str(&skip_line("log", s)),
+    }
+    if let Some(h) = &report.history {
+        out.push_str("== history ==\n");
+        match h {
+            Ok(c) => {
+                out.push_str(&check_line(c));
+                out.push('\n');
+            }
+            Err(s) => out.push_str(&skip_line("consistency", s)),
+        }
+    }
+    if let Some(s) = &report.save {
+        out.push_str("== save ==\n");
+        match s {
+            Ok(d) => out.push_str(&format!("ok    save: {d}\n")),
+            Err(e) => out.push_str(&format!("FAIL  save: {e}\n")),
+        }
+    }
+    let code = report.exit_code();
+    if code == 0 {
+        if report.attest.simulator {
+            out.push_str("ALL VERIFIED (SIMULATOR: proves nothing about hardware)\n");
+        } else {
+            out.push_str("ALL VERIFIED\n");
+        }
+    } else {
+        let class = report.first_failure_class().map(|c| c.name()).unwrap_or("fetch");
+        out.push_str(&format!("FAILED (exit {code}, {class})\n"));
+    }
+    out
+}
+
+fn skipped_json(s: &Skipped) -> Value {
+    json!({
+        "skipped": true,
+        "reason": s.reason,
+        "class": s.class.map(|c| c.name()),
+    })
+}
+
+/// The machine-readable `all` report:
+/// `{verified, exit_code, failure: null | {class}, attested_key, attestation: {...as
+/// attest}, log: {...as log} | {skipped, reason, class}, history: null | {name, ok,
+/// detail | error, class, exit_code} | {skipped, ...}, save: null | {ok, detail | error}}`.
+pub fn render_all_json(report: &AllReport) -> Value {
+    let log = match &report.log {
+        Ok(l) => render_json(l),
+        Err(s) => skipped_json(s),
+    };
+    let history = report.history.as_ref().map(|h| match h {
+        Ok(c) => check_json(c),
+        Err(s) => skipped_json(s),
+    });
+    let save = report.save.as_ref().map(|s| match s {
+        Ok(d) => json!({ "ok": true, "detail": d }),
+        Err(e) => json!({ "ok": false, "error": e }),
+    });
+    json!({
+        "verified": report.exit_code() == 0,
+        "exit_code": report.exit_code(),
+        "failure": report.first_failure_class().map(|c| json!({ "class": c.name() })),
+        "attested_key": report.attested_key,
+        "attestation": render_attest_json(&report.attest),
+        "log": log,
+        "history": history,
+        "save": save,
     })
 }

@@ -6,7 +6,7 @@
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use base64::Engine;
 use ed25519_dalek::{Signer, SigningKey};
-use sealgate_attestation::fetch::{EntriesPage, FetchError, InclusionProof, LogSource, TokenRecord};
+use sealgate_attestation::fetch::{ConsistencyProof, EntriesPage, FetchError, InclusionProof, LogSource, TokenRecord};
 use sealgate_attestation::jwt::Token;
 use sealgate_shared::leaf::{AnyLeaf, Leaf, Origin, TokenIssued, KIND_GENESIS, KIND_TOKEN_ISSUED};
 use sealgate_shared::merkle::proof::TreeStore;
@@ -253,6 +253,15 @@ impl LogSource for MemoryLog {
         }
         Ok(InclusionProof { index, size, proof })
     }
+
+    fn consistency_proof(&self, from: u64, to: u64) -> Result<ConsistencyProof, FetchError> {
+        let proof = self.store.consistency_proof(from, to).map_err(|e| FetchError::Status {
+            what: "consistency proof".into(),
+            status: 400,
+            message: Some(e.to_string()),
+        })?;
+        Ok(ConsistencyProof { from, to, proof })
+    }
 }
 
 /// Rewrites each leaf's `index` to its position, the way a careful liar would.
@@ -360,6 +369,21 @@ fn answer(log: &MemoryLog, target: &str) -> (u16, String) {
                     (
                         200,
                         serde_json::json!({ "index": p.index, "size": p.size, "proof": proof }).to_string(),
+                    )
+                }
+                Err(e) => fetch_err(e),
+            }
+        }
+        "/v1/audit/proof/consistency" => {
+            let (Some(a), Some(b)) = (query_u64(query, "from"), query_u64(query, "to")) else {
+                return (400, error_json("INVALID_REQUEST", "from and to"));
+            };
+            match log.consistency_proof(a, b) {
+                Ok(p) => {
+                    let proof: Vec<String> = p.proof.iter().map(|h| B64.encode(h)).collect();
+                    (
+                        200,
+                        serde_json::json!({ "from": p.from, "to": p.to, "proof": proof }).to_string(),
                     )
                 }
                 Err(e) => fetch_err(e),

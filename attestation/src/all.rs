@@ -1,0 +1,188 @@
+//! `sealgate-verify all`: attestation, then the log under the attested key, then
+//! (with `--since`) that the log only grew since a checkpoint the auditor kept.
+//!
+//! Sections, in order (the exit code is that of the first failure):
+//!
+//! 1. `attestation` — [`verify_attestation`] against the host; when it verifies, its
+//!    commitment names the `checkpoint_key` the enclave committed to;
+//! 2. `log` — [`verify_log`] with that attested key pinned: the host's key must equal
+//!    it (else the signature class, exit 4), the checkpoint must verify under it, every
+//!    leaf must hash to the signed root, and every `--token` must be proven;
+//! 3. `history` (with `--since`) — [`verify_history`] from the saved checkpoint to the
+//!    current one, both opened with the attested key.
+//!
+//! Without a verified attestation there is no key to trust, so the later sections are
+//! skipped rather than run against a key the host chose. Pure over the two sources,
+//! like the parts it reuses; saving the checkpoint (`--save`) is the caller's I/O,
+//! recorded in [`AllReport::save`].
+
+use crate::attest::{verify_attestation, AttestOptions, AttestReport};
+use crate::fetch::{AttestSource, LogSource};
+use crate::jwt::Token;
+use crate::log::{verify_history, verify_log, Check, LogOptions, LogReport};
+use crate::report::FailureClass;
+use sealgate_shared::note::VerifierKey;
+use std::str::FromStr;
+
+/// What `all` verifies.
+#[derive(Debug, Clone)]
+pub struct AllOptions {
+    pub attest: AttestOptions,
+    /// Tokens to prove (`--token`).
+    pub tokens: Vec<Token>,
+    /// A signed checkpoint note kept by an earlier run (`--since FILE`'s contents).
+    pub since: Option<String>,
+}
+
+/// A section that did not run, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub reason: String,
+    /// The failure class when skipping is itself a failure; `None` when an earlier
+    /// section's failure already accounts for it.
+    pub class: Option<FailureClass>,
+}
+
+/// Everything `all` established or refuted, section by section.
+#[derive(Debug)]
+pub struct AllReport {
+    pub attest: AttestReport,
+    /// The attested checkpoint key, when attestation verified.
+    pub attested_key: Option<String>,
+    pub log: Result<LogReport, Skipped>,
+    /// `None` without `--since`.
+    pub history: Option<Result<Check, Skipped>>,
+    /// `--save`: `Ok(description)` or `Err(reason)`; set by the caller after the checks.
+    pub save: Option<Result<String, String>>,
+}
+
+impl AllReport {
+    /// The failure class of the first failing section, if any.
+    pub fn first_failure_class(&self) -> Option<FailureClass> {
+        if !self.attest.verified() {
+            return Some(
+                self.attest
+                    .first_failure()
+                    .map(|e| e.class())
+                    .unwrap_or(FailureClass::Document),
+            );
+        }
+        match &self.log {
+            Err(s) => {
+                if let Some(c) = s.class {
+                    return Some(c);
+                }
+            }
+            Ok(l) if !l.verified() => {
+                return Some(l.first_failure().map(|e| e.class()).unwrap_or(FailureClass::Fetch));
+            }
+            Ok(_) => {}
+        }
+        match &self.history {
+            Some(Ok(Check { result: Err(e), .. })) => return Some(e.class()),
+            Some(Err(Skipped { class: Some(c), .. })) => return Some(*c),
+            _ => {}
+        }
+        match &self.save {
+            Some(Err(_)) => Some(FailureClass::Usage),
+            _ => None,
+        }
+    }
+
+    /// Every section ran and passed.
+    pub fn verified(&self) -> bool {
+        self.first_failure_class().is_none() && self.log.is_ok() && !matches!(self.history, Some(Err(_)))
+    }
+
+    /// True when every check passed (the save, if any, not yet counted): the point at
+    /// which the current checkpoint may be saved.
+    pub fn checks_passed(&self) -> bool {
+        matches!(self.save, None | Some(Ok(_))) && self.verified()
+    }
+
+    /// The current checkpoint note, verified under the attested key.
+    pub fn verified_note(&self) -> Option<&str> {
+        match &self.log {
+            Ok(l) if l.verified() => l.note.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// 0 when verified, else the first failing section's class.
+    pub fn exit_code(&self) -> u8 {
+        match self.first_failure_class() {
+            None if self.verified() => 0,
+            None => FailureClass::Fetch.exit_code(),
+            Some(c) => c.exit_code(),
+        }
+    }
+}
+
+/// Runs the sections of `all` against `attest_src` and `log_src` (the same host).
+pub fn verify_all(attest_src: &dyn AttestSource, log_src: &dyn LogSource, opts: &AllOptions, now: u64) -> AllReport {
+    let attest = verify_attestation(Some(attest_src), &opts.attest, now);
+    let mut report = AllReport {
+        attest,
+        attested_key: None,
+        log: Err(Skipped {
+            reason: "attestation did not verify, so no checkpoint key is attested".into(),
+            class: None,
+        }),
+        history: opts.since.as_ref().map(|_| {
+            Err(Skipped {
+                reason: "no checkpoint verified under the attested key".into(),
+                class: None,
+            })
+        }),
+        save: None,
+    };
+    if !report.attest.verified() {
+        return report;
+    }
+    let Some(commitment) = report.attest.commitment.as_ref() else {
+        report.log = Err(Skipped {
+            reason: "attestation verified no commitment, so no checkpoint key is attested".into(),
+            class: Some(FailureClass::Commitment),
+        });
+        return report;
+    };
+    let vk = match VerifierKey::from_str(&commitment.checkpoint_key) {
+        Ok(vk) => vk,
+        Err(e) => {
+            report.log = Err(Skipped {
+                reason: format!("the attested checkpoint_key is not a verifier key: {e}"),
+                class: Some(FailureClass::Commitment),
+            });
+            return report;
+        }
+    };
+    report.attested_key = Some(vk.to_string());
+
+    let mut log = verify_log(
+        log_src,
+        &LogOptions {
+            pinned_key: Some(vk.clone()),
+            tokens: opts.tokens.clone(),
+        },
+    );
+    // The pin is the attested key, not a --key.
+    if let Some(Check {
+        name,
+        result: Ok(detail),
+    }) = log.checks.first_mut()
+    {
+        if name == "key" {
+            *detail = format!("{vk} (the checkpoint key the enclave attested)");
+        }
+    }
+    let current = log.checkpoint.clone();
+    report.log = Ok(log);
+
+    if let (Some(saved), Some(current)) = (&opts.since, current) {
+        report.history = Some(Ok(Check {
+            name: "consistency".into(),
+            result: verify_history(log_src, &vk, saved, &current),
+        }));
+    }
+    report
+}
