@@ -10,7 +10,7 @@ run: release
 	./target/release/sealgate sim --listen $(LISTEN) --state $(STATE)
 
 ## Build and run every test, including end-to-end tests that start the real binaries.
-test: build
+test: build cfn-lint
 	$(CARGO) test --workspace --no-fail-fast
 	$(CARGO) test -p sealgate-enclave --features p256-signer --lib
 
@@ -37,3 +37,23 @@ release:
 clean:
 	$(CARGO) clean
 	rm -rf $(STATE)
+
+## Deployment (deploy/): the enclave image as an EIF, and the CloudFormation lint.
+.PHONY: eif cfn-lint
+PYTHON            ?= python3
+CFN_LINT_VERSION  ?= 1.58.0
+CFN_LINT_STAMP    := .venv/.cfn-lint-$(CFN_LINT_VERSION)
+
+## Build the enclave image and its EIF with nitro-cli and print PCR0/1/2; without
+## docker and nitro-cli (i.e. off a Nitro Enclaves host) explain what it would do.
+eif:
+	bash deploy/enclave/build-eif.sh
+
+## Validate every CloudFormation template (cfn-lint from PyPI, in .venv, installed once).
+cfn-lint: $(CFN_LINT_STAMP)
+	.venv/bin/cfn-lint deploy/cloudformation/*.yaml
+
+$(CFN_LINT_STAMP):
+	test -x .venv/bin/pip || $(PYTHON) -m venv .venv
+	.venv/bin/pip install -q --disable-pip-version-check 'cfn-lint==$(CFN_LINT_VERSION)'
+	touch $@
