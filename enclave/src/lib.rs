@@ -11,6 +11,7 @@ pub mod config;
 pub mod enclave;
 pub mod jwt;
 pub mod keys;
+pub mod kms;
 pub mod log;
 pub mod nsm;
 pub mod seal;
