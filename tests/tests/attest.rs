@@ -5,22 +5,17 @@
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
+mod common;
+
+use common::{expect_exit as expect, sim_root};
 use sealgate_tests::{target_dir, verify, Deployment};
 use serde_json::Value;
 use sha2::{Digest, Sha384};
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
-}
-
-fn sim_root(d: &Deployment) -> String {
-    let p = d.path("enclave/sim-nsm/root.pem");
-    assert!(p.is_file(), "{} missing", p.display());
-    p.display().to_string()
 }
 
 /// Fetches a document (with `nonce`, hex) and saves its raw COSE bytes to `file`.
@@ -41,11 +36,6 @@ fn save_document(d: &Deployment, nonce: Option<&str>, file: &Path) -> Value {
 fn pcr0_of_enclave_binary() -> String {
     let bytes = std::fs::read(target_dir().join("sealgate-enclave")).expect("read sealgate-enclave");
     hex::encode(Sha384::digest(bytes))
-}
-
-fn expect(code: i32, (got, out): (i32, String)) -> String {
-    assert_eq!(got, code, "expected exit {code}, got {got}:\n{out}");
-    out
 }
 
 #[test]
@@ -167,48 +157,21 @@ fn simulator_documents_verify_only_as_they_should() {
 
 /// A proxy in front of the host that serves an extra JWKS key when `lie` is set: the
 /// JWKS then differs from what the enclave attested.
-fn proxy(upstream: String, lie: bool) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let _ = serve_one(stream, &upstream, lie);
-        }
-    });
-    format!("http://{addr}")
-}
-
-fn serve_one(mut stream: TcpStream, upstream: &str, lie: bool) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
-            break;
-        }
-    }
-    let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
-    let (status, mut body) = match ureq::get(&format!("{upstream}{path}")).call() {
-        Ok(mut r) => (r.status().as_u16(), r.body_mut().read_to_vec().unwrap_or_default()),
-        Err(ureq::Error::StatusCode(c)) => (c, b"{}".to_vec()),
-        Err(_) => (502, b"{}".to_vec()),
-    };
-    if lie && path == "/.well-known/jwks.json" {
-        let mut jwks: Value = serde_json::from_slice(&body).expect("jwks");
-        let mut extra = jwks["keys"][0].clone();
-        extra["x"] = Value::String(B64URL.encode([9u8; 32]));
-        extra["kid"] = Value::String("unattested".into());
-        jwks["keys"].as_array_mut().unwrap().push(extra);
-        body = serde_json::to_vec(&jwks).unwrap();
-    }
-    write!(
-        stream,
-        "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    )?;
-    stream.write_all(&body)?;
-    stream.flush()
+fn jwks_proxy(upstream: String, lie: bool) -> String {
+    common::proxy(
+        move |_| upstream.clone(),
+        move |path, body| {
+            if !lie || path != "/.well-known/jwks.json" {
+                return body;
+            }
+            let mut jwks: Value = serde_json::from_slice(&body).expect("jwks");
+            let mut extra = jwks["keys"][0].clone();
+            extra["x"] = Value::String(B64URL.encode([9u8; 32]));
+            extra["kid"] = Value::String("unattested".into());
+            jwks["keys"].as_array_mut().expect("keys").push(extra);
+            serde_json::to_vec(&jwks).expect("jwks")
+        },
+    )
 }
 
 #[test]
@@ -216,10 +179,10 @@ fn a_jwks_that_differs_from_the_attested_commitment_is_refused() {
     let d = Deployment::start();
     let root = sim_root(&d);
 
-    let honest = proxy(d.url.clone(), false);
+    let honest = jwks_proxy(d.url.clone(), false);
     expect(0, verify(&["attest", "--url", &honest, "--sim-root", &root]));
 
-    let lying = proxy(d.url.clone(), true);
+    let lying = jwks_proxy(d.url.clone(), true);
     let out = expect(12, verify(&["attest", "--url", &lying, "--sim-root", &root]));
     assert!(out.contains("jwk_thumbprints"), "{out}");
     assert!(out.contains("FAIL  commitment"), "{out}");

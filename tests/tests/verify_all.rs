@@ -4,25 +4,12 @@
 
 mod common;
 
-use common::{checkpoint, mint, verifier_key, wait_checkpoint};
+use common::{checkpoint, expect_exit as expect, mint, sim_root, verifier_key, wait_checkpoint};
 use sealgate_tests::{verify, Deployment};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-fn sim_root(d: &Deployment) -> String {
-    let p = d.path("enclave/sim-nsm/root.pem");
-    assert!(p.is_file(), "{} missing", p.display());
-    p.display().to_string()
-}
-
-fn expect(code: i32, (got, out): (i32, String)) -> String {
-    assert_eq!(got, code, "expected exit {code}, got {got}:\n{out}");
-    out
-}
 
 #[test]
 fn all_verifies_attestation_log_and_history() {
@@ -139,46 +126,22 @@ fn all_verifies_attestation_log_and_history() {
 /// attestation's commitment check) and every later one, and the checkpoint, from
 /// `impostor`: a host that swaps the checkpoint key after being attested.
 fn key_swapping_proxy(upstream: String, impostor: String) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
-    let addr = listener.local_addr().unwrap();
     let key_fetches = Arc::new(AtomicUsize::new(0));
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let _ = serve_one(stream, &upstream, &impostor, &key_fetches);
-        }
-    });
-    format!("http://{addr}")
-}
-
-fn serve_one(mut stream: TcpStream, upstream: &str, impostor: &str, key_fetches: &AtomicUsize) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
-            break;
-        }
-    }
-    let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
-    let swapped = match path.as_str() {
-        "/v1/audit/key" => key_fetches.fetch_add(1, Ordering::SeqCst) > 0,
-        "/v1/audit/checkpoint" => true,
-        _ => false,
-    };
-    let base = if swapped { impostor } else { upstream };
-    let (status, body) = match ureq::get(&format!("{base}{path}")).call() {
-        Ok(mut r) => (r.status().as_u16(), r.body_mut().read_to_vec().unwrap_or_default()),
-        Err(ureq::Error::StatusCode(c)) => (c, b"{}".to_vec()),
-        Err(_) => (502, b"{}".to_vec()),
-    };
-    write!(
-        stream,
-        "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    )?;
-    stream.write_all(&body)?;
-    stream.flush()
+    common::proxy(
+        move |path| {
+            let swapped = match path {
+                "/v1/audit/key" => key_fetches.fetch_add(1, Ordering::SeqCst) > 0,
+                "/v1/audit/checkpoint" => true,
+                _ => false,
+            };
+            if swapped {
+                impostor.clone()
+            } else {
+                upstream.clone()
+            }
+        },
+        |_, body| body,
+    )
 }
 
 #[test]

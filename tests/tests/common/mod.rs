@@ -322,3 +322,57 @@ pub fn with_logs<T>(d: &mut sealgate_tests::Deployment, f: impl FnOnce(&mut seal
         }
     }
 }
+
+/// The simulated Nitro root of a deployment, for `sealgate-verify --sim-root`.
+pub fn sim_root(d: &sealgate_tests::Deployment) -> String {
+    let p = d.path("enclave/sim-nsm/root.pem");
+    assert!(p.is_file(), "{} missing", p.display());
+    p.display().to_string()
+}
+
+/// Asserts a `sealgate-verify` run exited with `code`; returns its output.
+pub fn expect_exit(code: i32, (got, out): (i32, String)) -> String {
+    assert_eq!(got, code, "expected exit {code}, got {got}:\n{out}");
+    out
+}
+
+/// A GET-only HTTP proxy that plays a lying host: each request is fetched from the
+/// upstream `route(path)` names, and its body passes through `rewrite(path, body)`.
+/// Returns the proxy's URL; it serves until the test process ends.
+pub fn proxy<R, W>(route: R, rewrite: W) -> String
+where
+    R: Fn(&str) -> String + Send + 'static,
+    W: Fn(&str, Vec<u8>) -> Vec<u8> + Send + 'static,
+{
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+    let addr = listener.local_addr().expect("proxy address");
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = (|| -> std::io::Result<()> {
+                let mut reader = BufReader::new(stream.try_clone()?);
+                let mut request_line = String::new();
+                reader.read_line(&mut request_line)?;
+                let mut line = String::new();
+                while reader.read_line(&mut line)? > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let (status, body) = match ureq::get(&format!("{}{path}", route(&path))).call() {
+                    Ok(mut r) => (r.status().as_u16(), r.body_mut().read_to_vec().unwrap_or_default()),
+                    Err(ureq::Error::StatusCode(c)) => (c, b"{}".to_vec()),
+                    Err(_) => (502, b"{}".to_vec()),
+                };
+                let body = rewrite(&path, body);
+                write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                )?;
+                stream.write_all(&body)?;
+                stream.flush()
+            })();
+        }
+    });
+    format!("http://{addr}")
+}
