@@ -18,6 +18,7 @@
 
 use crate::db::{Db, DbError, PendingLeaf};
 use crate::enclave_client::{ClientError, EnclaveClient};
+use crate::error::ApiError;
 use crate::expect_reply;
 use rusqlite::params;
 use sealgate_shared::leaf::{self, KIND_TOKEN_ISSUED};
@@ -231,9 +232,16 @@ impl Ledger {
         result
     }
 
-    /// Stores leaves durably; returns once they are committed.
-    pub async fn commit(&self, leaves: Vec<PendingLeaf>) -> Result<(), DbError> {
-        self.db.commit(leaves, None).await
+    /// Stores leaves the caller is about to answer for, with `apply` in the same
+    /// transaction. Returns once they are durable *and* every leaf before them is too
+    /// (see [`Ledger::wait_contiguous`]): the one place the release rule lives.
+    pub async fn commit(&self, leaves: Vec<PendingLeaf>, apply: Option<crate::db::Apply>) -> Result<(), ApiError> {
+        let last = leaves.iter().map(|l| l.record.index).max();
+        self.db.commit(leaves, apply).await?;
+        if let Some(index) = last {
+            self.wait_contiguous(index).await?;
+        }
+        Ok(())
     }
 
     /// Appends a host-witnessed event and commits it together with `apply`.
@@ -242,7 +250,7 @@ impl Ledger {
         kind: &str,
         event: serde_json::Value,
         apply: Option<crate::db::Apply>,
-    ) -> Result<LeafRecord, crate::error::ApiError> {
+    ) -> Result<LeafRecord, ApiError> {
         let reply = self
             .call(Op::Append {
                 kind: kind.into(),
@@ -250,16 +258,14 @@ impl Ledger {
             })
             .await?;
         let leaf = expect_reply!(reply, Reply::Appended, "Append")?;
-        self.db
-            .commit(
-                vec![PendingLeaf {
-                    record: leaf.clone(),
-                    jti: None,
-                }],
-                apply,
-            )
-            .await?;
-        self.wait_contiguous(leaf.index).await?;
+        self.commit(
+            vec![PendingLeaf {
+                record: leaf.clone(),
+                jti: None,
+            }],
+            apply,
+        )
+        .await?;
         Ok(leaf)
     }
 
@@ -514,12 +520,12 @@ impl Ledger {
     /// admin answer is released only then: a leaf committed past a hole could still be
     /// lost with the hole if the enclave died too, and the client would hold a token
     /// the log can never prove.
-    pub async fn wait_contiguous(&self, index: u64) -> Result<(), crate::error::ApiError> {
+    async fn wait_contiguous(&self, index: u64) -> Result<(), ApiError> {
         let mut rx = self.state.size.subscribe();
         let wait = async move { rx.wait_for(|size| *size > index).await.is_ok() };
         match tokio::time::timeout(Duration::from_secs(10), wait).await {
             Ok(true) => Ok(()),
-            _ => Err(crate::error::ApiError::EnclaveUnavailable(format!(
+            _ => Err(ApiError::EnclaveUnavailable(format!(
                 "leaf {index} is stored but the log before it is not yet complete; retry"
             ))),
         }

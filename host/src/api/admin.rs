@@ -24,12 +24,14 @@ pub async fn rotate_keys(State(app): State<Arc<App>>, who: Principal) -> Result<
     let rotated = expect_reply!(reply, Reply::Rotated, "RotateKey")?;
     let index = rotated.leaf.index;
     app.ledger
-        .commit(vec![PendingLeaf {
-            record: rotated.leaf,
-            jti: None,
-        }])
+        .commit(
+            vec![PendingLeaf {
+                record: rotated.leaf,
+                jti: None,
+            }],
+            None,
+        )
         .await?;
-    app.ledger.wait_contiguous(index).await?;
     let keys: Vec<Value> = rotated
         .hello
         .token_keys
