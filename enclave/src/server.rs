@@ -5,11 +5,11 @@
 
 use crate::enclave::Enclave;
 use sealgate_shared::addr::Addr;
-use sealgate_shared::connection::read_frame;
+use sealgate_shared::connection::{read_frame, write_frames};
 use sealgate_shared::frame;
 use sealgate_shared::protocol::{ErrorCode, Reply, Request, Response, WireError};
 use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
 /// The enclave's listening socket: Unix (simulator, tests) or vsock (Nitro).
@@ -58,7 +58,7 @@ where
 {
     let (mut rd, wr) = tokio::io::split(stream);
     let (tx, rx) = mpsc::channel::<Vec<u8>>(4096);
-    let writer = tokio::spawn(write_loop(wr, rx));
+    let writer = tokio::spawn(write_frames(wr, rx));
     loop {
         let body = match read_frame(&mut rd).await {
             Ok(Some(body)) => body,
@@ -90,22 +90,4 @@ where
     drop(tx);
     // Responses already being computed still go out unless the peer is gone.
     let _ = writer.await;
-}
-
-/// Writes responses, coalescing whatever is queued into one flush.
-async fn write_loop<W: AsyncWrite + Unpin>(wr: W, mut rx: mpsc::Receiver<Vec<u8>>) {
-    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
-    while let Some(f) = rx.recv().await {
-        if wr.write_all(&f).await.is_err() {
-            return;
-        }
-        while let Ok(f) = rx.try_recv() {
-            if wr.write_all(&f).await.is_err() {
-                return;
-            }
-        }
-        if wr.flush().await.is_err() {
-            return;
-        }
-    }
 }

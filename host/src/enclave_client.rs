@@ -3,14 +3,14 @@
 //! restarts.
 
 use sealgate_shared::addr::Addr;
-use sealgate_shared::connection::{read_frame, write_frame};
+use sealgate_shared::connection::{read_frame, write_frames};
 use sealgate_shared::frame;
 use sealgate_shared::protocol::{Op, Reply, Request, Response, WireError};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 
 /// How long one request may take before the host gives up on it.
@@ -130,25 +130,10 @@ fn lock(p: &Pending) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<R
 /// Starts the reader and writer tasks of one connection.
 fn spawn_io<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S) -> Live {
     let (mut rd, wr) = tokio::io::split(stream);
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4096);
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(4096);
     let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
 
-    tokio::spawn(async move {
-        let mut wr = BufWriter::with_capacity(64 * 1024, wr);
-        while let Some(f) = rx.recv().await {
-            if write_frame(&mut wr, &f).await.is_err() {
-                break;
-            }
-            while let Ok(f) = rx.try_recv() {
-                if write_frame(&mut wr, &f).await.is_err() {
-                    return;
-                }
-            }
-            if wr.flush().await.is_err() {
-                break;
-            }
-        }
-    });
+    tokio::spawn(write_frames(wr, rx));
 
     let reader_pending = pending.clone();
     let dead = Arc::new(AtomicBool::new(false));

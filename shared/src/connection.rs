@@ -5,7 +5,8 @@
 //! moves bytes.
 
 use crate::frame::{self, FrameError, HEADER_LEN};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::sync::mpsc;
 
 /// Reads one frame body. `Ok(None)` is a clean end of stream between frames; an end of
 /// stream inside a frame, an oversize header or an I/O error is `Err`.
@@ -29,8 +30,23 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Vec<u8
     Ok(Some(body))
 }
 
-/// Writes one already-encoded frame (see [`frame::encode`]).
-pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &[u8]) -> Result<(), FrameError> {
-    w.write_all(frame).await?;
-    Ok(())
+/// Writes already-encoded frames from `rx` until it closes or the peer goes away,
+/// coalescing whatever is queued into one flush: under load many responses (or
+/// requests) share one syscall. Both ends of the enclave protocol run one per
+/// connection.
+pub async fn write_frames<W: AsyncWrite + Unpin>(wr: W, mut rx: mpsc::Receiver<Vec<u8>>) {
+    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+    while let Some(frame) = rx.recv().await {
+        if wr.write_all(&frame).await.is_err() {
+            return;
+        }
+        while let Ok(frame) = rx.try_recv() {
+            if wr.write_all(&frame).await.is_err() {
+                return;
+            }
+        }
+        if wr.flush().await.is_err() {
+            return;
+        }
+    }
 }
