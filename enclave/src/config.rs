@@ -8,7 +8,8 @@
 use sealgate_shared::protocol::EnclaveConfig;
 use sealgate_shared::{TTL_MAX_SECONDS, TTL_MIN_SECONDS};
 
-fn printable(s: &str, max: usize) -> bool {
+/// 1 to `max` printable ASCII characters, no spaces.
+pub(crate) fn printable(s: &str, max: usize) -> bool {
     !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_graphic())
 }
 

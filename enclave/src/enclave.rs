@@ -7,7 +7,6 @@ use crate::log::{Log, LogError};
 use crate::nsm::Nsm;
 use crate::{config, jwt, now_millis};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use aws_lc_rs::signature::KeyPair;
 use sealgate_shared::commitment::{Commitment, COMMITMENT_VERSION};
 use sealgate_shared::leaf::{
     self, Origin, TokenIssued, KIND_BOOT, KIND_GENESIS, KIND_KEY_ROTATED, KIND_TOKEN_ISSUED, MAX_HOST_EVENT_BYTES,
@@ -250,7 +249,7 @@ impl Enclave {
                 cfg.ttl_min_seconds, cfg.ttl_max_seconds
             )));
         }
-        if r.caller.is_empty() || r.caller.len() > 128 || !r.caller.bytes().all(|b| b.is_ascii_graphic()) {
+        if !config::printable(&r.caller, 128) {
             return Err(bad("caller must be 1-128 printable characters".into()));
         }
         // Fail fast before spending a signature on a log that cannot take the leaf.
@@ -392,7 +391,7 @@ impl Enclave {
     /// rotation never happens unrecorded.
     fn rotate(&self, caller: &str) -> Result<Rotated, WireError> {
         let cfg = self.config()?.clone();
-        if caller.is_empty() || caller.len() > 128 || !caller.bytes().all(|b| b.is_ascii_graphic()) {
+        if !config::printable(caller, 128) {
             return Err(err(ErrorCode::BadRequest, "caller must be 1-128 printable characters"));
         }
         let leaf = {
@@ -422,10 +421,5 @@ impl Enclave {
             hello: self.hello(PROTOCOL_VERSION, cfg)?,
             leaf,
         })
-    }
-
-    /// The checkpoint public key, for tests and tools.
-    pub fn checkpoint_public_key(&self) -> Vec<u8> {
-        self.keys.checkpoint.public_key().as_ref().to_vec()
     }
 }

@@ -64,10 +64,6 @@ impl EnclaveClient {
         }
     }
 
-    pub fn addr(&self) -> &Addr {
-        &self.addr
-    }
-
     /// Sends one request and waits for its reply. An enclave-side error comes back as
     /// [`ClientError::Enclave`].
     pub async fn call(&self, op: Op) -> Result<Reply, ClientError> {
