@@ -4,9 +4,9 @@
 
 use base64::Engine;
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
-use sealgate_tests::{verify, Deployment};
+use sealgate_tests::{verify, wait_until, Deployment};
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn mint(d: &Deployment, key: &str) -> String {
     let (s, v) = d.api().post("/v1/tokens", Some(key), &json!({}));
@@ -113,10 +113,9 @@ fn rotation_end_to_end() {
     // The key set survives an enclave restart.
     d.kill9_enclave();
     d.start_enclave();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while api.get("/readyz", None).0 != 200 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until("ready after the enclave restart", Duration::from_secs(30), || {
+        api.get("/readyz", None).0 == 200
+    });
     assert_eq!(kids(&d), both);
     let after = mint(&d, &t.agent_key);
     assert_eq!(decode_header(&after).unwrap().kid.as_deref(), Some(new_kid.as_str()));

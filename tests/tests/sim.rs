@@ -2,12 +2,12 @@
 //! over a Unix socket) and the host; the simulated enclave never outlives its host,
 //! even after `kill -9`; a restart on the same state keeps the keys and the log.
 
-use sealgate_tests::{bin, free_port, kill9, terminate, verify, Api};
+use sealgate_tests::{bin, free_port, kill9, terminate, verify, wait_until, Api};
 use serde_json::{json, Value};
 use std::fs::OpenOptions;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn spawn_sim(state: &Path, port: u16) -> Child {
     let log = || {
@@ -28,15 +28,8 @@ fn spawn_sim(state: &Path, port: u16) -> Child {
         .expect("spawn sealgate sim")
 }
 
-fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while Instant::now() < deadline {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
+fn eventually(what: &str, ok: impl FnMut() -> bool) {
+    wait_until(what, Duration::from_secs(40), ok)
 }
 
 fn mint(api: &Api, key: &str) -> Value {

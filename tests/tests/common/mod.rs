@@ -11,7 +11,7 @@ use sealgate_shared::note::{Checkpoint, VerifierKey};
 use sealgate_tests::Api;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A token a client received from `POST /v1/tokens`.
 #[derive(Debug, Clone)]
@@ -93,23 +93,16 @@ pub fn checkpoint(api: &Api, vk: &VerifierKey) -> (String, Checkpoint) {
 /// Polls until the signed checkpoint covers at least `size` leaves.
 #[track_caller]
 pub fn wait_checkpoint(api: &Api, vk: &VerifierKey, size: u64, timeout: Duration) -> (String, Checkpoint) {
-    let deadline = Instant::now() + timeout;
-    loop {
+    wait_for(&format!("the checkpoint to reach size {size}"), timeout, || {
         let (s, note) = api.get_text("/v1/audit/checkpoint", None);
-        if s == 200 {
-            let cp = vk
-                .open(&note)
-                .unwrap_or_else(|e| panic!("checkpoint does not verify ({e}): {note:?}"));
-            if cp.size >= size {
-                return (note, cp);
-            }
+        if s != 200 {
+            return None;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the checkpoint did not reach size {size} within {timeout:?} (last: {s} {note:?})"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        let cp = vk
+            .open(&note)
+            .unwrap_or_else(|e| panic!("checkpoint does not verify ({e}): {note:?}"));
+        (cp.size >= size).then_some((note, cp))
+    })
 }
 
 /// The committed log size `/readyz` reports (the host must be ready).
@@ -270,21 +263,7 @@ pub fn verify_log(url: &str, extra: &[&str]) -> (i32, String) {
     sealgate_tests::verify(&args)
 }
 
-/// Polls `f` until it returns `Some`, or panics after `timeout`.
-#[track_caller]
-pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+pub use sealgate_tests::wait_for;
 
 /// `(largest persisted checkpoint size, number of leaves)` straight from SQLite.
 pub fn persisted_checkpoint(db: &std::path::Path) -> (u64, u64) {
