@@ -53,14 +53,21 @@ pub struct TokenFields<'a> {
     pub jti: &'a str,
 }
 
-/// Returns the compact JWS `header.claims.signature`.
-pub fn sign(signer: &dyn Es256, kid: &str, f: &TokenFields<'_>) -> Result<String, SignError> {
+/// The base64url JWS header for tokens signed with key `kid`: the same for every
+/// token of that key, so it is built once per key, not per token.
+pub fn encoded_header(kid: &str) -> String {
     let header = serde_json::to_vec(&Header {
         alg: "ES256",
         typ: "JWT",
         kid,
     })
-    .map_err(|_| SignError::Sign)?;
+    .unwrap_or_default();
+    B64URL.encode(header)
+}
+
+/// Returns the compact JWS `header.claims.signature`, with `header` from
+/// [`encoded_header`].
+pub fn sign(signer: &dyn Es256, header: &str, f: &TokenFields<'_>) -> Result<String, SignError> {
     let claims = serde_json::to_vec(&Claims {
         iss: f.issuer,
         sub: f.subject,
@@ -79,7 +86,7 @@ pub fn sign(signer: &dyn Es256, kid: &str, f: &TokenFields<'_>) -> Result<String
     })
     .map_err(|_| SignError::Sign)?;
     let mut out = String::with_capacity(512);
-    B64URL.encode_string(&header, &mut out);
+    out.push_str(header);
     out.push('.');
     B64URL.encode_string(&claims, &mut out);
     let sig = signer.sign(out.as_bytes())?;

@@ -46,6 +46,8 @@ pub struct TokenKeyEntry {
     pub signer: Box<dyn Es256>,
     /// The public half; `retire_at` is set once the key has been rotated out.
     pub public: TokenKey,
+    /// The encoded JWS header naming this key (see `jwt::encoded_header`).
+    pub jwt_header: String,
     pkcs8: Vec<u8>,
 }
 
@@ -59,7 +61,13 @@ impl TokenKeyEntry {
             y: ByteBuf::from(y),
             retire_at,
         };
-        Ok(Self { signer, public, pkcs8 })
+        let jwt_header = crate::jwt::encoded_header(&public.kid);
+        Ok(Self {
+            signer,
+            public,
+            jwt_header,
+            pkcs8,
+        })
     }
 }
 

@@ -130,7 +130,7 @@ mod tests {
             exp: now + 300,
             jti: "j1",
         };
-        jwt::sign(signer, "kid-1", &f).unwrap()
+        jwt::sign(signer, &jwt::encoded_header("kid-1"), &f).unwrap()
     }
 
     /// Verifies with jsonwebtoken, an independent JWT library, given the JWK coordinates.
