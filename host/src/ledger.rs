@@ -258,14 +258,7 @@ impl Ledger {
             })
             .await?;
         let leaf = expect_reply!(reply, Reply::Appended, "Append")?;
-        self.commit(
-            vec![PendingLeaf {
-                record: leaf.clone(),
-                jti: None,
-            }],
-            apply,
-        )
-        .await?;
+        self.commit(vec![PendingLeaf::new(leaf.clone(), None)], apply).await?;
         Ok(leaf)
     }
 
@@ -612,5 +605,5 @@ pub fn pending(record: LeafRecord) -> PendingLeaf {
         .ok()
         .filter(|l| l.kind == KIND_TOKEN_ISSUED)
         .and_then(|l| l.data.get("jti").and_then(|j| j.as_str()).map(str::to_string));
-    PendingLeaf { record, jti }
+    PendingLeaf::new(record, jti)
 }

@@ -24,13 +24,7 @@ pub async fn rotate_keys(State(app): State<Arc<App>>, who: Principal) -> Result<
     let rotated = expect_reply!(reply, Reply::Rotated, "RotateKey")?;
     let index = rotated.leaf.index;
     app.ledger
-        .commit(
-            vec![PendingLeaf {
-                record: rotated.leaf,
-                jti: None,
-            }],
-            None,
-        )
+        .commit(vec![PendingLeaf::new(rotated.leaf, None)], None)
         .await?;
     let keys: Vec<Value> = rotated
         .hello

@@ -106,10 +106,7 @@ pub async fn mint(
     let minted = expect_reply!(reply, Reply::Minted, "MintToken")?;
     let index = minted.leaf.index;
     // Durable (and contiguous) before released.
-    let leaf = PendingLeaf {
-        record: minted.leaf,
-        jti: Some(minted.jti.clone()),
-    };
+    let leaf = PendingLeaf::new(minted.leaf, Some(minted.jti.clone()));
     app.ledger.commit(vec![leaf], None).await?;
     app.metrics
         .tokens_issued

@@ -13,6 +13,16 @@ const MAX_BATCH: usize = 4096;
 pub struct PendingLeaf {
     pub record: LeafRecord,
     pub jti: Option<String>,
+    /// Computed by whoever queues the leaf, so the hashing runs in parallel and not
+    /// on the single writer thread every commit waits for.
+    hash: Hash,
+}
+
+impl PendingLeaf {
+    pub fn new(record: LeafRecord, jti: Option<String>) -> Self {
+        let hash = merkle::leaf_hash(&record.bytes);
+        Self { record, jti, hash }
+    }
 }
 
 /// A write that rides along in the same transaction as its audit leaf.
@@ -76,7 +86,7 @@ fn commit_batch(conn: &mut Connection, batch: &mut [Job]) -> rusqlite::Result<(V
                 let r = &leaf.record;
                 let idx = r.index as i64;
                 if insert_leaf.execute(params![idx, r.bytes.as_slice(), r.mac.as_slice()])? == 1 {
-                    committed.push((r.index, merkle::leaf_hash(&r.bytes)));
+                    committed.push((r.index, leaf.hash));
                 }
                 if let Some(jti) = &leaf.jti {
                     insert_token.execute(params![jti, idx])?;
