@@ -26,6 +26,13 @@ pub enum ApiError {
     LogIntegrity(String),
     #[error("{0}")]
     Internal(String),
+    /// A domain error with its own status and typed code (`BYO_*`, `GRANT_*`, …).
+    #[error("{message}")]
+    Coded {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
 }
 
 impl ApiError {
@@ -43,6 +50,14 @@ impl ApiError {
         }
     }
 
+    pub fn coded(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::Coded {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"),
@@ -54,6 +69,7 @@ impl ApiError {
             ApiError::EnclaveUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "ENCLAVE_UNAVAILABLE"),
             ApiError::LogIntegrity(_) => (StatusCode::SERVICE_UNAVAILABLE, "LOG_INTEGRITY_FAILURE"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
+            ApiError::Coded { status, code, .. } => (*status, code),
         }
     }
 }

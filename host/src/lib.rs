@@ -7,9 +7,12 @@
 
 pub mod api;
 pub mod auth;
+pub mod aws;
+pub mod byo;
 pub mod db;
 pub mod enclave_client;
 pub mod error;
+pub mod grants;
 pub mod ledger;
 pub mod metrics;
 pub mod sim;
@@ -30,6 +33,8 @@ pub struct App {
     pub metrics: metrics::Metrics,
     /// `sim` or `nitro`, as the enclave reported it.
     pub mode: String,
+    /// AWS clients (STS for grants, S3/KMS through customer roles for BYO storage).
+    pub aws: aws::Aws,
 }
 
 pub fn now_secs() -> u64 {
@@ -97,6 +102,7 @@ pub async fn serve(
         keys: auth::KeyCache::default(),
         metrics: Default::default(),
         mode,
+        aws: Default::default(),
     });
 
     if app.ledger.integrity_failure().is_none() && auth::bootstrap_operator(&app, &opts.admin_key_file).await? {

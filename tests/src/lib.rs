@@ -174,11 +174,23 @@ pub struct Tenant {
     pub agent_key: String,
 }
 
+/// Extra settings for the processes a [`Deployment`] starts.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Environment for `sealgate serve` (for example `AWS_ENDPOINT_URL`).
+    pub host_env: Vec<(String, String)>,
+    /// Extra arguments to `sealgate serve`.
+    pub host_args: Vec<String>,
+    /// Extra arguments to `sealgate-enclave`.
+    pub enclave_args: Vec<String>,
+}
+
 /// One enclave and one host on loopback, their state in a temporary directory.
 pub struct Deployment {
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub url: String,
+    pub options: Options,
     enclave: Option<Child>,
     host: Option<Child>,
 }
@@ -186,12 +198,18 @@ pub struct Deployment {
 impl Deployment {
     /// Starts both processes and waits until the host is ready.
     pub fn start() -> Self {
+        Self::start_with(Options::default())
+    }
+
+    /// The same, with extra environment and arguments.
+    pub fn start_with(options: Options) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let mut d = Self {
             dir,
             port,
             url: format!("http://127.0.0.1:{port}"),
+            options,
             enclave: None,
             host: None,
         };
@@ -221,6 +239,7 @@ impl Deployment {
             .arg("--state")
             .arg(self.path("enclave"))
             .arg("--sim")
+            .args(&self.options.enclave_args)
             .stdin(Stdio::null())
             .stdout(log_file(&self.path("enclave.log")))
             .stderr(log_file(&self.path("enclave.log")))
@@ -255,6 +274,8 @@ impl Deployment {
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--issuer")
             .arg(&self.url)
+            .args(&self.options.host_args)
+            .envs(self.options.host_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log_file(&self.path("host.log")))
             .stderr(log_file(&self.path("host.log")))

@@ -5,7 +5,7 @@ mod admin;
 mod attestation;
 mod audit;
 mod extract;
-mod oidc;
+pub mod oidc;
 mod ops;
 mod tenancy;
 
@@ -42,6 +42,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/audit/proof/inclusion", get(audit::inclusion))
         .route("/v1/audit/proof/consistency", get(audit::consistency))
         .route("/v1/audit/tokens/{jti}", get(audit::token))
+        .merge(crate::grants::routes())
+        .merge(crate::byo::routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint; see /v1/openapi.json".into()) })
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed("this endpoint does not take that method; see /v1/openapi.json".into())

@@ -91,9 +91,6 @@ pub async fn mint(
             ));
         }
     }
-    if let Some(m) = app.ledger.integrity_failure() {
-        return Err(ApiError::LogIntegrity(m));
-    }
     let req = MintRequest {
         workspace: ws.into(),
         agent: agent.into(),
@@ -102,6 +99,27 @@ pub async fn mint(
         ttl_seconds: ttl,
         caller: who.key_id.clone(),
     };
+    let minted = mint_token(&app, req).await?;
+    Ok(Json(
+        json!({ "token": minted.token, "jti": minted.jti, "expires_at": minted.exp, "log_index": minted.log_index }),
+    ))
+}
+
+/// A token minted by the enclave and durably logged.
+pub struct MintedToken {
+    pub token: String,
+    pub jti: String,
+    pub exp: u64,
+    pub log_index: u64,
+}
+
+/// Mints a token in the enclave and releases it only once its leaf is durable and
+/// contiguous. Also used by AWS grants for `AssumeRoleWithWebIdentity`; callers have
+/// already validated audience and TTL against the configuration.
+pub async fn mint_token(app: &App, req: MintRequest) -> Result<MintedToken, ApiError> {
+    if let Some(m) = app.ledger.integrity_failure() {
+        return Err(ApiError::LogIntegrity(m));
+    }
     let reply = app.ledger.call(Op::MintToken(req)).await?;
     let minted = expect_reply!(reply, Reply::Minted, "MintToken")?;
     let index = minted.leaf.index;
@@ -111,7 +129,10 @@ pub async fn mint(
     app.metrics
         .tokens_issued
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Ok(Json(
-        json!({ "token": minted.token, "jti": minted.jti, "expires_at": minted.exp, "log_index": index }),
-    ))
+    Ok(MintedToken {
+        token: minted.token,
+        jti: minted.jti,
+        exp: minted.exp,
+        log_index: index,
+    })
 }
