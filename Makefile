@@ -10,7 +10,7 @@ run: release
 	./target/release/sealgate sim --listen $(LISTEN) --state $(STATE)
 
 ## Build and run every test, including end-to-end tests that start the real binaries.
-test: build cfn-lint
+test: build cfn-lint moto
 	$(CARGO) test --workspace --no-fail-fast
 	$(CARGO) test -p sealgate-enclave --features p256-signer --lib
 
@@ -53,7 +53,22 @@ eif:
 cfn-lint: $(CFN_LINT_STAMP)
 	.venv/bin/cfn-lint deploy/cloudformation/*.yaml
 
-$(CFN_LINT_STAMP):
-	test -x .venv/bin/pip || $(PYTHON) -m venv .venv
+# One rule creates the venv, so `make -j` never races two `python -m venv` runs.
+.venv/bin/pip:
+	$(PYTHON) -m venv .venv
+
+$(CFN_LINT_STAMP): .venv/bin/pip
 	.venv/bin/pip install -q --disable-pip-version-check 'cfn-lint==$(CFN_LINT_VERSION)'
+	touch $@
+
+## The local AWS emulator the end-to-end tests run against (moto in server mode, in .venv,
+## installed once); see ../shared/AWS-EMULATOR.md. The test harness starts and stops it.
+.PHONY: moto
+MOTO_VERSION      ?= 5.2.5
+MOTO_STAMP        := .venv/.moto-$(MOTO_VERSION)
+
+moto: $(MOTO_STAMP)
+
+$(MOTO_STAMP): .venv/bin/pip
+	.venv/bin/pip install -q --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)'
 	touch $@

@@ -1,8 +1,13 @@
 //! The enclave's request handler: one function per operation, each validating its
 //! input and answering a [`Reply`]. Nothing here panics on what the host sends; every
 //! failure is a typed [`WireError`] for that request only.
+//!
+//! With KMS sealing the enclave boots *locked*: it has no keys until the host brings it
+//! a data key from KMS (`RecipientAttest`, then `Unseal`; see [`Enclave::boot_locked`]).
+//! Until then every other operation answers [`ErrorCode::Locked`].
 
 use crate::keys::{KeyError, Keys, SealedStore};
+use crate::kms::{unwrap_enveloped_data, RecipientKey};
 use crate::log::{Log, LogError};
 use crate::nsm::Nsm;
 use crate::{config, jwt, now_millis};
@@ -39,63 +44,130 @@ impl From<LogError> for WireError {
     }
 }
 
+/// `user_data` of a recipient attestation: says what the document is for, so it is never
+/// mistaken for the commitment-bearing one auditors check (whose `user_data` is a digest).
+pub const RECIPIENT_USER_DATA: &[u8] = b"sealgate kms recipient v1";
+
 /// What `enclave.genesis` and `enclave.boot` leaves record.
 #[derive(Serialize)]
 struct BootRecord<'a> {
     mode: &'static str,
+    sealing: &'static str,
     pcr0: String,
     token_kid: String,
     checkpoint_key: String,
     config: &'a EnclaveConfig,
 }
 
-pub struct Enclave {
-    mode: Mode,
+/// The keys and where their sealed form goes; present once the enclave is unsealed.
+struct Vault {
     keys: Keys,
     store: SealedStore,
+}
+
+pub struct Enclave {
+    mode: Mode,
+    sealing: Sealing,
     nsm: Box<dyn Nsm>,
     rng: SystemRandom,
-    /// Set once: from the sealed state at boot, or from the first `Hello`.
+    /// Set once: at boot (simulator sealing) or by `Unseal` (KMS sealing).
+    vault: OnceLock<Vault>,
+    /// KMS sealing, while locked: the key KMS encrypts the data key to. Held under this
+    /// lock for the whole of an `Unseal`, so two cannot race.
+    recipient: Mutex<Option<RecipientKey>>,
+    /// Set once: from the sealed state when unsealed, or from the first `Hello`.
     config: OnceLock<EnclaveConfig>,
     /// `None` until configured.
     log: Mutex<Option<Log>>,
 }
 
 impl Enclave {
-    /// Boots from `store`: restores sealed keys (the log then awaits `Restore`) or
-    /// generates new ones (sealed at the first `Hello`, with the configuration).
+    /// Boots with simulator sealing from `store`: restores sealed keys (the log then
+    /// awaits `Restore`) or generates new ones (sealed at the first `Hello`, with the
+    /// configuration).
     pub fn boot(mode: Mode, store: SealedStore, nsm: Box<dyn Nsm>) -> Result<Self, KeyError> {
-        let (keys, config, log) = match store.load()? {
-            Some((keys, Some(cfg))) => {
-                let log = Log::awaiting_restore(&keys.leaf_mac_key);
-                (keys, Some(cfg), Some(log))
-            }
-            Some((keys, None)) => (keys, None, None),
-            None => (Keys::generate()?, None, None),
+        let (keys, config) = match store.load()? {
+            Some((keys, config)) => (keys, config),
+            None => (Keys::generate()?, None),
         };
-        let cell = OnceLock::new();
-        if let Some(cfg) = config {
-            let _ = cell.set(cfg);
-        }
-        Ok(Self {
+        let enclave = Self::new(mode, Sealing::Sim, nsm, None);
+        enclave.open_vault(Vault { keys, store }, config);
+        Ok(enclave)
+    }
+
+    /// Boots with KMS sealing: no state of its own, only a fresh RSA-2048 recipient key.
+    /// The enclave stays locked until the host sends `Unseal` with KMS's
+    /// `CiphertextForRecipient` (and the sealed state it stored, after the first boot).
+    pub fn boot_locked(mode: Mode, nsm: Box<dyn Nsm>) -> Result<Self, KeyError> {
+        let recipient = RecipientKey::generate().map_err(|_| KeyError::Generate)?;
+        Ok(Self::new(mode, Sealing::Kms, nsm, Some(recipient)))
+    }
+
+    fn new(mode: Mode, sealing: Sealing, nsm: Box<dyn Nsm>, recipient: Option<RecipientKey>) -> Self {
+        Self {
             mode,
-            keys,
-            store,
+            sealing,
             nsm,
             rng: SystemRandom::new(),
-            config: cell,
-            log: Mutex::new(log),
+            vault: OnceLock::new(),
+            recipient: Mutex::new(recipient),
+            config: OnceLock::new(),
+            log: Mutex::new(None),
+        }
+    }
+
+    /// Installs unsealed keys; with a sealed configuration the log awaits `Restore`.
+    fn open_vault(&self, vault: Vault, config: Option<EnclaveConfig>) {
+        let mut log = self.lock();
+        if let Some(cfg) = config {
+            *log = Some(Log::awaiting_restore(&vault.keys.leaf_mac_key));
+            let _ = self.config.set(cfg);
+        }
+        let _ = self.vault.set(vault);
+    }
+
+    /// The kid of the key new tokens are signed with (`None` while locked).
+    pub fn token_kid(&self) -> Option<String> {
+        self.vault.get().map(|v| v.keys.current_token().public.kid.clone())
+    }
+
+    pub fn sealing(&self) -> Sealing {
+        self.sealing
+    }
+
+    fn vault(&self) -> Result<&Vault, WireError> {
+        self.vault.get().ok_or_else(|| {
+            err(
+                ErrorCode::Locked,
+                "the enclave is locked: it seals with KMS and awaits Unseal (Status, RecipientAttest and Unseal are answered)",
+            )
         })
     }
 
-    /// The kid of the key new tokens are signed with.
-    pub fn token_kid(&self) -> String {
-        self.keys.current_token().public.kid.clone()
+    fn keys(&self) -> Result<&Keys, WireError> {
+        Ok(&self.vault()?.keys)
     }
 
     /// Handles one request. Never panics on host input.
     pub fn handle(&self, op: Op) -> Reply {
         let result = match op {
+            Op::Status => Ok(Reply::Status(self.status())),
+            Op::RecipientAttest { nonce } => self
+                .recipient_attest(nonce.as_ref().map(|n| n.as_slice()))
+                .map(Reply::RecipientAttestation),
+            Op::Unseal {
+                ciphertext_for_recipient,
+                sealed_state,
+            } => self
+                .unseal(&ciphertext_for_recipient, sealed_state.as_ref().map(|b| b.as_slice()))
+                .map(Reply::Unsealed),
+            op => self.vault().and_then(|_| self.handle_unsealed(op)),
+        };
+        result.unwrap_or_else(Reply::Error)
+    }
+
+    fn handle_unsealed(&self, op: Op) -> Result<Reply, WireError> {
+        match op {
             Op::Hello {
                 protocol_version,
                 config,
@@ -114,8 +186,142 @@ impl Enclave {
                 frontier,
                 tail,
             } => self.restore(&checkpoint, frontier, &tail).map(Reply::Restored),
-        };
-        result.unwrap_or_else(Reply::Error)
+            Op::Status | Op::RecipientAttest { .. } | Op::Unseal { .. } => Err(err(
+                ErrorCode::Internal,
+                "sealing operations are handled before the vault",
+            )),
+        }
+    }
+
+    fn status(&self) -> EnclaveStatus {
+        // The configuration is sealed with the keys, so before the first `Hello` there is
+        // nothing the host needs to store yet.
+        let sealed_state = self
+            .config
+            .get()
+            .and(self.vault.get())
+            .and_then(|v| v.store.latest())
+            .map(ByteBuf::from);
+        EnclaveStatus {
+            protocol_version: PROTOCOL_VERSION,
+            mode: self.mode,
+            sealing: self.sealing,
+            locked: self.vault.get().is_none(),
+            pcr0: ByteBuf::from(self.nsm.pcr0()),
+            sealed_state,
+        }
+    }
+
+    fn recipient_guard(&self) -> MutexGuard<'_, Option<RecipientKey>> {
+        self.recipient.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn require_kms_locked(&self) -> Result<(), WireError> {
+        if self.sealing != Sealing::Kms {
+            return Err(err(
+                ErrorCode::BadRequest,
+                "this enclave seals with a local key (--seal sim); RecipientAttest and Unseal are for --seal kms",
+            ));
+        }
+        if self.vault.get().is_some() {
+            return Err(err(ErrorCode::BadRequest, "the enclave is already unsealed"));
+        }
+        Ok(())
+    }
+
+    /// An attestation document carrying the recipient key, for KMS's `Recipient`.
+    fn recipient_attest(&self, nonce: Option<&[u8]>) -> Result<RecipientAttestation, WireError> {
+        self.require_kms_locked()?;
+        let guard = self.recipient_guard();
+        let key = guard
+            .as_ref()
+            .ok_or_else(|| err(ErrorCode::Internal, "no recipient key while locked"))?;
+        let document = self
+            .nsm
+            .attest(Some(RECIPIENT_USER_DATA), nonce, Some(key.spki_der()))
+            .map_err(|e| err(ErrorCode::BadRequest, format!("attestation refused: {e}")))?;
+        Ok(RecipientAttestation {
+            document: ByteBuf::from(document),
+        })
+    }
+
+    /// Unwraps the data key from KMS's `CiphertextForRecipient` and opens the sealed
+    /// state with it (restart), or generates keys to be sealed under it (first boot: the
+    /// first `Hello` seals them with the configuration and returns the blob).
+    ///
+    /// On restart the AES-GCM tag of the sealed state is what authenticates the data key:
+    /// anyone can build a CMS for the recipient key, but only the data key that sealed the
+    /// state opens it. On first boot nothing can authenticate it (see host `kms_seal`).
+    ///
+    /// Every refused `Unseal` replaces the recipient key, so the host must attest again
+    /// and ask KMS again. This is deliberate: the CMS layer (RSA-OAEP, then AES-CBC
+    /// without integrity) would otherwise be an oracle — a host replaying KMS's message
+    /// with changed ciphertext blocks could tell a CBC padding failure from a GCM failure
+    /// and recover the data key a block at a time. With a fresh key per attempt, each
+    /// `CiphertextForRecipient` can be tried exactly once.
+    fn unseal(&self, cms: &[u8], sealed: Option<&[u8]>) -> Result<Unsealed, WireError> {
+        self.require_kms_locked()?;
+        let mut guard = self.recipient_guard();
+        // Checked again under the lock: a concurrent Unseal may have just succeeded.
+        if self.vault.get().is_some() {
+            return Err(err(ErrorCode::BadRequest, "the enclave is already unsealed"));
+        }
+        let key = guard
+            .take()
+            .ok_or_else(|| err(ErrorCode::Internal, "no recipient key while locked"))?;
+        match Self::open_with(&key, cms, sealed) {
+            Ok((vault, config)) => {
+                let configured = config.is_some();
+                let token_kid = vault.keys.current_token().public.kid.clone();
+                self.open_vault(vault, config);
+                tracing::info!(token_kid, configured, "unsealed with the KMS data key");
+                Ok(Unsealed { configured, token_kid })
+            }
+            Err(refusal) => {
+                *guard = Some(RecipientKey::generate().map_err(|e| {
+                    err(
+                        ErrorCode::Internal,
+                        format!(
+                            "{}; and a new recipient key could not be generated: {e}",
+                            refusal.message
+                        ),
+                    )
+                })?);
+                tracing::warn!("unseal refused: {}", refusal.message);
+                Err(refusal)
+            }
+        }
+    }
+
+    fn open_with(
+        key: &RecipientKey,
+        cms: &[u8],
+        sealed: Option<&[u8]>,
+    ) -> Result<(Vault, Option<EnclaveConfig>), WireError> {
+        let rejected = |m: String| err(ErrorCode::UnsealRejected, m);
+        let mut data_key =
+            unwrap_enveloped_data(cms, key).map_err(|e| rejected(format!("CiphertextForRecipient refused: {e}")))?;
+        let store = SealedStore::kms(&data_key);
+        data_key.fill(0);
+        let store = store.map_err(|e| err(ErrorCode::Internal, e.to_string()))?;
+        match sealed {
+            None => {
+                let keys = Keys::generate().map_err(|e| err(ErrorCode::Internal, e.to_string()))?;
+                Ok((Vault { keys, store }, None))
+            }
+            Some(blob) => {
+                let (keys, config) = store.open_blob(blob).map_err(|e| match e {
+                    KeyError::Seal(_) => rejected(
+                        "the sealed state does not open under the data key KMS released: it was \
+                         tampered with, or sealed under another data key (a CiphertextBlob or \
+                         sealed state from another deployment)"
+                            .into(),
+                    ),
+                    other => rejected(format!("the sealed state opened but is malformed: {other}")),
+                })?;
+                Ok((Vault { keys, store }, config))
+            }
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Log>> {
@@ -139,14 +345,15 @@ impl Enclave {
     }
 
     fn checkpoint_key(&self, origin: &str) -> Result<VerifierKey, WireError> {
-        VerifierKey::new(origin, self.keys.checkpoint_public()).map_err(|e| err(ErrorCode::Internal, e.to_string()))
+        VerifierKey::new(origin, self.keys()?.checkpoint_public()).map_err(|e| err(ErrorCode::Internal, e.to_string()))
     }
 
     fn boot_record<'a>(&'a self, cfg: &'a EnclaveConfig) -> Result<BootRecord<'a>, WireError> {
         Ok(BootRecord {
             mode: self.mode.as_str(),
+            sealing: self.sealing.as_str(),
             pcr0: hex::encode(self.nsm.pcr0()),
-            token_kid: self.token_kid(),
+            token_kid: self.keys()?.current_token().public.kid.clone(),
             checkpoint_key: self.checkpoint_key(&cfg.log_origin)?.to_string(),
             config: cfg,
         })
@@ -159,7 +366,9 @@ impl Enclave {
                 format!("enclave speaks protocol {PROTOCOL_VERSION}, host sent {version}"),
             ));
         }
+        let keys = self.keys()?;
         let mut guard = self.lock();
+        let mut sealed_state = None;
         let cfg = match self.config.get() {
             Some(sealed) if *sealed != proposed => {
                 return Err(err(
@@ -170,11 +379,14 @@ impl Enclave {
             Some(sealed) => sealed,
             None => {
                 config::validate(&proposed).map_err(|m| err(ErrorCode::BadRequest, m))?;
-                self.store
-                    .save(&self.keys, Some(&proposed))
-                    .map_err(|e| err(ErrorCode::Internal, format!("sealing failed: {e}")))?;
+                sealed_state = self
+                    .vault()?
+                    .store
+                    .save(keys, Some(&proposed))
+                    .map_err(|e| err(ErrorCode::Internal, format!("sealing failed: {e}")))?
+                    .map(ByteBuf::from);
                 let cfg = self.config.get_or_init(|| proposed);
-                let mut log = Log::fresh(&self.keys.leaf_mac_key);
+                let mut log = Log::fresh(&keys.leaf_mac_key);
                 log.append(Origin::Enclave, KIND_GENESIS, &self.boot_record(cfg)?, now_millis())?;
                 *guard = Some(log);
                 cfg
@@ -188,16 +400,17 @@ impl Enclave {
             protocol_version: PROTOCOL_VERSION,
             mode: self.mode,
             config: cfg.clone(),
-            token_keys: self.keys.token_keys().served(now_millis() / 1000),
+            token_keys: keys.token_keys().served(now_millis() / 1000),
             checkpoint_key: self.checkpoint_key(&cfg.log_origin)?.to_string(),
             log: head,
+            sealed_state,
         })
     }
 
     pub fn commitment(&self) -> Result<Commitment, WireError> {
         let cfg = self.config()?;
         let mut thumbprints: Vec<String> = self
-            .keys
+            .keys()?
             .token_keys()
             .served(now_millis() / 1000)
             .into_iter()
@@ -275,7 +488,7 @@ impl Enclave {
             exp,
             jti: &jti,
         };
-        let key = self.keys.current_token();
+        let key = self.keys()?.current_token();
         let token = jwt::sign(key.signer.as_ref(), &key.jwt_header, &fields)
             .map_err(|e| err(ErrorCode::Internal, e.to_string()))?;
         let issued = TokenIssued {
@@ -333,12 +546,13 @@ impl Enclave {
             root,
         }
         .body();
-        let sig = self.keys.checkpoint.sign(body.as_bytes());
+        let keys = self.keys()?;
+        let sig = keys.checkpoint.sign(body.as_bytes());
         let sig: [u8; 64] = sig
             .as_ref()
             .try_into()
             .map_err(|_| err(ErrorCode::Internal, "signature length"))?;
-        let id = note::key_id(origin, &self.keys.checkpoint_public());
+        let id = note::key_id(origin, &keys.checkpoint_public());
         Ok(SignedCheckpoint {
             size,
             note: note::assemble(&body, origin, id, &sig),
@@ -388,10 +602,11 @@ impl Enclave {
     /// rotation never happens unrecorded.
     fn rotate(&self, caller: &str) -> Result<Rotated, WireError> {
         let cfg = self.config()?.clone();
+        let vault = self.vault()?;
         if !config::printable(caller, 128) {
             return Err(err(ErrorCode::BadRequest, "caller must be 1-128 printable characters"));
         }
-        let leaf = {
+        let (leaf, sealed_state) = {
             let mut guard = self.lock();
             let log = guard
                 .as_mut()
@@ -399,24 +614,30 @@ impl Enclave {
             log.can_append()?;
             let now = now_millis() / 1000;
             let retire_at = now + cfg.ttl_max_seconds;
-            let old_kid = self.token_kid();
-            let next = self
+            let old_kid = vault.keys.current_token().public.kid.clone();
+            let next = vault
                 .keys
                 .rotated(now, retire_at)
                 .map_err(|e| err(ErrorCode::Internal, e.to_string()))?;
-            self.store
-                .save_with(&self.keys, &next, Some(&cfg))
-                .map_err(|e| err(ErrorCode::Internal, format!("sealing failed: {e}")))?;
+            let sealed_state = vault
+                .store
+                .save_with(&vault.keys, &next, Some(&cfg))
+                .map_err(|e| err(ErrorCode::Internal, format!("sealing failed: {e}")))?
+                .map(ByteBuf::from);
             let new_kid = next.current.public.kid.clone();
-            self.keys.install(next);
+            vault.keys.install(next);
             let record = serde_json::json!({
                 "old_kid": old_kid, "new_kid": new_kid, "old_key_retire_at": retire_at, "caller": caller,
             });
-            log.append(Origin::Enclave, KIND_KEY_ROTATED, &record, now_millis())?
+            (
+                log.append(Origin::Enclave, KIND_KEY_ROTATED, &record, now_millis())?,
+                sealed_state,
+            )
         };
         Ok(Rotated {
             hello: self.hello(PROTOCOL_VERSION, cfg)?,
             leaf,
+            sealed_state,
         })
     }
 }

@@ -1,15 +1,40 @@
-//! `sealgate-enclave --listen unix:PATH|vsock:CID:PORT --state DIR [--sim]`
+//! `sealgate-enclave --listen unix:PATH|vsock:CID:PORT [--state DIR] [--sim]
+//! [--nsm sim|nitro] [--seal sim|kms]`
+//!
+//! Production inside a Nitro Enclave: `--listen vsock:4294967295:5000 --nsm nitro --seal
+//! kms` (no state directory: the enclave has no disk, and the host stores the sealed
+//! state). `--sim` keeps meaning the whole simulator (`--nsm sim --seal sim`); either
+//! half can be overridden, e.g. `--sim --seal kms` to exercise KMS sealing off Nitro.
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use sealgate_enclave::enclave::Enclave;
 use sealgate_enclave::keys::SealedStore;
+use sealgate_enclave::nsm::nitro::NitroNsm;
 use sealgate_enclave::nsm::sim::SimNsm;
+use sealgate_enclave::nsm::Nsm;
 use sealgate_enclave::server::Listener;
 use sealgate_shared::addr::Addr;
 use sealgate_shared::protocol::Mode;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum NsmKind {
+    /// The simulated NSM (documents chain to a local root in `STATE/sim-nsm/`).
+    Sim,
+    /// The real `/dev/nsm` of a Nitro Enclave.
+    Nitro,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SealKind {
+    /// AES-256-GCM under a key file in `--state` (protects nothing against its readers).
+    Sim,
+    /// AES-256-GCM under a KMS data key released to this enclave's attestation; boots
+    /// locked until the host unseals it.
+    Kms,
+}
 
 #[derive(Parser)]
 #[command(name = "sealgate-enclave", about = "The trusted half of sealgate")]
@@ -17,12 +42,20 @@ struct Args {
     /// Where to listen for the host: unix:PATH or vsock:CID:PORT.
     #[arg(long)]
     listen: Addr,
-    /// Directory for sealed state (and, in simulator mode, the simulated NSM's root).
+    /// Directory for the simulator's sealed state and simulated NSM root; required
+    /// unless both --nsm nitro and --seal kms.
     #[arg(long)]
-    state: PathBuf,
-    /// Simulator mode: simulated NSM and local sealing key. Every surface reports "sim".
+    state: Option<PathBuf>,
+    /// Simulator mode: simulated NSM and local sealing key unless --nsm / --seal say
+    /// otherwise. Every surface reports "sim".
     #[arg(long)]
     sim: bool,
+    /// Which NSM attests [default: sim with --sim, else nitro].
+    #[arg(long, value_enum)]
+    nsm: Option<NsmKind>,
+    /// How the private keys are sealed across restarts [default: sim].
+    #[arg(long, value_enum)]
+    seal: Option<SealKind>,
     /// Exit when standard input closes: `sealgate sim` holds the other end, so the
     /// simulated enclave never outlives its host, even after `kill -9`.
     #[arg(long)]
@@ -44,19 +77,54 @@ fn main() -> ExitCode {
     }
 }
 
+fn state_dir<'a>(state: &'a Option<PathBuf>, why: &str) -> Result<&'a Path, Box<dyn std::error::Error>> {
+    let dir = state
+        .as_deref()
+        .ok_or_else(|| format!("--state DIR is required for {why}"))?;
+    std::fs::create_dir_all(dir)?;
+    Ok(dir)
+}
+
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    if !args.sim {
-        return Err("Nitro mode (real /dev/nsm and KMS sealing) is not in this build yet; run with --sim".into());
-    }
-    std::fs::create_dir_all(&args.state)?;
-    let image = std::env::current_exe()?;
-    let nsm = SimNsm::open(&args.state, &image)?;
-    let store = SealedStore::open(&args.state)?;
-    let enclave = Arc::new(Enclave::boot(Mode::Sim, store, Box::new(nsm))?);
+    let nsm_kind = args.nsm.unwrap_or(if args.sim { NsmKind::Sim } else { NsmKind::Nitro });
+    let seal_kind = args.seal.unwrap_or(SealKind::Sim);
+    // "nitro" only when nothing is simulated: a real NSM with a local sealing key still
+    // keeps its keys where the host can read them.
+    let mode = match (nsm_kind, seal_kind) {
+        (NsmKind::Nitro, SealKind::Kms) => Mode::Nitro,
+        _ => Mode::Sim,
+    };
+    let nsm: Box<dyn Nsm> = match nsm_kind {
+        NsmKind::Sim => {
+            let dir = state_dir(&args.state, "the simulated NSM (--nsm sim)")?;
+            Box::new(SimNsm::open(dir, &std::env::current_exe()?)?)
+        }
+        NsmKind::Nitro => Box::new(NitroNsm::open()?),
+    };
+    let enclave = match seal_kind {
+        SealKind::Sim => {
+            if nsm_kind == NsmKind::Nitro {
+                tracing::warn!("a real NSM with simulator sealing: the sealing key is a local file; mode is \"sim\"");
+            }
+            let dir = state_dir(&args.state, "simulator sealing (--seal sim)")?;
+            Enclave::boot(mode, SealedStore::open(dir)?, nsm)?
+        }
+        SealKind::Kms => Enclave::boot_locked(mode, nsm)?,
+    };
+    let enclave = Arc::new(enclave);
+    let sealing = enclave.sealing();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
         let listener = Listener::bind(&args.listen)?;
-        tracing::info!(listen = %args.listen, mode = "sim", kid = enclave.token_kid(), "enclave listening");
+        match enclave.token_kid() {
+            Some(kid) => tracing::info!(listen = %args.listen, mode = mode.as_str(), sealing = sealing.as_str(), kid, "enclave listening"),
+            None => tracing::info!(
+                listen = %args.listen,
+                mode = mode.as_str(),
+                sealing = sealing.as_str(),
+                "enclave listening, locked until the host unseals it with KMS"
+            ),
+        }
         if args.exit_on_stdin_eof {
             tokio::select! {
                 r = listener.serve(enclave) => r,

@@ -6,7 +6,7 @@
 //! to the AWS Nitro root. The enclave only ever asks for such documents, so one trait
 //! method covers it, and two providers implement it:
 //!
-//! - the real `/dev/nsm` device (not implemented yet). [`Nsm::attest`] takes exactly the
+//! - [`nitro::NitroNsm`], the real `/dev/nsm` device. [`Nsm::attest`] takes exactly the
 //!   three optional fields of `aws_nitro_enclaves_nsm_api::api::Request::Attestation
 //!   { user_data, nonce, public_key }` and returns the bytes of `Response::Attestation
 //!   { document }` unchanged, so that provider is a thin wrapper around one ioctl;
@@ -18,6 +18,7 @@
 //! simulator refuses exactly what the hardware would refuse: code that works against the
 //! simulator must not start failing once it runs on a real enclave.
 
+pub mod nitro;
 pub mod sim;
 
 use std::fmt;
@@ -69,6 +70,23 @@ pub enum NsmError {
     /// The request itself is not acceptable (for example a field over the NSM's limits).
     #[error("invalid NSM request: {0}")]
     InvalidInput(String),
+    /// The device answered the request with `Response::Error` (its error code, e.g.
+    /// `InternalError`, `InputTooLarge`).
+    #[error("the NSM refused {request}: {code}")]
+    Refused {
+        /// The request kind, e.g. `Attestation`.
+        request: &'static str,
+        /// The device's error code.
+        code: String,
+    },
+    /// The device answered with a response of another kind or an impossible shape.
+    #[error("the NSM answered {request} with {got}")]
+    UnexpectedResponse {
+        /// The request kind, e.g. `DescribePCR`.
+        request: &'static str,
+        /// What came back (the kind only, never its payload).
+        got: String,
+    },
 }
 
 impl NsmError {

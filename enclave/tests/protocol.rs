@@ -92,7 +92,7 @@ async fn garbage_closes_only_its_own_connection() {
             &mut good,
             1,
             Op::Hello {
-                protocol_version: 1,
+                protocol_version: sealgate_shared::PROTOCOL_VERSION,
                 config: config()
             }
         )
@@ -142,7 +142,7 @@ proptest! {
             let closed = tokio::time::timeout(Duration::from_secs(5), bad.read_to_end(&mut rest)).await;
             prop_assert!(closed.is_ok());
             let mut good = UnixStream::connect(&sock).await.unwrap();
-            let r = call(&mut good, 1, Op::Hello { protocol_version: 1, config: config() }).await;
+            let r = call(&mut good, 1, Op::Hello { protocol_version: sealgate_shared::PROTOCOL_VERSION, config: config() }).await;
             prop_assert!(matches!(r.reply, Reply::Hello(_)));
             Ok(())
         })?;
@@ -199,7 +199,115 @@ fn arb_op() -> impl Strategy<Value = Op> {
             protocol_version: v,
             config: EnclaveConfig { issuer, ..config() }
         }),
+        Just(Op::Status),
+        proptest::option::of(bytes()).prop_map(|nonce| Op::RecipientAttest { nonce }),
+        (bytes(), proptest::option::of(bytes())).prop_map(|(cms, sealed)| Op::Unseal {
+            ciphertext_for_recipient: cms,
+            sealed_state: sealed
+        }),
     ]
+}
+
+/// An enclave booted with KMS sealing: locked, no state on disk.
+fn boot_locked(state: &Path) -> Enclave {
+    std::fs::create_dir_all(state).unwrap();
+    let image = state.join("image.bin");
+    std::fs::write(&image, b"sealgate-enclave test image").unwrap();
+    let nsm = SimNsm::open(state, &image).unwrap();
+    Enclave::boot_locked(Mode::Sim, Box::new(nsm)).unwrap()
+}
+
+#[test]
+fn a_locked_enclave_answers_only_the_sealing_operations() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = boot_locked(&dir.path().join("state"));
+    match e.handle(Op::Status) {
+        Reply::Status(s) => {
+            assert_eq!((s.sealing, s.locked), (Sealing::Kms, true));
+            assert_eq!(s.sealed_state, None);
+            assert_eq!(s.protocol_version, sealgate_shared::PROTOCOL_VERSION);
+            assert_eq!(s.pcr0.len(), 48);
+        }
+        other => panic!("{other:?}"),
+    }
+    for op in [
+        Op::Hello {
+            protocol_version: sealgate_shared::PROTOCOL_VERSION,
+            config: config(),
+        },
+        Op::Attest { nonce: None },
+        Op::MintToken(mint_req()),
+        Op::Append {
+            kind: "x".into(),
+            event: "{}".into(),
+        },
+        Op::Ack { size: 0 },
+        Op::Unacked { from: 0 },
+        Op::Checkpoint,
+        Op::RotateKey { caller: "k".into() },
+        Op::Restore {
+            checkpoint: String::new(),
+            frontier: vec![],
+            tail: vec![],
+        },
+    ] {
+        assert_eq!(code(e.handle(op.clone())), ErrorCode::Locked, "{op:?}");
+    }
+    assert!(matches!(
+        e.handle(Op::RecipientAttest { nonce: None }),
+        Reply::RecipientAttestation(_)
+    ));
+    // Nothing was written: KMS sealing keeps no state of its own.
+    assert!(!dir.path().join("state/sealed-state.bin").exists());
+    assert!(!dir.path().join("state/sim-sealing.key").exists());
+}
+
+#[test]
+fn a_simulator_sealed_enclave_refuses_the_kms_operations() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = boot(&dir.path().join("state"));
+    match e.handle(Op::Status) {
+        Reply::Status(s) => assert_eq!((s.sealing, s.locked, s.sealed_state), (Sealing::Sim, false, None)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        code(e.handle(Op::RecipientAttest { nonce: None })),
+        ErrorCode::BadRequest
+    );
+    assert_eq!(
+        code(e.handle(Op::Unseal {
+            ciphertext_for_recipient: ByteBuf::from(vec![1]),
+            sealed_state: None
+        })),
+        ErrorCode::BadRequest
+    );
+    // Sealing happens on disk, so nothing is handed to the host.
+    assert_eq!(hello(&e).sealed_state, None);
+}
+
+proptest! {
+    // Few cases: every refused Unseal makes the enclave generate a new RSA-2048 key.
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn arbitrary_operations_never_unlock_a_locked_enclave(ops in proptest::collection::vec(arb_op(), 1..6)) {
+        let dir = tempfile::tempdir().unwrap();
+        let e = boot_locked(dir.path());
+        for op in ops {
+            match e.handle(op) {
+                Reply::Status(s) => prop_assert!(s.locked),
+                Reply::RecipientAttestation(_) => {}
+                Reply::Error(w) => prop_assert!(
+                    matches!(w.code, ErrorCode::Locked | ErrorCode::UnsealRejected | ErrorCode::BadRequest),
+                    "{:?}", w
+                ),
+                other => prop_assert!(false, "a locked enclave answered {:?}", other),
+            }
+        }
+        match e.handle(Op::Status) {
+            Reply::Status(s) => prop_assert!(s.locked),
+            other => prop_assert!(false, "{:?}", other),
+        }
+    }
 }
 
 proptest! {
@@ -335,7 +443,7 @@ fn config_is_sealed_at_first_hello() {
     };
     assert_eq!(
         code(e.handle(Op::Hello {
-            protocol_version: 1,
+            protocol_version: sealgate_shared::PROTOCOL_VERSION,
             config: other.clone()
         })),
         ErrorCode::ConfigMismatch
@@ -351,7 +459,7 @@ fn config_is_sealed_at_first_hello() {
     let again = boot(dir.path());
     assert_eq!(
         code(again.handle(Op::Hello {
-            protocol_version: 1,
+            protocol_version: sealgate_shared::PROTOCOL_VERSION,
             config: other
         })),
         ErrorCode::ConfigMismatch

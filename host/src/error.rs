@@ -108,6 +108,9 @@ impl From<crate::enclave_client::ClientError> for ApiError {
                 E::NotReady | E::Backpressure => {
                     ApiError::EnclaveUnavailable(format!("enclave busy or restoring: {}", w.message))
                 }
+                E::Locked | E::UnsealRejected => {
+                    ApiError::EnclaveUnavailable(format!("enclave not unsealed yet: {}", w.message))
+                }
                 E::RestoreRejected | E::ConfigMismatch | E::Version => ApiError::LogIntegrity(w.message),
                 E::Internal => ApiError::Internal(format!("enclave: {}", w.message)),
             },

@@ -20,6 +20,7 @@ use crate::db::{Db, DbError, PendingLeaf};
 use crate::enclave_client::{ClientError, EnclaveClient};
 use crate::error::ApiError;
 use crate::expect_reply;
+use crate::kms_seal::{KmsSeal, UnsealError};
 use rusqlite::params;
 use sealgate_shared::leaf::{self, KIND_TOKEN_ISSUED};
 use sealgate_shared::merkle::proof::TreeStore;
@@ -29,7 +30,7 @@ use sealgate_shared::protocol::*;
 use serde_bytes::ByteBuf;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
@@ -43,6 +44,9 @@ pub enum SyncError {
     Enclave(#[from] ClientError),
     #[error(transparent)]
     Db(#[from] DbError),
+    /// A KMS-sealed enclave could not be unsealed (see `kms_seal`).
+    #[error("unsealing the enclave: {0}")]
+    Unseal(#[from] UnsealError),
     /// The database and the enclave disagree in a way only tampering or a rollback
     /// explains. The host keeps serving the audit log read-only so auditors can look.
     #[error("log integrity: {0}")]
@@ -113,6 +117,8 @@ pub struct Ledger {
     ready: AtomicBool,
     sync_lock: tokio::sync::Mutex<()>,
     wake_supervisor: Notify,
+    /// KMS sealing: unseals the enclave before each sync (it boots locked after a restart).
+    kms: OnceLock<Arc<KmsSeal>>,
 }
 
 impl Ledger {
@@ -136,6 +142,7 @@ impl Ledger {
             ready: AtomicBool::new(false),
             sync_lock: tokio::sync::Mutex::new(()),
             wake_supervisor: Notify::new(),
+            kms: OnceLock::new(),
         });
         ledger.load()?;
         Ok(ledger)
@@ -197,6 +204,11 @@ impl Ledger {
     /// Replaces the cached `Hello` (after a key rotation changed the key set).
     pub fn set_hello(&self, hello: HelloReply) {
         *rw(&self.hello) = Some(hello);
+    }
+
+    /// KMS sealing: from now on every sync first unseals a locked enclave.
+    pub fn set_kms(&self, kms: Arc<KmsSeal>) {
+        let _ = self.kms.set(kms);
     }
 
     pub fn integrity_failure(&self) -> Option<String> {
@@ -275,6 +287,9 @@ impl Ledger {
     }
 
     async fn sync_locked(&self) -> Result<(), SyncError> {
+        if let Some(kms) = self.kms.get() {
+            kms.ensure_unsealed(&self.enclave, &self.db).await?;
+        }
         let reply = self
             .enclave
             .call(Op::Hello {
@@ -282,12 +297,17 @@ impl Ledger {
                 config: self.config.clone(),
             })
             .await;
-        let hello = match reply {
+        let mut hello = match reply {
             Err(ClientError::Enclave(w)) if matches!(w.code, ErrorCode::ConfigMismatch | ErrorCode::Version) => {
                 return Err(SyncError::Integrity(w.message))
             }
             other => expect_reply!(other?, Reply::Hello, "Hello")?,
         };
+        // KMS sealing: the first Hello sealed the configuration; store it before anything
+        // is signed under it.
+        if let Some(sealed) = hello.sealed_state.take() {
+            crate::kms_seal::store_sealed_state_async(&self.db, sealed.into_vec()).await?;
+        }
         *rw(&self.hello) = Some(hello.clone());
         if let Some(m) = self.integrity_failure() {
             return Err(SyncError::Integrity(m));

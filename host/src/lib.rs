@@ -13,6 +13,7 @@ pub mod db;
 pub mod enclave_client;
 pub mod error;
 pub mod grants;
+pub mod kms_seal;
 pub mod ledger;
 pub mod metrics;
 pub mod sim;
@@ -52,6 +53,9 @@ pub struct ServeOptions {
     pub issuer: String,
     pub audiences: Vec<String>,
     pub admin_key_file: PathBuf,
+    /// KMS sealing: the KMS key the enclave's data key comes from (`--kms-key-id`); the
+    /// enclave must run with `--seal kms`. `None`: the enclave seals locally.
+    pub kms_key_id: Option<String>,
 }
 
 /// The log origin (and checkpoint key name) derived from the issuer: its host and path
@@ -79,6 +83,18 @@ pub async fn serve(
         tokio::task::spawn_blocking(move || Ledger::open(&db, enclave, config)).await??
     };
 
+    // A KMS-sealed enclave is locked until it gets its data key; a failure here is final
+    // (wrong key policy, tampered ciphertexts) and stops the host with the cause.
+    if let Some(key_id) = &opts.kms_key_id {
+        let kms = Arc::new(kms_seal::KmsSeal::new(key_id.clone()));
+        let outcome = kms
+            .unseal_at_startup(&enclave, &ledger.db, Duration::from_secs(30))
+            .await
+            .map_err(|e| format!("KMS unsealing failed: {e}"))?;
+        tracing::info!(?outcome, key_id, "enclave unsealed with KMS");
+        ledger.set_kms(kms);
+    }
+
     // Bring the enclave into step before serving; keep trying while it starts.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -87,6 +103,15 @@ pub async fn serve(
             Err(ledger::SyncError::Integrity(m)) => {
                 tracing::error!("serving the audit log read-only: {m}");
                 break;
+            }
+            Err(ledger::SyncError::Enclave(enclave_client::ClientError::Enclave(w)))
+                if w.code == sealgate_shared::protocol::ErrorCode::Locked =>
+            {
+                return Err(format!(
+                    "the enclave at {} seals its keys with KMS and is locked: start the host with --kms-key-id KEY",
+                    opts.enclave
+                )
+                .into())
             }
             Err(e) if std::time::Instant::now() < deadline => {
                 tracing::info!("waiting for the enclave at {}: {e}", opts.enclave);
@@ -104,6 +129,8 @@ pub async fn serve(
         mode,
         aws: Default::default(),
     });
+    // Grant lifecycle (expiry, timeouts, revocation pruning) and approval webhooks.
+    grants::spawn_background(app.clone());
 
     if app.ledger.integrity_failure().is_none() && auth::bootstrap_operator(&app, &opts.admin_key_file).await? {
         tracing::info!(path = %opts.admin_key_file.display(), "wrote the bootstrap operator admin key");

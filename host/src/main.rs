@@ -38,6 +38,11 @@ enum Cmd {
         /// Where the bootstrap operator key is written on first start.
         #[arg(long)]
         admin_key_file: Option<PathBuf>,
+        /// KMS sealing: unseal the enclave (started with --seal kms) with a data key of
+        /// this KMS key (id, ARN or alias). AWS settings come from the SDK's standard
+        /// environment (AWS_REGION, AWS_ENDPOINT_URL_KMS, credentials chain).
+        #[arg(long)]
+        kms_key_id: Option<String>,
     },
     /// Simulator mode: start the enclave as a child and the host, on loopback.
     Sim {
@@ -95,6 +100,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             issuer,
             audiences,
             admin_key_file,
+            kms_key_id,
         } => {
             let admin_key_file = admin_key_file.unwrap_or_else(|| db.with_file_name("admin.key"));
             serve(
@@ -105,6 +111,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     issuer,
                     audiences,
                     admin_key_file,
+                    kms_key_id,
                 },
                 shutdown_signal(),
             )
@@ -128,6 +135,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 issuer,
                 audiences,
                 admin_key_file: state.join("admin.key"),
+                kms_key_id: None,
             };
             println!("mode: sim (simulated NSM and sealing; not for production)");
             serve(opts, shutdown_signal()).await

@@ -20,7 +20,7 @@ pub mod protocol;
 pub mod connection;
 
 /// Version of the host ↔ enclave protocol; `Hello` refuses a mismatch.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Token lifetime bounds the enclave enforces, in seconds (DESIGN §2.1).
 pub const TTL_MIN_SECONDS: u64 = 60;

@@ -3,6 +3,10 @@
 //!
 //! The operation set is deliberately small and has no "sign these bytes": the enclave
 //! builds every token and every leaf itself from validated fields (DESIGN §2.1, §2.2).
+//!
+//! Compatibility: host and enclave ship together, and a change to these types bumps
+//! [`crate::PROTOCOL_VERSION`] instead of being negotiated. `Hello` refuses another
+//! version; `Status` reports it, so a host checks it before unsealing a KMS-sealed enclave.
 
 use crate::commitment::Commitment;
 use serde::{Deserialize, Serialize};
@@ -30,6 +34,26 @@ pub struct EnclaveConfig {
     pub ttl_min_seconds: u64,
     pub ttl_max_seconds: u64,
     pub log_origin: String,
+}
+
+/// How the enclave keeps its private keys across restarts (DESIGN §2.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sealing {
+    /// AES-256-GCM under a key file in the enclave's state directory (simulator).
+    Sim,
+    /// AES-256-GCM under a KMS data key released only to an attested enclave; the sealed
+    /// state is ciphertext the host stores and hands back at `Unseal`.
+    Kms,
+}
+
+impl Sealing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sealing::Sim => "sim",
+            Sealing::Kms => "kms",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,18 +128,35 @@ pub enum Op {
     },
     /// The latest signed checkpoint (at the acknowledged size).
     Checkpoint,
-    /// After an enclave restart: the last signed checkpoint, the frontier at its size,
-    /// and the MAC'd leaves the host holds beyond it (by hash: the enclave needs only
-    /// the hashes, which keeps ~12k leaves inside one frame).
     /// A new token signing key; the old one stays in the JWKS until its last token has
     /// expired. `caller` is the key id the host authenticated (recorded, host-reported).
     RotateKey {
         caller: String,
     },
+    /// After an enclave restart: the last signed checkpoint, the frontier at its size,
+    /// and the MAC'd leaves the host holds beyond it (by hash: the enclave needs only
+    /// the hashes, which keeps ~12k leaves inside one frame).
     Restore {
         checkpoint: String,
         frontier: Vec<ByteBuf>,
         tail: Vec<TailLeaf>,
+    },
+    /// What the enclave is and whether it is unsealed. Answered in every state, so the
+    /// host can tell a locked KMS-sealed enclave from one that is ready for `Hello`.
+    Status,
+    /// KMS sealing, while locked: an attestation document whose `public_key` is the
+    /// enclave's RSA-2048 recipient key (SPKI DER), for KMS's `Recipient` parameter.
+    RecipientAttest {
+        nonce: Option<ByteBuf>,
+    },
+    /// KMS sealing, while locked: KMS's `CiphertextForRecipient` (a CMS EnvelopedData
+    /// holding the data key, encrypted to the recipient key) and the sealed state the
+    /// host stored, or `None` on first boot (the enclave then generates its keys). A
+    /// refused `Unseal` leaves the enclave locked with a fresh recipient key: the host
+    /// attests again and asks KMS again.
+    Unseal {
+        ciphertext_for_recipient: ByteBuf,
+        sealed_state: Option<ByteBuf>,
     },
 }
 
@@ -148,6 +189,9 @@ pub struct HelloReply {
     /// Signed-note verifier key of the checkpoint signer.
     pub checkpoint_key: String,
     pub log: LogHead,
+    /// KMS sealing: the state this `Hello` sealed (the first one seals the configuration)
+    /// for the host to store; `None` when nothing changed or the enclave seals locally.
+    pub sealed_state: Option<ByteBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,6 +209,44 @@ pub struct Minted {
 pub struct Rotated {
     pub hello: HelloReply,
     pub leaf: LeafRecord,
+    /// KMS sealing: the state sealed with the new key set, for the host to store with the
+    /// `key.rotated` leaf; `None` when the enclave seals locally.
+    pub sealed_state: Option<ByteBuf>,
+}
+
+/// The answer to `Status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnclaveStatus {
+    pub protocol_version: u32,
+    pub mode: Mode,
+    pub sealing: Sealing,
+    /// True while a KMS-sealed enclave waits for `Unseal`; every other operation is
+    /// refused with [`ErrorCode::Locked`] until then.
+    pub locked: bool,
+    /// PCR0 of the running image, as the NSM reports it (for operators' error messages;
+    /// auditors take it from an attestation document instead).
+    pub pcr0: ByteBuf,
+    /// KMS sealing: the newest sealed state, so a host that crashed before storing a
+    /// `sealed_state` reply can store it now. `None` while locked, before the first
+    /// `Hello`, or when the enclave seals locally.
+    pub sealed_state: Option<ByteBuf>,
+}
+
+/// The answer to `RecipientAttest`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientAttestation {
+    /// An attestation document (COSE_Sign1) whose `public_key` is the recipient key.
+    pub document: ByteBuf,
+}
+
+/// The answer to `Unseal`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unsealed {
+    /// Whether the sealed state already holds a configuration (a restart: the log then
+    /// awaits `Restore`); false on first boot, when the first `Hello` seals it.
+    pub configured: bool,
+    /// The kid of the current token key, to log which keys came back.
+    pub token_kid: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,6 +279,13 @@ pub enum ErrorCode {
     RestoreRejected,
     /// The enclave failed internally (NSM, RNG); not the host's fault.
     Internal,
+    /// A KMS-sealed enclave has not been unsealed yet: only `Status`, `RecipientAttest`
+    /// and `Unseal` are answered.
+    Locked,
+    /// `Unseal` was refused: the CMS was not addressed to this enclave's recipient key or
+    /// was tampered with, or the sealed state does not open under the data key it holds.
+    /// The enclave stays locked and can be unsealed again.
+    UnsealRejected,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -225,5 +314,155 @@ pub enum Reply {
     Leaves(Vec<LeafRecord>),
     Restored(LogHead),
     Rotated(Rotated),
+    Status(EnclaveStatus),
+    RecipientAttestation(RecipientAttestation),
+    Unsealed(Unsealed),
     Error(WireError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame;
+
+    fn roundtrip_request(op: Op) {
+        let req = Request { id: 9, op };
+        let bytes = frame::encode(&req).expect("encode");
+        let back: Request = frame::decode(frame::split(&bytes).expect("split")).expect("decode");
+        assert_eq!(back, req);
+    }
+
+    fn roundtrip_reply(reply: Reply) {
+        let resp = Response { id: 11, reply };
+        let bytes = frame::encode(&resp).expect("encode");
+        let back: Response = frame::decode(frame::split(&bytes).expect("split")).expect("decode");
+        assert_eq!(back, resp);
+    }
+
+    fn hello() -> HelloReply {
+        HelloReply {
+            protocol_version: crate::PROTOCOL_VERSION,
+            mode: Mode::Nitro,
+            config: EnclaveConfig {
+                issuer: "https://sealgate.example.com".into(),
+                audiences: vec!["sts.amazonaws.com".into()],
+                ttl_min_seconds: 60,
+                ttl_max_seconds: 3600,
+                log_origin: "sealgate.example.com/log".into(),
+            },
+            token_keys: vec![TokenKey {
+                kid: "k1".into(),
+                x: ByteBuf::from(vec![1; 32]),
+                y: ByteBuf::from(vec![2; 32]),
+                retire_at: Some(99),
+            }],
+            checkpoint_key: "sealgate.example.com/log+abcd+AQID".into(),
+            log: LogHead {
+                size: 3,
+                acked: 2,
+                needs_restore: false,
+            },
+            sealed_state: Some(ByteBuf::from(vec![0xAA; 300])),
+        }
+    }
+
+    #[test]
+    fn sealing_ops_roundtrip() {
+        roundtrip_request(Op::Status);
+        roundtrip_request(Op::RecipientAttest { nonce: None });
+        roundtrip_request(Op::RecipientAttest {
+            nonce: Some(ByteBuf::from(vec![7; 32])),
+        });
+        roundtrip_request(Op::Unseal {
+            ciphertext_for_recipient: ByteBuf::from(vec![0x30, 0x80, 1, 2, 0, 0]),
+            sealed_state: None,
+        });
+        roundtrip_request(Op::Unseal {
+            ciphertext_for_recipient: ByteBuf::from(vec![0x30; 700]),
+            sealed_state: Some(ByteBuf::from(vec![5; 2000])),
+        });
+    }
+
+    #[test]
+    fn sealing_replies_roundtrip() {
+        for (sealing, locked, sealed) in [
+            (Sealing::Kms, true, None),
+            (Sealing::Kms, false, Some(ByteBuf::from(vec![1; 64]))),
+            (Sealing::Sim, false, None),
+        ] {
+            roundtrip_reply(Reply::Status(EnclaveStatus {
+                protocol_version: crate::PROTOCOL_VERSION,
+                mode: Mode::Sim,
+                sealing,
+                locked,
+                pcr0: ByteBuf::from(vec![3; 48]),
+                sealed_state: sealed,
+            }));
+        }
+        roundtrip_reply(Reply::RecipientAttestation(RecipientAttestation {
+            document: ByteBuf::from(vec![0x84; 4000]),
+        }));
+        roundtrip_reply(Reply::Unsealed(Unsealed {
+            configured: true,
+            token_kid: "kid".into(),
+        }));
+        roundtrip_reply(Reply::Hello(hello()));
+        let mut plain = hello();
+        plain.sealed_state = None;
+        roundtrip_reply(Reply::Hello(plain));
+        roundtrip_reply(Reply::Rotated(Rotated {
+            hello: hello(),
+            leaf: LeafRecord {
+                index: 4,
+                bytes: ByteBuf::from(b"{}".to_vec()),
+                mac: ByteBuf::from(vec![9; 32]),
+            },
+            sealed_state: Some(ByteBuf::from(vec![4; 100])),
+        }));
+        for code in [ErrorCode::Locked, ErrorCode::UnsealRejected] {
+            roundtrip_reply(Reply::Error(WireError::new(code, "no")));
+        }
+    }
+
+    /// The wire names are part of the protocol: renaming a variant breaks old peers
+    /// silently, so the encodings of the sealing additions are pinned.
+    #[test]
+    fn sealing_wire_names_are_stable() {
+        let cbor = |op: &Op| {
+            let mut out = Vec::new();
+            ciborium::into_writer(op, &mut out).expect("encode");
+            ciborium::from_reader::<ciborium::Value, _>(out.as_slice()).expect("decode")
+        };
+        assert_eq!(cbor(&Op::Status), ciborium::Value::Text("Status".into()));
+        let unseal = cbor(&Op::Unseal {
+            ciphertext_for_recipient: ByteBuf::from(vec![1]),
+            sealed_state: None,
+        });
+        let ciborium::Value::Map(outer) = unseal else {
+            panic!("{unseal:?}")
+        };
+        assert_eq!(outer[0].0, ciborium::Value::Text("Unseal".into()));
+        let ciborium::Value::Map(fields) = &outer[0].1 else {
+            panic!("{outer:?}")
+        };
+        let names: Vec<_> = fields.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(
+            names,
+            vec![
+                ciborium::Value::Text("ciphertext_for_recipient".into()),
+                ciborium::Value::Text("sealed_state".into())
+            ]
+        );
+        // Byte fields travel as CBOR byte strings, not arrays of integers.
+        assert_eq!(fields[0].1, ciborium::Value::Bytes(vec![1]));
+        assert_eq!(
+            serde_json::to_value(Sealing::Kms).expect("json"),
+            serde_json::json!("kms")
+        );
+        assert_eq!(Sealing::Sim.as_str(), "sim");
+        assert_eq!(
+            serde_json::to_value(ErrorCode::UnsealRejected).expect("json"),
+            serde_json::json!("UnsealRejected")
+        );
+    }
 }

@@ -12,6 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod aws;
+pub mod cms;
+pub mod fault;
+pub mod kms_double;
+
 /// The cargo target profile directory holding the binaries.
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
@@ -203,19 +208,26 @@ impl Deployment {
 
     /// The same, with extra environment and arguments.
     pub fn start_with(options: Options) -> Self {
+        let mut d = Self::prepare(options);
+        d.start_enclave();
+        d.start_host();
+        d
+    }
+
+    /// A deployment whose directory and port are chosen but nothing is started yet, for
+    /// tests that act between the two starts (e.g. hand the enclave's simulated NSM root
+    /// to a KMS test double before the host asks it for a data key).
+    pub fn prepare(options: Options) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
-        let mut d = Self {
+        Self {
             dir,
             port,
             url: format!("http://127.0.0.1:{port}"),
             options,
             enclave: None,
             host: None,
-        };
-        d.start_enclave();
-        d.start_host();
-        d
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

@@ -23,8 +23,12 @@ pub async fn rotate_keys(State(app): State<Arc<App>>, who: Principal) -> Result<
         .await?;
     let rotated = expect_reply!(reply, Reply::Rotated, "RotateKey")?;
     let index = rotated.leaf.index;
+    // KMS sealing: the new key set, sealed, is stored with the leaf that records it.
+    let apply: Option<crate::db::Apply> = rotated.sealed_state.map(|sealed| {
+        Box::new(move |c: &rusqlite::Connection| crate::kms_seal::store_sealed_state(c, &sealed)) as crate::db::Apply
+    });
     app.ledger
-        .commit(vec![PendingLeaf::new(rotated.leaf, None)], None)
+        .commit(vec![PendingLeaf::new(rotated.leaf, None)], apply)
         .await?;
     let keys: Vec<Value> = rotated
         .hello

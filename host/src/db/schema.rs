@@ -42,4 +42,146 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at   INTEGER NOT NULL,
     revoked_at   INTEGER
 );
+-- AWS access grants (host/src/grants): ceilings, grants, hard revocations, webhooks.
+CREATE TABLE IF NOT EXISTS grant_ceilings (
+    workspace_id            TEXT NOT NULL REFERENCES workspaces(id),
+    account_id              TEXT NOT NULL,
+    ceiling                 TEXT NOT NULL,   -- JSON of grants::policy::Ceiling
+    pending_timeout_seconds INTEGER NOT NULL,
+    updated_at              INTEGER NOT NULL,
+    PRIMARY KEY (workspace_id, account_id)
+);
+CREATE TABLE IF NOT EXISTS grants (
+    id              TEXT PRIMARY KEY,
+    workspace_id    TEXT NOT NULL REFERENCES workspaces(id),
+    agent_id        TEXT NOT NULL REFERENCES agents(id),
+    account_id      TEXT NOT NULL,
+    role_arn        TEXT NOT NULL,   -- the ceiling's role when requested; credentials use only it
+    run_id          TEXT NOT NULL,
+    request         TEXT NOT NULL,   -- JSON {actions, resources, regions, ttl_seconds}
+    reason          TEXT NOT NULL,
+    status          TEXT NOT NULL,   -- pending | active | denied | timed_out | expired | released
+    decision        TEXT NOT NULL,   -- JSON of the policy decision at request time
+    denial_reason   TEXT,
+    idempotency_key TEXT,
+    request_sha256  TEXT NOT NULL,
+    created_at      INTEGER NOT NULL,
+    decide_by       INTEGER,         -- pending: when it times out
+    activated_at    INTEGER,
+    expires_at      INTEGER,
+    max_ttl_seconds INTEGER NOT NULL, -- the ceiling's, when requested (bounds any session's life)
+    resolved_by     TEXT,
+    resolution      TEXT,
+    resolved_at     INTEGER,
+    released_at     INTEGER,
+    hard_revoked    INTEGER NOT NULL DEFAULT 0,
+    credentials_issued INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX IF NOT EXISTS grants_idempotency
+    ON grants (workspace_id, agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS grants_by_status ON grants (status, workspace_id, created_at);
+-- Deny statements put on a role by a hard release, pruned once no session can outlive them.
+CREATE TABLE IF NOT EXISTS grant_revocations (
+    grant_id    TEXT PRIMARY KEY REFERENCES grants(id),
+    role_arn    TEXT NOT NULL,
+    policy_name TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    prune_after INTEGER NOT NULL,
+    pruned_at   INTEGER
+);
+CREATE TABLE IF NOT EXISTS grant_webhooks (
+    workspace_id TEXT PRIMARY KEY REFERENCES workspaces(id),
+    url          TEXT NOT NULL,
+    secret       TEXT NOT NULL,      -- the HMAC key (needed to sign; never logged or returned again)
+    updated_at   INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS grant_webhook_deliveries (
+    id              TEXT PRIMARY KEY,
+    workspace_id    TEXT NOT NULL,
+    grant_id        TEXT NOT NULL,
+    event           TEXT NOT NULL,
+    body            TEXT NOT NULL,   -- the exact JSON POSTed (and signed)
+    attempts        INTEGER NOT NULL,
+    next_attempt_ms INTEGER NOT NULL,
+    state           TEXT NOT NULL,   -- pending | delivered | failed
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS grant_webhook_due ON grant_webhook_deliveries (state, next_attempt_ms);
+-- BYO storage (host/src/byo): per-workspace entitlement, bucket grants, artifacts by
+-- pointer, and one row per call sealgate made into a customer account.
+CREATE TABLE IF NOT EXISTS workspace_features (
+    workspace_id TEXT PRIMARY KEY REFERENCES workspaces(id),
+    byo_storage  INTEGER NOT NULL DEFAULT 0,
+    updated_at   INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS byo_grants (
+    id                  TEXT PRIMARY KEY,
+    workspace_id        TEXT NOT NULL REFERENCES workspaces(id),
+    role_arn            TEXT NOT NULL,
+    bucket              TEXT NOT NULL,
+    region              TEXT NOT NULL,
+    kms_key_id          TEXT,
+    external_id         TEXT NOT NULL,
+    status              TEXT NOT NULL,   -- pending | active | failed | revoked
+    last_verify_error   TEXT,            -- BYO_* code of the last failed probe
+    last_verify_message TEXT,
+    last_checked_at     INTEGER,         -- last probe, whatever its outcome
+    last_verified_at    INTEGER,         -- last probe that passed
+    created_at          INTEGER NOT NULL,
+    rotated_at          INTEGER,
+    revoked_at          INTEGER
+);
+-- At most one grant per workspace that is not revoked; revoked ones stay for audit.
+CREATE UNIQUE INDEX IF NOT EXISTS byo_grants_one_live ON byo_grants(workspace_id) WHERE status <> 'revoked';
+CREATE TABLE IF NOT EXISTS byo_artifacts (
+    seq               INTEGER PRIMARY KEY AUTOINCREMENT,
+    id                TEXT NOT NULL UNIQUE,
+    workspace_id      TEXT NOT NULL REFERENCES workspaces(id),
+    grant_id          TEXT NOT NULL REFERENCES byo_grants(id),
+    bucket            TEXT NOT NULL,
+    s3_key            TEXT NOT NULL,
+    kind              TEXT NOT NULL,
+    sha256            TEXT,
+    sha256_source     TEXT,            -- s3-checksum | streamed | NULL (not known)
+    size_bytes        INTEGER NOT NULL,
+    etag              TEXT,
+    original_filename TEXT NOT NULL,
+    run_id            TEXT,
+    created_at        INTEGER NOT NULL,
+    deleted_at        INTEGER
+);
+CREATE INDEX IF NOT EXISTS byo_artifacts_ws ON byo_artifacts(workspace_id, seq);
+CREATE INDEX IF NOT EXISTS byo_artifacts_grant ON byo_artifacts(grant_id) WHERE deleted_at IS NULL;
+CREATE TABLE IF NOT EXISTS byo_audit (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    workspace_id    TEXT NOT NULL,
+    grant_id        TEXT,
+    event_type      TEXT NOT NULL,     -- sts:AssumeRole, s3:HeadObject, ...
+    aws_request_id  TEXT,
+    role_arn        TEXT NOT NULL,
+    bucket          TEXT NOT NULL,
+    s3_key          TEXT,
+    bytes_read      INTEGER,
+    worker_hostname TEXT NOT NULL,
+    outcome         TEXT NOT NULL,     -- ok | error | timeout
+    error_code      TEXT,
+    artifact_id     TEXT,
+    run_id          TEXT,
+    ts              INTEGER NOT NULL,  -- Unix milliseconds
+    log_index       INTEGER NOT NULL   -- the byo.call leaf recording the same call
+);
+CREATE INDEX IF NOT EXISTS byo_audit_ws ON byo_audit(workspace_id, seq);
+CREATE INDEX IF NOT EXISTS byo_audit_run ON byo_audit(workspace_id, run_id, seq);
+-- KMS sealing (kms_seal.rs): ciphertexts only. Each row is a KMS data key as KMS
+-- encrypted it (CiphertextBlob) and, once the enclave has sealed something under it, the
+-- enclave's sealed state (AES-256-GCM under that data key). Append-only; the newest row
+-- with a sealed state is the one unsealed at restart.
+CREATE TABLE IF NOT EXISTS kms_sealed_state (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    key_id          TEXT NOT NULL,       -- the KMS key id / ARN / alias the data key came from
+    ciphertext_blob BLOB NOT NULL,       -- KMS CiphertextBlob of the data key
+    sealed          BLOB,                -- the enclave's sealed keys and configuration; NULL until the first Hello
+    created_at      INTEGER NOT NULL
+);
 "#;

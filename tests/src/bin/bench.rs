@@ -182,6 +182,75 @@ fn log_size(api: &Api) -> Result<u64, String> {
 }
 
 /// Raw ES256 signs/s on this thread, with a fresh key from the enclave's signer.
+/// Rules in the benchmarked grant ceiling (issue 4 names 200).
+const POLICY_RULES: usize = 200;
+
+/// Grant policy decisions per second on one thread for a ceiling of [`POLICY_RULES`]
+/// rules, the request matching only the last rule, so every rule is tried (the worst
+/// case). Returns (decisions/s including compiling the ceiling, as a request does;
+/// decisions/s with the ceiling compiled once).
+fn policy_rate() -> Result<(f64, f64), String> {
+    use sealgate_host::grants::policy::{evaluate, AccessRequest, Ceiling, CredentialMode, Rule, RuleDecision};
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut rules: Vec<Rule> = (0..POLICY_RULES - 1)
+        .map(|i| Rule {
+            decision: if i % 2 == 0 {
+                RuleDecision::AutoApprove
+            } else {
+                RuleDecision::HardDeny
+            },
+            actions: Some(vec![format!("s3:Get{i}*"), format!("dynamodb:Query{i}")]),
+            resources: Some(vec![format!("arn:aws:s3:::bucket-{i}/*")]),
+            regions: Some(strings(&["eu-west-1"])),
+            max_ttl_seconds: Some(3600),
+            reason: format!("rule {i}"),
+        })
+        .collect();
+    rules.push(Rule {
+        decision: RuleDecision::AutoApprove,
+        actions: Some(strings(&["s3:Get*", "s3:List*"])),
+        resources: Some(strings(&["arn:aws:s3:::data/*"])),
+        regions: None,
+        max_ttl_seconds: None,
+        reason: "the last rule".into(),
+    });
+    let ceiling = Ceiling {
+        role_arn: "arn:aws:iam::123456789012:role/agents".into(),
+        credential_mode: CredentialMode::WebIdentity,
+        actions: strings(&["s3:*", "dynamodb:*"]),
+        resources: strings(&["arn:aws:s3:::*"]),
+        regions: strings(&["us-east-1", "eu-west-1"]),
+        max_ttl_seconds: 3600,
+        sts_region: "us-east-1".into(),
+        rules,
+    };
+    ceiling.validate().map_err(|e| e.to_string())?;
+    let req = AccessRequest {
+        actions: strings(&["s3:GetObject", "s3:ListBucket"]),
+        resources: strings(&["arn:aws:s3:::data/reports/*"]),
+        regions: strings(&["us-east-1"]),
+        ttl_seconds: 900,
+    };
+    if evaluate(&ceiling, &req).rule != Some(POLICY_RULES - 1) {
+        return Err("policy benchmark: the request must be decided by the last rule".into());
+    }
+    let time = |f: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        let mut n = 0u64;
+        while start.elapsed().as_secs_f64() < 1.0 {
+            for _ in 0..100 {
+                std::hint::black_box(f());
+            }
+            n += 100;
+        }
+        n as f64 / start.elapsed().as_secs_f64()
+    };
+    let cold = time(&|| evaluate(std::hint::black_box(&ceiling), &req).rule.is_some());
+    let compiled = ceiling.compile();
+    let warm = time(&|| compiled.evaluate(std::hint::black_box(&req)).rule.is_some());
+    Ok((cold, warm))
+}
+
 fn raw_sign_rate(input: &[u8]) -> Result<f64, String> {
     use sealgate_enclave::signer;
     let pkcs8 = signer::generate_pkcs8().map_err(|e| format!("generate key: {e}"))?;
@@ -440,6 +509,11 @@ fn run(args: Args) -> Result<bool, String> {
         "raw ES256 sign rate (server idle, 1 thread, {}-byte signing input): {raw:.0} signs/s",
         signing_input.len()
     );
+    let (policy_cold, policy_warm) = policy_rate()?;
+    println!(
+        "grant policy decisions ({POLICY_RULES}-rule ceiling, last rule decides, 1 thread): \
+         {policy_cold:.0}/s compiling the ceiling per decision, {policy_warm:.0}/s precompiled"
+    );
 
     let log_before = log_size(&api)?;
     let target = Arc::new(Target::new(&url, &key)?);
@@ -527,6 +601,7 @@ fn run(args: Args) -> Result<bool, String> {
             "seconds": args.seconds,
             "warmup_seconds": WARMUP.as_secs(),
             "raw_signs_per_s": raw,
+            "policy_decisions_per_s": { "rules": POLICY_RULES, "per_decision_compile": policy_cold, "precompiled": policy_warm },
             "signing_input_bytes": signing_input.len(),
             "levels": levels_json,
             "log": { "size": log_after, "size_before": log_before, "tokens_total": tokens_total, "ok": log_ok },

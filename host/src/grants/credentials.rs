@@ -1,0 +1,241 @@
+//! `GET /v1/aws/access/{grant_id}/credentials`: credentials minted from STS at this
+//! moment, for the agent that holds the grant, and never stored or logged.
+//!
+//! Every call is checked afresh: the grant must be active with at least STS's minimum
+//! session (900 s) left, its ceiling must still exist with the same role and still
+//! allow the request. The session is then narrowed three ways: the inline session
+//! policy (exactly the grant's actions, resources and regions), `DurationSeconds` (no
+//! longer than the grant has left or the ceiling allows), and the identity
+//! (`RoleSessionName` = grant id, `SourceIdentity` = agent, session tags).
+//!
+//! Credentials are released only after the leaf that records the issue (AWS request id,
+//! access key id, expiry — never the secret or session token) is committed; a failed
+//! call is recorded too, with each attempt's request id.
+
+use super::model::{self, Status};
+use super::policy::{self, CredentialMode, RuleDecision, STS_MIN_TTL};
+use super::revoke::{TAG_AGENT, TAG_GRANT, TAG_WORKSPACE};
+use super::sts::{self, Call, Context};
+use super::{ceilings, coordination};
+use crate::api::oidc::mint_token;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::App;
+use aws_sdk_sts::primitives::DateTimeFormat;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use rusqlite::params;
+use sealgate_shared::protocol::MintRequest;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// The audience AWS STS expects in a web-identity token.
+pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
+
+fn outside(message: String) -> ApiError {
+    ApiError::coded(StatusCode::CONFLICT, "GRANT_OUTSIDE_CEILING", message)
+}
+
+fn not_active(status: Status) -> ApiError {
+    let hint = match status {
+        Status::Pending => "it is waiting for an approver; poll GET /v1/aws/access/{id}?wait=30",
+        Status::Denied => "it was denied",
+        Status::TimedOut => "no approver decided in time; request again",
+        Status::Expired => "it has expired; request a new grant",
+        Status::Released => "it was released; request a new grant",
+        Status::Active => "it is active",
+    };
+    ApiError::coded(
+        StatusCode::CONFLICT,
+        "GRANT_NOT_ACTIVE",
+        format!("the grant is {}: {hint}", status.as_str()),
+    )
+}
+
+pub async fn credentials(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    who: Principal,
+) -> Result<Json<Value>, ApiError> {
+    let (ws, agent) = who.require_agent()?;
+    let not_found = || ApiError::NotFound(format!("grant {id} does not exist"));
+    match model::load(&app, &id).await? {
+        Some(g) if g.workspace_id == ws => {
+            if g.agent_id != agent {
+                return Err(ApiError::coded(
+                    StatusCode::FORBIDDEN,
+                    "GRANT_NOT_OWNER",
+                    "only the agent that requested a grant can fetch its credentials",
+                ));
+            }
+        }
+        _ => return Err(not_found()),
+    }
+    // Under the grant's lock: a release waits for an issue in flight, and an issue
+    // started after a release sees it.
+    let _guard = coordination::lock_grant(&id).await;
+    let g = model::load(&app, &id).await?.ok_or_else(not_found)?;
+    let now = model::now();
+    let status = g.status_at(now);
+    if status != Status::Active {
+        return Err(not_active(status));
+    }
+    let expires_at = g.expires_at.unwrap_or(now);
+    let remaining = expires_at - now;
+    if remaining < STS_MIN_TTL as i64 {
+        return Err(ApiError::coded(
+            StatusCode::CONFLICT,
+            "GRANT_EXPIRING",
+            format!(
+                "the grant has {remaining} s left, and STS issues sessions of at least {STS_MIN_TTL} s: \
+                 credentials now would outlive the grant; request a new grant"
+            ),
+        ));
+    }
+    let stored = ceilings::load(&app, &g.workspace_id, &g.account_id)
+        .await?
+        .ok_or_else(|| outside(format!("the ceiling for account {} has been deleted", g.account_id)))?;
+    let ceiling = &stored.ceiling;
+    if ceiling.role_arn != g.role_arn {
+        return Err(outside(format!(
+            "the ceiling's role changed from {} to {} since this grant was requested; request a new grant",
+            g.role_arn, ceiling.role_arn
+        )));
+    }
+    let access = g.request.access();
+    let d = policy::evaluate(ceiling, &access);
+    if d.decision == RuleDecision::HardDeny {
+        return Err(outside(format!(
+            "the ceiling no longer allows this grant: {}",
+            d.reason
+        )));
+    }
+
+    let duration = (remaining as u64).min(ceiling.max_ttl_seconds);
+    let session_policy = policy::session_policy(&access);
+    let tags = [
+        (TAG_WORKSPACE, g.workspace_id.as_str()),
+        (TAG_AGENT, g.agent_id.as_str()),
+        (TAG_GRANT, g.id.as_str()),
+    ];
+    let call = Call {
+        role_arn: &g.role_arn,
+        session_name: &g.id,
+        policy: &session_policy,
+        duration_seconds: duration as i32,
+        source_identity: &g.agent_id,
+        tags: &tags,
+    };
+    let client = sts::client(&app, &ceiling.sts_region).await;
+    let issuer = app.ledger.config.issuer.clone();
+    let mut token_leaf = Value::Null;
+    let (operation, (outcome, attempts)) = match ceiling.credential_mode {
+        CredentialMode::AssumeRole => ("AssumeRole", sts::with_retry(|| sts::assume_role(&client, &call)).await),
+        CredentialMode::WebIdentity => {
+            let cfg = &app.ledger.config;
+            if !cfg.audiences.iter().any(|a| a == STS_AUDIENCE) {
+                return Err(ApiError::coded(
+                    StatusCode::CONFLICT,
+                    "GRANT_WEB_IDENTITY_UNAVAILABLE",
+                    format!(
+                        "the ceiling uses web_identity but this host may not mint tokens for audience \
+                         {STS_AUDIENCE}: start it with --audience {STS_AUDIENCE}, or use credential_mode assume_role"
+                    ),
+                ));
+            }
+            // Only long enough for the call: STS checks it once, at the exchange.
+            let ttl = cfg.ttl_min_seconds.max(120).min(cfg.ttl_max_seconds);
+            let minted = mint_token(
+                &app,
+                MintRequest {
+                    workspace: g.workspace_id.clone(),
+                    agent: g.agent_id.clone(),
+                    task: None,
+                    audience: STS_AUDIENCE.into(),
+                    ttl_seconds: ttl,
+                    caller: who.key_id.clone(),
+                },
+            )
+            .await?;
+            token_leaf = json!({ "jti": minted.jti, "log_index": minted.log_index });
+            let token = minted.token;
+            (
+                "AssumeRoleWithWebIdentity",
+                sts::with_retry(|| sts::assume_role_with_web_identity(&client, &call, &token)).await,
+            )
+        }
+    };
+    let base = model::with(
+        g.leaf_base(),
+        json!({
+            "operation": operation,
+            "role_arn": g.role_arn,
+            "sts_region": ceiling.sts_region,
+            "duration_seconds": duration,
+            "attempts": attempts,
+            "token": token_leaf,
+        }),
+    );
+    let issued = match outcome {
+        Ok(i) => i,
+        Err(f) => {
+            let event = model::with(
+                base,
+                json!({ "aws_request_id": f.request_id, "error_code": f.code, "http_status": f.http_status }),
+            );
+            if let Err(e) = app.ledger.record("grant.sts.failed", event, None).await {
+                tracing::warn!(grant = %g.id, "recording a failed STS call: {e}");
+            }
+            let cx = Context {
+                mode: &ceiling.credential_mode,
+                role_arn: &g.role_arn,
+                account_id: &g.account_id,
+                sts_region: &ceiling.sts_region,
+                issuer: &issuer,
+                attempts: attempts.len(),
+            };
+            return Err(sts::to_api(&f, &cx));
+        }
+    };
+    let expiration_secs = issued.expiration.secs();
+    let event = model::with(
+        base,
+        json!({
+            "aws_request_id": issued.request_id,
+            "access_key_id": issued.access_key_id,
+            "expiration": expiration_secs,
+        }),
+    );
+    let gid = g.id.clone();
+    let leaf = app
+        .ledger
+        .record(
+            "grant.credentials.issued",
+            event,
+            Some(Box::new(move |c| {
+                c.execute(
+                    "UPDATE grants SET credentials_issued = credentials_issued + 1 WHERE id = ?1",
+                    params![gid],
+                )?;
+                Ok(())
+            })),
+        )
+        .await?;
+    let expiration = issued
+        .expiration
+        .fmt(DateTimeFormat::DateTime)
+        .unwrap_or_else(|_| expiration_secs.to_string());
+    Ok(Json(json!({
+        "grant_id": g.id,
+        "access_key_id": issued.access_key_id,
+        "secret_access_key": issued.secret_access_key,
+        "session_token": issued.session_token,
+        "expiration": expiration,
+        "expires_at": expiration_secs,
+        "region": g.request.regions.first(),
+        "regions": g.request.regions,
+        "aws_request_id": issued.request_id,
+        "log_index": leaf.index,
+    })))
+}

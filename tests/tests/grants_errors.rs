@@ -1,0 +1,311 @@
+//! AWS grants, failure paths: every STS error the fault layer injects (in STS's real
+//! wire shape) comes back as its typed `GRANT_STS_*` code with a message naming the
+//! fix, is recorded as a `grant.sts.failed` leaf, and issues nothing; and the grant
+//! checks made before STS is called (not active, not the owner, expiring, outside a
+//! changed ceiling, another workspace).
+
+mod common;
+mod grants_support;
+
+use common::*;
+use grants_support::*;
+use sealgate_tests::fault::{Fault, FaultLayer, Rule};
+use serde_json::json;
+
+struct Case {
+    mode: &'static str,
+    aws_status: u16,
+    aws_code: &'static str,
+    aws_message: &'static str,
+    status: u16,
+    code: &'static str,
+    hint: &'static str,
+    attempts: usize,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        mode: "assume_role",
+        aws_status: 403,
+        aws_code: "AccessDenied",
+        aws_message: "User: arn:aws:iam::123456789012:user/host is not authorized to perform: sts:AssumeRole",
+        status: 403,
+        code: "GRANT_STS_ACCESS_DENIED",
+        hint: "trust policy must trust the host",
+        attempts: 1,
+    },
+    Case {
+        mode: "assume_role",
+        aws_status: 400,
+        aws_code: "ExpiredTokenException",
+        aws_message: "The security token included in the request is expired",
+        status: 403,
+        code: "GRANT_STS_EXPIRED_TOKEN",
+        hint: "refresh them",
+        attempts: 1,
+    },
+    Case {
+        mode: "assume_role",
+        aws_status: 403,
+        aws_code: "RegionDisabledException",
+        aws_message: "STS is not activated in this region for account:123456789012.",
+        status: 403,
+        code: "GRANT_STS_REGION",
+        hint: "sts_region",
+        attempts: 1,
+    },
+    Case {
+        mode: "assume_role",
+        aws_status: 400,
+        aws_code: "MalformedPolicyDocument",
+        aws_message: "The policy is not in the valid JSON format.",
+        status: 400,
+        code: "GRANT_STS_POLICY",
+        hint: "fewer or broader",
+        attempts: 1,
+    },
+    Case {
+        mode: "assume_role",
+        aws_status: 400,
+        aws_code: "ValidationError",
+        aws_message: "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
+        status: 409,
+        code: "GRANT_STS_VALIDATION",
+        hint: "MaxSessionDuration",
+        attempts: 1,
+    },
+    Case {
+        mode: "assume_role",
+        aws_status: 500,
+        aws_code: "InternalFailure",
+        aws_message: "injected",
+        status: 502,
+        code: "GRANT_STS_ERROR",
+        hint: "STS failed",
+        attempts: 4,
+    },
+    Case {
+        mode: "web_identity",
+        aws_status: 400,
+        aws_code: "InvalidIdentityToken",
+        aws_message: "No OpenIDConnect provider found in your account for the token's issuer.",
+        status: 403,
+        code: "GRANT_STS_INVALID_TOKEN",
+        hint: "IAM OIDC provider",
+        attempts: 1,
+    },
+    Case {
+        mode: "web_identity",
+        aws_status: 400,
+        aws_code: "ExpiredTokenException",
+        aws_message: "Token expired: current date/time 1 must be before the expiration date/time 0",
+        status: 403,
+        code: "GRANT_STS_EXPIRED_TOKEN",
+        hint: "clock",
+        attempts: 1,
+    },
+    Case {
+        mode: "web_identity",
+        aws_status: 403,
+        aws_code: "AccessDenied",
+        aws_message: "Not authorized to perform sts:AssumeRoleWithWebIdentity",
+        status: 403,
+        code: "GRANT_STS_ACCESS_DENIED",
+        hint: "OIDC provider",
+        attempts: 1,
+    },
+];
+
+#[test]
+fn each_sts_error_is_typed_logged_and_issues_nothing() {
+    let e = Env::start();
+    let role = e.role(&unique("err-role"));
+    for (i, case) in CASES.iter().enumerate() {
+        e.fault.clear();
+        e.fault.clear_requests();
+        e.set_ceiling(ACCOUNT, &open_ceiling(&role, case.mode));
+        let action = if case.mode == "web_identity" {
+            "AssumeRoleWithWebIdentity"
+        } else {
+            "AssumeRole"
+        };
+        e.fault.add(Rule::new("sts", Some(action)).fault(Fault::error(
+            case.aws_status,
+            case.aws_code,
+            case.aws_message,
+        )));
+        let id = str_of(&e.grant(&access("b", &["s3:GetObject"], 1800)), "grant_id").to_string();
+        let (s, v) = e.credentials(&id);
+        assert_error((s, v.clone()), case.status, case.code);
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains(case.hint),
+            "{}: message {msg:?} lacks {:?}",
+            case.aws_code,
+            case.hint
+        );
+        assert!(msg.contains(case.aws_code), "the message quotes STS's code: {msg}");
+        let calls = e.fault.requests_for("sts", action);
+        assert_eq!(calls.len(), case.attempts, "{}: attempts {calls:?}", case.aws_code);
+
+        let failed = e.leaves("grant.sts.failed");
+        assert_eq!(failed.len(), i + 1, "one grant.sts.failed leaf per failure");
+        let l = &failed[i].data;
+        assert_eq!(l["grant_id"], id);
+        assert_eq!(l["error_code"], case.aws_code);
+        assert_eq!(l["operation"], action);
+        assert!(l["aws_request_id"].as_str().is_some_and(|r| !r.is_empty()), "{l}");
+    }
+    assert!(e.leaves("grant.credentials.issued").is_empty(), "nothing was issued");
+    let c = rusqlite::Connection::open_with_flags(e.d.db_path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let issued: i64 = c
+        .query_row("SELECT SUM(credentials_issued) FROM grants", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(issued, 0);
+    // With the faults gone the same grant works: nothing was left half-done.
+    e.fault.clear();
+    e.set_ceiling(ACCOUNT, &open_ceiling(&role, "assume_role"));
+    let id = str_of(&e.grant(&access("b", &["s3:GetObject"], 1800)), "grant_id").to_string();
+    assert_eq!(e.credentials(&id).0, 200);
+}
+
+#[test]
+fn sts_region_comes_from_the_ceiling() {
+    let e = Env::start();
+    let role = e.role(&unique("region-role"));
+    let mut c = open_ceiling(&role, "assume_role");
+    c["sts_region"] = json!("eu-west-1");
+    e.set_ceiling(ACCOUNT, &c);
+    e.fault.add(
+        Rule::new("sts", Some("AssumeRole"))
+            .region("eu-west-1")
+            .fault(Fault::error(
+                403,
+                "RegionDisabledException",
+                "STS is not activated in this region",
+            )),
+    );
+    let id = str_of(&e.grant(&access("b", &["s3:GetObject"], 1800)), "grant_id").to_string();
+    let (s, v) = e.credentials(&id);
+    assert_error((s, v.clone()), 403, "GRANT_STS_REGION");
+    assert!(v["error"]["message"].as_str().unwrap().contains("eu-west-1"), "{v}");
+    let calls = e.fault.requests_for("sts", "AssumeRole");
+    assert_eq!(calls[0].region.as_deref(), Some("eu-west-1"));
+    // Moving the ceiling to a working region fixes it.
+    c["sts_region"] = json!("us-east-1");
+    e.set_ceiling(ACCOUNT, &c);
+    assert_eq!(e.credentials(&id).0, 200);
+}
+
+#[test]
+fn unreachable_sts_is_a_typed_502() {
+    let mut e = Env::start();
+    let role = e.role(&unique("down-role"));
+    e.set_ceiling(ACCOUNT, &open_ceiling(&role, "assume_role"));
+    let id = str_of(&e.grant(&access("b", &["s3:GetObject"], 1800)), "grant_id").to_string();
+    // Stop the only endpoint the host knows (connections to its port are refused).
+    let old = std::mem::replace(&mut e.fault, FaultLayer::start(&e.moto.url));
+    drop(old);
+    let (s, v) = e.credentials(&id);
+    assert_error((s, v.clone()), 502, "GRANT_STS_UNAVAILABLE");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("AWS_ENDPOINT_URL"),
+        "{v}"
+    );
+    let failed = e.leaves("grant.sts.failed");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].data["attempts"].as_array().map(Vec::len), Some(4));
+    assert_eq!(failed[0].data["attempts"][0]["transport"], true);
+}
+
+#[test]
+fn grant_checks_before_sts() {
+    let e = Env::start();
+    let role = e.role(&unique("checks-role"));
+    let mut c = ceiling(
+        &role,
+        "assume_role",
+        json!([
+            { "decision": "route_to_approver", "actions": ["s3:PutObject"], "reason": "writes need a human" },
+            { "decision": "auto_approve", "reason": "reads" }
+        ]),
+    );
+    e.set_ceiling(ACCOUNT, &c);
+    let write = str_of(&e.grant(&access("b", &["s3:PutObject"], 1800)), "grant_id").to_string();
+    let (s, v) = e.credentials(&write);
+    assert_error((s, v.clone()), 409, "GRANT_NOT_ACTIVE");
+    assert!(v["error"]["message"].as_str().unwrap().contains("pending"), "{v}");
+
+    let active = str_of(&e.grant(&access("b", &["s3:GetObject"], 1800)), "grant_id").to_string();
+    // Another agent of the workspace may read the grant but not use it.
+    let (s, ag) = e.api.post(
+        &format!("/v1/workspaces/{}/agents", e.t.workspace),
+        Some(&e.operator),
+        &json!({ "name": "peer" }),
+    );
+    assert_eq!(s, 201);
+    let (_, k) = e.api.post(
+        &format!("/v1/workspaces/{}/keys", e.t.workspace),
+        Some(&e.operator),
+        &json!({ "role": "agent", "agent_id": ag["id"] }),
+    );
+    let peer = k["key"].as_str().unwrap();
+    assert_eq!(e.api.get(&format!("/v1/aws/access/{active}"), Some(peer)).0, 200);
+    assert_error(
+        e.api.get(&format!("/v1/aws/access/{active}/credentials"), Some(peer)),
+        403,
+        "GRANT_NOT_OWNER",
+    );
+    // Only agents fetch credentials; another workspace sees nothing.
+    assert_error(
+        e.api
+            .get(&format!("/v1/aws/access/{active}/credentials"), Some(&e.admin)),
+        403,
+        "FORBIDDEN",
+    );
+    let (other, _, _) = e.other_tenant();
+    assert_error(
+        e.api
+            .get(&format!("/v1/aws/access/{active}/credentials"), Some(&other.agent_key)),
+        404,
+        "NOT_FOUND",
+    );
+    assert_error(
+        e.api.get(
+            "/v1/aws/access/gr_000000000000000000000000/credentials",
+            Some(&e.t.agent_key),
+        ),
+        404,
+        "NOT_FOUND",
+    );
+
+    // A ceiling narrowed after the grant: the grant no longer gets credentials.
+    c["actions"] = json!(["s3:List*"]);
+    e.set_ceiling(ACCOUNT, &c);
+    let (s, v) = e.credentials(&active);
+    assert_error((s, v.clone()), 409, "GRANT_OUTSIDE_CEILING");
+    assert!(v["error"]["message"].as_str().unwrap().contains("s3:GetObject"), "{v}");
+    // A ceiling whose role changed, or one deleted: the same.
+    let mut moved = open_ceiling(&format!("arn:aws:iam::{ACCOUNT}:role/elsewhere"), "assume_role");
+    moved["actions"] = json!(["s3:*"]);
+    e.set_ceiling(ACCOUNT, &moved);
+    assert_error(e.credentials(&active), 409, "GRANT_OUTSIDE_CEILING");
+    assert_eq!(e.api.delete(&e.ceiling_path(ACCOUNT), Some(&e.admin)).0, 200);
+    assert_error(e.credentials(&active), 409, "GRANT_OUTSIDE_CEILING");
+    e.set_ceiling(ACCOUNT, &open_ceiling(&role, "assume_role"));
+    assert_eq!(e.credentials(&active).0, 200, "restored ceiling, usable again");
+
+    // Less than STS's 900 s minimum left (time travel): refused rather than over-issued.
+    e.fault.clear_requests();
+    e.db_exec(
+        "UPDATE grants SET expires_at = CAST(strftime('%s','now') AS INTEGER) + 600 WHERE id = ?1",
+        &[&active],
+    );
+    let (s, v) = e.credentials(&active);
+    assert_error((s, v.clone()), 409, "GRANT_EXPIRING");
+    assert!(v["error"]["message"].as_str().unwrap().contains("900"), "{v}");
+    assert!(
+        e.fault.requests_for("sts", "AssumeRole").is_empty(),
+        "STS is not called"
+    );
+}
