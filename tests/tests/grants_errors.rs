@@ -295,17 +295,28 @@ fn grant_checks_before_sts() {
     e.set_ceiling(ACCOUNT, &open_ceiling(&role, "assume_role"));
     assert_eq!(e.credentials(&active).0, 200, "restored ceiling, usable again");
 
-    // Less than STS's 900 s minimum left (time travel): refused rather than over-issued.
+    // Less than STS's 900 s minimum left (time travel): STS is asked for its minimum
+    // session, and the session policy's aws:CurrentTime bound ends it with the grant;
+    // the reported expiration is the grant's end, not the session's.
     e.fault.clear_requests();
     e.db_exec(
         "UPDATE grants SET expires_at = CAST(strftime('%s','now') AS INTEGER) + 600 WHERE id = ?1",
         &[&active],
     );
+    let grant_end: i64 = e.db_query_i64("SELECT expires_at FROM grants WHERE id = ?1", &[&active]);
     let (s, v) = e.credentials(&active);
-    assert_error((s, v.clone()), 409, "GRANT_EXPIRING");
-    assert!(v["error"]["message"].as_str().unwrap().contains("900"), "{v}");
-    assert!(
-        e.fault.requests_for("sts", "AssumeRole").is_empty(),
-        "STS is not called"
-    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["expires_at"].as_i64(), Some(grant_end), "{v}");
+    let sent = e.fault.requests_for("sts", "AssumeRole");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].params.get("DurationSeconds").map(String::as_str), Some("900"));
+    let policy: serde_json::Value = serde_json::from_str(&sent[0].params["Policy"]).unwrap();
+    let bound = policy["Statement"][0]["Condition"]["DateLessThan"]["aws:CurrentTime"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let want = aws_sdk_sts::primitives::DateTime::from_secs(grant_end)
+        .fmt(aws_sdk_sts::primitives::DateTimeFormat::DateTime)
+        .unwrap();
+    assert_eq!(bound, want, "the session policy ends with the grant");
 }

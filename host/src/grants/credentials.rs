@@ -1,11 +1,12 @@
 //! `GET /v1/aws/access/{grant_id}/credentials`: credentials minted from STS at this
 //! moment, for the agent that holds the grant, and never stored or logged.
 //!
-//! Every call is checked afresh: the grant must be active with at least STS's minimum
-//! session (900 s) left, its ceiling must still exist with the same role and still
-//! allow the request. The session is then narrowed three ways: the inline session
-//! policy (exactly the grant's actions, resources and regions), `DurationSeconds` (no
-//! longer than the grant has left or the ceiling allows), and the identity
+//! Every call is checked afresh: the grant must be active, its ceiling must still exist
+//! with the same role and still allow the request. The session is then narrowed: the
+//! inline session policy (exactly the grant's actions, resources and regions, and an
+//! `aws:CurrentTime` bound at the grant's expiry), `DurationSeconds` (what the grant has
+//! left, capped by the ceiling, raised to STS's 900 s minimum — the time bound in the
+//! policy is what ends a session that outlives its grant), and the identity
 //! (`RoleSessionName` = grant id, `SourceIdentity` = agent, session tags).
 //!
 //! Credentials are released only after the leaf that records the issue (AWS request id,
@@ -82,17 +83,7 @@ pub async fn credentials(
         return Err(not_active(status));
     }
     let expires_at = g.expires_at.unwrap_or(now);
-    let remaining = expires_at - now;
-    if remaining < STS_MIN_TTL as i64 {
-        return Err(ApiError::coded(
-            StatusCode::CONFLICT,
-            "GRANT_EXPIRING",
-            format!(
-                "the grant has {remaining} s left, and STS issues sessions of at least {STS_MIN_TTL} s: \
-                 credentials now would outlive the grant; request a new grant"
-            ),
-        ));
-    }
+    let remaining = (expires_at - now).max(1) as u64;
     let stored = ceilings::load(&app, &g.workspace_id, &g.account_id)
         .await?
         .ok_or_else(|| outside(format!("the ceiling for account {} has been deleted", g.account_id)))?;
@@ -112,8 +103,10 @@ pub async fn credentials(
         )));
     }
 
-    let duration = (remaining as u64).min(ceiling.max_ttl_seconds);
-    let session_policy = policy::session_policy(&access);
+    // STS sessions last at least 900 s; a grant with less left still gets one, and the
+    // session policy's `aws:CurrentTime` bound ends it with the grant.
+    let duration = remaining.min(ceiling.max_ttl_seconds).max(STS_MIN_TTL);
+    let session_policy = policy::session_policy(&access, expires_at as u64);
     let tags = [
         (TAG_WORKSPACE, g.workspace_id.as_str()),
         (TAG_AGENT, g.agent_id.as_str()),
@@ -198,7 +191,9 @@ pub async fn credentials(
             return Err(sts::to_api(&f, &cx));
         }
     };
-    let expiration_secs = issued.expiration.secs();
+    // What the caller should plan with: the session, or the grant if it ends first
+    // (the session policy stops the credentials working then).
+    let expiration_secs = issued.expiration.secs().min(expires_at);
     let event = model::with(
         base,
         json!({
@@ -222,8 +217,7 @@ pub async fn credentials(
             })),
         )
         .await?;
-    let expiration = issued
-        .expiration
+    let expiration = aws_sdk_sts::primitives::DateTime::from_secs(expiration_secs)
         .fmt(DateTimeFormat::DateTime)
         .unwrap_or_else(|_| expiration_secs.to_string());
     Ok(Json(json!({

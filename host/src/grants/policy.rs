@@ -326,7 +326,7 @@ impl AccessRequest {
                 format!("must be within STS's [{STS_MIN_TTL}, {STS_MAX_TTL}]"),
             ));
         }
-        let len = session_policy(self).chars().count();
+        let len = session_policy(self, 0).chars().count();
         if len > MAX_SESSION_POLICY_CHARS {
             return Err(invalid(
                 "actions",
@@ -440,9 +440,12 @@ pub fn evaluate(ceiling: &Ceiling, req: &AccessRequest) -> Decision {
 }
 
 /// The inline session policy sent to STS: exactly the request's actions on its
-/// resources, only in its regions. The effective permissions are the role's policies
-/// intersected with this, so the credentials can never exceed the grant.
-pub fn session_policy(req: &AccessRequest) -> String {
+/// resources, only in its regions, and only before `not_after` (Unix seconds; the
+/// grant's expiry). The effective permissions are the role's policies intersected with
+/// this, so the credentials can never exceed the grant — not even in time: STS sessions
+/// last at least 900 s, and the `aws:CurrentTime` bound is what lets a grant with less
+/// left still get credentials that stop working exactly when it ends.
+pub fn session_policy(req: &AccessRequest, not_after: u64) -> String {
     serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [{
@@ -450,10 +453,33 @@ pub fn session_policy(req: &AccessRequest) -> String {
             "Effect": "Allow",
             "Action": req.actions,
             "Resource": req.resources,
-            "Condition": { "StringEquals": { "aws:RequestedRegion": req.regions } }
+            "Condition": {
+                "StringEquals": { "aws:RequestedRegion": req.regions },
+                "DateLessThan": { "aws:CurrentTime": iso8601(not_after) }
+            }
         }]
     })
     .to_string()
+}
+
+/// `2026-11-22T23:00:00Z` (civil-from-days, proleptic Gregorian, UTC).
+fn iso8601(unix: u64) -> String {
+    let (days, secs) = (unix / 86_400, unix % 86_400);
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 #[cfg(test)]
@@ -678,7 +704,7 @@ mod tests {
     #[test]
     fn session_policy_is_narrowed_to_the_request() {
         let r = req(&["s3:GetObject"], &["arn:aws:s3:::data/x"], &["eu-west-1"], 900);
-        let p: serde_json::Value = serde_json::from_str(&session_policy(&r)).unwrap();
+        let p: serde_json::Value = serde_json::from_str(&session_policy(&r, 1_795_388_400)).unwrap();
         let s = &p["Statement"][0];
         assert_eq!(s["Action"], serde_json::json!(["s3:GetObject"]));
         assert_eq!(s["Resource"], serde_json::json!(["arn:aws:s3:::data/x"]));
@@ -686,5 +712,17 @@ mod tests {
             s["Condition"]["StringEquals"]["aws:RequestedRegion"],
             serde_json::json!(["eu-west-1"])
         );
+        assert_eq!(
+            s["Condition"]["DateLessThan"]["aws:CurrentTime"],
+            serde_json::json!("2026-11-22T23:00:00Z")
+        );
+    }
+
+    #[test]
+    fn iso8601_dates() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso8601(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(iso8601(4_107_542_399), "2100-02-28T23:59:59Z");
+        assert_eq!(iso8601(1_709_251_199), "2024-02-29T23:59:59Z");
     }
 }

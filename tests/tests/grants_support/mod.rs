@@ -153,6 +153,13 @@ impl Env {
         c.execute(sql, params).expect("time-travel update")
     }
 
+    /// Reads one integer from the host's database.
+    pub fn db_query_i64(&self, sql: &str, params: &[&dyn rusqlite::ToSql]) -> i64 {
+        let c = rusqlite::Connection::open(self.d.db_path()).expect("open the host's database");
+        c.busy_timeout(Duration::from_secs(10)).expect("busy timeout");
+        c.query_row(sql, params, |r| r.get(0)).expect("query")
+    }
+
     /// Creates an IAM role in moto (trusting anyone: moto does not check trust
     /// policies) and returns its ARN.
     pub fn role(&self, name: &str) -> String {
