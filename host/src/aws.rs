@@ -72,7 +72,10 @@ fn endpoint_overridden(service: &str) -> bool {
 }
 
 /// Turns an STS credentials structure into one the other clients accept.
-pub fn session_credentials(c: &aws_sdk_sts::types::Credentials, provider: &'static str) -> aws_sdk_s3::config::Credentials {
+pub fn session_credentials(
+    c: &aws_sdk_sts::types::Credentials,
+    provider: &'static str,
+) -> aws_sdk_s3::config::Credentials {
     let expiry = std::time::SystemTime::try_from(c.expiration).ok();
     aws_sdk_s3::config::Credentials::new(
         c.access_key_id.clone(),

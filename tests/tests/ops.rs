@@ -159,7 +159,10 @@ fn openapi_covers_every_documented_route() {
             "DELETE" => api.delete(&concrete, None),
             "PUT" => {
                 let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-                let mut r = agent.put(format!("{}{concrete}", d.url)).send_json(json!({})).expect("PUT");
+                let mut r = agent
+                    .put(format!("{}{concrete}", d.url))
+                    .send_json(json!({}))
+                    .expect("PUT");
                 let text = r.body_mut().read_to_string().unwrap_or_default();
                 (r.status().as_u16(), serde_json::from_str(&text).unwrap_or(Value::Null))
             }

@@ -21,9 +21,9 @@ mod features;
 mod grant;
 mod policies;
 mod probe;
-mod regions;
+pub(crate) mod regions;
 mod store;
-mod validate;
+pub(crate) mod validate;
 
 use crate::App;
 use axum::routing::{get, post};

@@ -164,42 +164,15 @@ fn valid_resource(r: &str) -> bool {
     }
 }
 
-/// `us-east-1`, `eu-central-2`, `us-gov-west-1`, `cn-north-1`, `ap-southeast-5`, ….
+/// A region AWS has (the same list BYO storage validates against).
 pub fn valid_region(r: &str) -> bool {
-    let parts: Vec<&str> = r.split('-').collect();
-    parts.len() >= 3
-        && parts.len() <= 4
-        && parts[0].len() == 2
-        && parts
-            .iter()
-            .take(parts.len() - 1)
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
-        && parts
-            .last()
-            .is_some_and(|n| !n.is_empty() && n.len() <= 2 && n.bytes().all(|b| b.is_ascii_digit()))
+    crate::byo::validate::region(r).is_ok()
 }
 
-/// `arn:<partition>:iam::<12 digits>:role/<path/>name`.
+/// `arn:<partition>:iam::<12 digits>:role/<path/>name` (one rule for the whole host:
+/// BYO storage validates customer roles with the same function).
 pub fn valid_role_arn(arn: &str) -> bool {
-    let Some(rest) = arn.strip_prefix("arn:") else {
-        return false;
-    };
-    let Some((partition, rest)) = rest.split_once(":iam::") else {
-        return false;
-    };
-    let Some((account, role)) = rest.split_once(":role/") else {
-        return false;
-    };
-    let name_ok = |s: &str| {
-        !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
-    };
-    let (path, name) = role.rsplit_once('/').unwrap_or(("", role));
-    matches!(partition, "aws" | "aws-cn" | "aws-us-gov")
-        && account.len() == 12
-        && account.bytes().all(|b| b.is_ascii_digit())
-        && name_ok(name)
-        && path.len() <= 511
-        && path.split('/').all(|seg| path.is_empty() || name_ok(seg))
+    crate::byo::validate::role_arn(arn).is_ok()
 }
 
 /// The 12-digit account of a role ARN already checked by [`valid_role_arn`].
@@ -692,10 +665,10 @@ mod tests {
         ] {
             assert!(!valid_role_arn(bad), "{bad}");
         }
-        for ok in ["us-east-1", "us-gov-west-1", "cn-north-1", "ap-southeast-5"] {
+        for ok in ["us-east-1", "us-gov-west-1", "cn-north-1", "eu-central-2"] {
             assert!(valid_region(ok), "{ok}");
         }
-        for bad in ["us-east", "US-EAST-1", "useast1", "us-east-1a", ""] {
+        for bad in ["us-east", "US-EAST-1", "useast1", "us-east-1a", "xx-east-9", ""] {
             assert!(!valid_region(bad), "{bad}");
         }
         assert_eq!(role_account("arn:aws:iam::123456789012:role/x"), Some("123456789012"));
