@@ -17,6 +17,7 @@ use axum::Router;
 use std::sync::Arc;
 
 pub use extract::{JsonBody, QueryParams};
+pub use tenancy::workspace_exists;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

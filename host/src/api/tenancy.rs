@@ -31,7 +31,8 @@ fn valid_name(name: &str) -> Result<String, ApiError> {
     Ok(n.to_string())
 }
 
-async fn workspace_exists(app: &App, ws: &str) -> Result<(), ApiError> {
+/// 404 unless workspace `ws` exists (shared by every workspace-scoped endpoint).
+pub async fn workspace_exists(app: &App, ws: &str) -> Result<(), ApiError> {
     let ws_owned = ws.to_string();
     let found = app
         .ledger

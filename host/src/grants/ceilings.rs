@@ -100,19 +100,6 @@ pub async fn require(app: &App, workspace: &str, account: &str) -> Result<Stored
     })
 }
 
-async fn workspace_exists(app: &App, ws: &str) -> Result<(), ApiError> {
-    let w = ws.to_string();
-    let found = app
-        .ledger
-        .db
-        .read(move |c| {
-            c.query_row("SELECT 1 FROM workspaces WHERE id = ?1", params![w], |_| Ok(()))
-                .optional()
-        })
-        .await?;
-    found.ok_or_else(|| ApiError::NotFound(format!("workspace {ws} does not exist")))
-}
-
 /// Splits our own setting off the body and parses the rest as a [`Ceiling`] (which
 /// refuses unknown fields).
 fn parse_body(body: Value) -> Result<(Ceiling, u64), ApiError> {
@@ -158,7 +145,7 @@ pub async fn put(
             ),
         ));
     }
-    workspace_exists(&app, &ws).await?;
+    crate::api::workspace_exists(&app, &ws).await?;
     let existed = load(&app, &ws, &account).await?.is_some();
     let stored_json =
         serde_json::to_string(&ceiling).map_err(|e| ApiError::Internal(format!("serialising the ceiling: {e}")))?;

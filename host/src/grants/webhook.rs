@@ -176,18 +176,7 @@ pub async fn put(
             format!("whsec_{}", hex::encode(b))
         }
     };
-    let w = ws.clone();
-    let exists = app
-        .ledger
-        .db
-        .read(move |c| {
-            c.query_row("SELECT 1 FROM workspaces WHERE id = ?1", params![w], |_| Ok(()))
-                .optional()
-        })
-        .await?;
-    if exists.is_none() {
-        return Err(ApiError::NotFound(format!("workspace {ws} does not exist")));
-    }
+    crate::api::workspace_exists(&app, &ws).await?;
     let (rws, rurl, rsecret, now) = (ws.clone(), body.url.clone(), secret.clone(), model::now());
     let leaf = app
         .ledger
