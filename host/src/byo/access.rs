@@ -4,7 +4,6 @@
 use super::error::{ByoError, ByoResult};
 use super::store;
 use crate::auth::{Principal, Role};
-use crate::error::ApiError;
 use crate::App;
 use axum::http::StatusCode;
 use serde_json::json;
@@ -12,11 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 
 async fn workspace(app: &App, ws: &str) -> ByoResult<()> {
-    if store::workspace_exists(app, ws).await? {
-        Ok(())
-    } else {
-        Err(ApiError::NotFound(format!("workspace {ws} does not exist")).into())
-    }
+    Ok(crate::api::workspace_exists(app, ws).await?)
 }
 
 /// 402 unless the operator enabled BYO storage for `ws`.

@@ -121,18 +121,6 @@ pub async fn live_grant(app: &App, ws: &str) -> Result<Option<Grant>, crate::db:
     app.ledger.db.read(move |c| live_grant_in(c, &ws)).await
 }
 
-pub async fn workspace_exists(app: &App, ws: &str) -> Result<bool, crate::db::DbError> {
-    let ws = ws.to_string();
-    app.ledger
-        .db
-        .read(move |c| {
-            c.query_row("SELECT 1 FROM workspaces WHERE id = ?1", params![ws], |_| Ok(()))
-                .optional()
-        })
-        .await
-        .map(|r| r.is_some())
-}
-
 pub async fn byo_enabled(app: &App, ws: &str) -> Result<bool, crate::db::DbError> {
     let ws = ws.to_string();
     app.ledger
