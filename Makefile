@@ -3,33 +3,44 @@ CARGO  ?= cargo
 STATE  ?= state
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: run test bench lint fmt build release clean
+.PHONY: run test bench lint fmt fmt-check build release clean
 
 ## Build and start the whole system in simulator mode on loopback.
 run: release
 	./target/release/sealgate sim --listen $(LISTEN) --state $(STATE)
 
+## One compilation serves lint, bins and tests. The workspace's own crates are compiled
+## by clippy-driver (rustc plus clippy's lints, `-D warnings`) while they are built for
+## real, so `cargo clippy` never needs its own check-only build of every dependency, and
+## the test profile is `dev` (Cargo.toml), so bins and tests share one set of artifacts.
+CLIPPY_DRIVER ?= $(shell rustup which clippy-driver 2>/dev/null || command -v clippy-driver)
+LINTED        := RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER) CLIPPY_ARGS=-Dwarnings__CLIPPY_HACKERY__
+
 ## Build and run every test, including end-to-end tests that start the real binaries.
 test: build cfn-lint moto
-	$(CARGO) test --workspace --no-fail-fast
-	$(CARGO) test -p sealgate-enclave --features p256-signer --lib
+	$(LINTED) $(CARGO) test --workspace --no-fail-fast
+	$(LINTED) $(CARGO) test -p sealgate-enclave --features p256-signer --lib
 
 ## Tokens/s and latency at 1, 16, 64 connections against `sealgate sim`, plus the raw
 ## single-core ES256 sign rate.
 bench: release
 	./target/release/sealgate-bench
 
-## Formatting and clippy, as CI runs them.
-lint:
+## Formatting, and clippy on every target (the linted build below), as CI runs them.
+lint: fmt-check build
+
+fmt-check:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy -p sealgate-enclave --features p256-signer --all-targets -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
 
+## Every target of the workspace (bins, libs, tests, the bench driver), linted as it
+## compiles; then the enclave's pure-Rust signer variant.
 build:
-	$(CARGO) build --workspace --bins
+	@test -n "$(CLIPPY_DRIVER)" || { echo "clippy-driver not found: rustup component add clippy" >&2; exit 1; }
+	$(LINTED) $(CARGO) test --workspace --all-targets --no-run
+	$(LINTED) $(CARGO) test -p sealgate-enclave --features p256-signer --all-targets --no-run
 
 release:
 	$(CARGO) build --release --workspace --bins
