@@ -1,10 +1,10 @@
 //! ES256 (ECDSA P-256 with SHA-256) token signing.
 //!
 //! Signing is the enclave's bottleneck, so the default backend is aws-lc-rs (about ten
-//! times the `p256` crate's rate). The pure-Rust `p256` backend stays behind the
-//! `p256-signer` feature so the two can be cross-checked and the enclave can be built
-//! without a C toolchain. Both load the same PKCS#8 key, so a sealed key works with
-//! either.
+//! times the `p256` crate's rate). The pure-Rust `p256` backend signs instead with the
+//! `p256-signer` feature; it is compiled into every test build as well, so the unit
+//! tests cross-check the two without a second, feature-flagged build. Both load the same
+//! PKCS#8 key, so a sealed key works with either.
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
@@ -81,12 +81,12 @@ fn split_point(p: &[u8]) -> ([u8; 32], [u8; 32]) {
     (x, y)
 }
 
-#[cfg(feature = "p256-signer")]
+#[cfg(any(test, feature = "p256-signer"))]
 pub struct P256Signer {
     key: p256::ecdsa::SigningKey,
 }
 
-#[cfg(feature = "p256-signer")]
+#[cfg(any(test, feature = "p256-signer"))]
 impl P256Signer {
     pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, SignError> {
         use p256::pkcs8::DecodePrivateKey;
@@ -95,7 +95,7 @@ impl P256Signer {
     }
 }
 
-#[cfg(feature = "p256-signer")]
+#[cfg(any(test, feature = "p256-signer"))]
 impl Es256 for P256Signer {
     fn sign(&self, msg: &[u8]) -> Result<[u8; 64], SignError> {
         use p256::ecdsa::signature::Signer;
@@ -171,7 +171,6 @@ mod tests {
         assert!(matches!(load(b"not a key"), Err(SignError::BadKey)));
     }
 
-    #[cfg(feature = "p256-signer")]
     #[test]
     fn p256_and_aws_lc_backends_are_interchangeable() {
         let pkcs8 = generate_pkcs8().unwrap();
