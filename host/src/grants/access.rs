@@ -256,6 +256,12 @@ pub async fn request(
         released_at: None,
         hard_revoked: false,
         credentials_issued: 0,
+        requested_by: Some(who.key_id.clone()),
+        approvals_required: d
+            .rule
+            .and_then(|i| stored.ceiling.rules.get(i))
+            .map_or(1, |r| i64::from(r.approvals_required)),
+        approvals: Vec::new(),
     };
     let event = json!({
         "run_id": g.run_id,
@@ -382,7 +388,8 @@ pub async fn release(
 
 /// Puts the deny policy on the role first (nothing is recorded if IAM refuses), then
 /// records the release and the revocation to prune later, in one transaction.
-async fn hard_revoke(
+/// Also used by [`super::offboard`] when an agent is disabled.
+pub(crate) async fn hard_revoke(
     app: &App,
     before: &Grant,
     mut after: Grant,
