@@ -43,10 +43,16 @@ pub fn can_see(who: &Principal, workspace: &str) -> bool {
     who.role == Role::Operator || who.workspace_id.as_deref() == Some(workspace)
 }
 
-/// The grant if `who` may see it, else 404.
+/// The grant if `who` may see it, else 404. An agent key sees only its own agent's
+/// grants: another agent of the same workspace gets the same 404 as another workspace.
 pub async fn visible(app: &App, who: &Principal, id: &str) -> Result<Grant, ApiError> {
     match model::load(app, id).await? {
-        Some(g) if can_see(who, &g.workspace_id) => Ok(g),
+        Some(g)
+            if can_see(who, &g.workspace_id)
+                && (who.role != Role::Agent || who.agent_id.as_deref() == Some(g.agent_id.as_str())) =>
+        {
+            Ok(g)
+        }
         _ => Err(ApiError::NotFound(format!("grant {id} does not exist"))),
     }
 }
