@@ -197,7 +197,8 @@ fn hole7_key_listing_never_contains_a_secret_or_hash() {
         }
     }
     for k in keys {
-        let fields: Vec<&str> = k.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut fields: Vec<&str> = k.as_object().unwrap().keys().map(String::as_str).collect();
+        fields.sort_unstable();
         assert_eq!(
             fields,
             ["agent_id", "created_at", "id", "last_used_at", "revoked", "revoked_at", "role"],

@@ -166,18 +166,17 @@ fn call(api: &sealgate_tests::Api, method: &str, path: &str, key: Option<&str>, 
         .into();
     let mut b = ureq::http::Request::builder()
         .method(method)
-        .uri(format!("{}{path}", api.url))
-        .header("Content-Type", "application/json");
+        .uri(format!("{}{path}", api.url));
     if let Some(k) = key {
         b = b.header("Authorization", format!("Bearer {k}"));
     }
-    let body = if matches!(method, "GET" | "DELETE") {
-        String::new()
+    let sent = if matches!(method, "GET" | "DELETE") {
+        agent.run(b.body(()).expect("request"))
     } else {
-        body.to_string()
+        let b = b.header("Content-Type", "application/json");
+        agent.run(b.body(body.to_string()).expect("request"))
     };
-    let req = b.body(body).expect("request");
-    match agent.run(req) {
+    match sent {
         Ok(mut r) => (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default()),
         Err(e) => (0, format!("transport error: {e}")),
     }

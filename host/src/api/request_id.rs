@@ -13,7 +13,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use rand::RngCore;
 
-pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
+pub const HEADER: &str = "x-request-id";
 const MAX_LEN: usize = 64;
 
 tokio::task_local! {
@@ -55,10 +55,10 @@ pub async fn scope<F: std::future::Future>(id: String, f: F) -> F::Output {
 
 /// The middleware: picks the id, handles the request inside its scope, echoes it.
 pub async fn layer(req: Request, next: Next) -> Response {
-    let id = choose(req.headers().get(&HEADER));
+    let id = choose(req.headers().get(HEADER));
     let mut resp = scope(id.clone(), next.run(req)).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert(HEADER, v);
+        resp.headers_mut().insert(HeaderName::from_static(HEADER), v);
     }
     resp
 }

@@ -212,8 +212,10 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
 /// Brings an existing database up to [`SCHEMA`] (run after it, by the writer connection).
 pub fn migrate(c: &rusqlite::Connection) -> rusqlite::Result<()> {
     for (table, column, definition) in ADDED_COLUMNS {
-        let mut st = c.prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?;
-        if !st.exists([column])? {
+        let present = c
+            .prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?
+            .exists([column])?;
+        if !present {
             c.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"))?;
         }
     }
@@ -242,7 +244,8 @@ mod tests {
         assert_eq!(n, 1);
         c.execute_batch(SCHEMA).unwrap();
         migrate(&c).unwrap();
-        c.query_row("SELECT disabled_at FROM agents", [], |_| Ok(())).ok();
-        c.query_row("SELECT last_used_at FROM api_keys", [], |_| Ok(())).ok();
+        c.prepare("SELECT disabled_at FROM agents").unwrap();
+        c.prepare("SELECT last_used_at FROM api_keys").unwrap();
+        c.prepare("SELECT requested_by FROM grants").unwrap();
     }
 }

@@ -246,7 +246,7 @@ pub async fn decide(
         return Ok(Json(with_index(g.view(), leaf.index)));
     }
     after.approvals.push(approval);
-    let approved_by: Vec<&str> = after.approvals.iter().map(|a| a.key_id.as_str()).collect();
+    let approved_by: Vec<String> = after.approvals.iter().map(|a| a.key_id.clone()).collect();
     after.status = Status::Active;
     after.activated_at = Some(now);
     after.expires_at = Some(now + g.request.ttl_seconds as i64);
