@@ -167,7 +167,8 @@ mod tests {
 
     #[test]
     fn validate_refuses_look_alike_loopback_issuers() {
-        let cases: Vec<Box<dyn Fn(&mut EnclaveConfig)>> = vec![
+        type Mutation = Box<dyn Fn(&mut EnclaveConfig)>;
+        let cases: Vec<Mutation> = vec![
             Box::new(|c| c.issuer = "http://127.0.0.1@evil.com".into()),
             Box::new(|c| c.issuer = "http://127.evil.com".into()),
         ];

@@ -174,7 +174,10 @@ mod tests {
         let (status, body) = body_of(ApiError::from(e), "req-42").await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         let text = body.to_string();
-        assert!(!text.contains("secret_table_xyz") && !text.contains("database"), "{text}");
+        assert!(
+            !text.contains("secret_table_xyz") && !text.contains("database"),
+            "{text}"
+        );
         assert_eq!(body["error"]["code"], "INTERNAL");
         assert_eq!(body["error"]["message"], INTERNAL_MESSAGE);
         assert_eq!(body["error"]["request_id"], "req-42");
@@ -184,9 +187,17 @@ mod tests {
     async fn internal_messages_are_generic_and_client_errors_keep_theirs() {
         let (_, body) = body_of(ApiError::Internal("stored role \"x\" is unknown".into()), "r").await;
         assert_eq!(body["error"]["message"], INTERNAL_MESSAGE);
-        let (_, body) = body_of(ApiError::from(crate::db::DbError::Batch("UNIQUE constraint failed: t.c".into())), "r").await;
+        let (_, body) = body_of(
+            ApiError::from(crate::db::DbError::Batch("UNIQUE constraint failed: t.c".into())),
+            "r",
+        )
+        .await;
         assert!(!body.to_string().contains("UNIQUE"), "{body}");
-        let (status, body) = body_of(ApiError::bad_code("INVALID_NAME", "name must be 1-128 characters"), "r2").await;
+        let (status, body) = body_of(
+            ApiError::bad_code("INVALID_NAME", "name must be 1-128 characters"),
+            "r2",
+        )
+        .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["error"]["message"], "name must be 1-128 characters");
         assert_eq!(body["error"]["request_id"], "r2");

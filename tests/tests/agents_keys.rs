@@ -9,9 +9,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
 use common::*;
 use grants_support::*;
+use sealgate_tests::wait_for;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use sealgate_tests::wait_for;
 use std::time::Duration;
 
 /// A second key for agent `agent` of workspace `ws`: `(id, key)`.
@@ -67,8 +67,16 @@ fn hole7_disabled_agent_keys_are_refused_its_mints_too_and_its_grants_released()
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["disabled"], true);
     assert!(v["log_index"].as_u64().is_some(), "one leaf records the disable: {v}");
-    let revoked: Vec<&str> = v["revoked_keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect();
-    assert!(revoked.contains(&e.t.agent_key_id.as_str()) && revoked.len() == 2, "{v}");
+    let revoked: Vec<&str> = v["revoked_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    assert!(
+        revoked.contains(&e.t.agent_key_id.as_str()) && revoked.len() == 2,
+        "{v}"
+    );
     let released = v["released_grants"].as_array().unwrap();
     let outcome = |id: &str| {
         released
@@ -78,15 +86,24 @@ fn hole7_disabled_agent_keys_are_refused_its_mints_too_and_its_grants_released()
             .clone()
     };
     assert_eq!(outcome(&used)["from"], "active");
-    assert_eq!(outcome(&used)["hard_revoked"], true, "credentials were out: a deny on the role");
-    assert_eq!(outcome(&unused)["hard_revoked"], false, "no credentials out: a soft release");
+    assert_eq!(
+        outcome(&used)["hard_revoked"],
+        true,
+        "credentials were out: a deny on the role"
+    );
+    assert_eq!(
+        outcome(&unused)["hard_revoked"],
+        false,
+        "no credentials out: a soft release"
+    );
     assert_eq!(outcome(&pending)["from"], "pending");
 
     // Every key of the agent: 401 on mint, on grant requests, on its grants.
     for k in [&e.t.agent_key, &second_key] {
         assert_error(e.api.post("/v1/tokens", Some(k), &json!({})), 401, "UNAUTHENTICATED");
         assert_error(
-            e.api.post("/v1/aws/access", Some(k), &access(&bucket, &["s3:GetObject"], 900)),
+            e.api
+                .post("/v1/aws/access", Some(k), &access(&bucket, &["s3:GetObject"], 900)),
             401,
             "UNAUTHENTICATED",
         );
@@ -105,10 +122,7 @@ fn hole7_disabled_agent_keys_are_refused_its_mints_too_and_its_grants_released()
     let (_, g) = e.api.get(&format!("/v1/aws/access/{used}"), Some(&e.admin));
     assert_eq!(g["hard_revoked"], true, "{g}");
     assert_eq!(
-        e.db_query_i64(
-            "SELECT COUNT(*) FROM grant_revocations WHERE grant_id = ?1",
-            &[&used]
-        ),
+        e.db_query_i64("SELECT COUNT(*) FROM grant_revocations WHERE grant_id = ?1", &[&used]),
         1
     );
     // It cannot be given a key again; the listing shows it disabled.
@@ -121,7 +135,9 @@ fn hole7_disabled_agent_keys_are_refused_its_mints_too_and_its_grants_released()
         409,
         "AGENT_DISABLED",
     );
-    let (s, agents) = e.api.get(&format!("/v1/workspaces/{}/agents", e.t.workspace), Some(&e.admin));
+    let (s, agents) = e
+        .api
+        .get(&format!("/v1/workspaces/{}/agents", e.t.workspace), Some(&e.admin));
     assert_eq!(s, 200, "{agents}");
     let me = agents["agents"]
         .as_array()
@@ -133,8 +149,15 @@ fn hole7_disabled_agent_keys_are_refused_its_mints_too_and_its_grants_released()
     assert_eq!(me["disabled"], true, "{agents}");
     // A key that escaped revocation (written back by hand) still does not resolve: the
     // lookup refuses keys of disabled agents by itself.
-    e.db_exec("UPDATE api_keys SET revoked_at = NULL WHERE id = ?1", &[&e.t.agent_key_id]);
-    assert_error(e.api.post("/v1/tokens", Some(&e.t.agent_key), &json!({})), 401, "UNAUTHENTICATED");
+    e.db_exec(
+        "UPDATE api_keys SET revoked_at = NULL WHERE id = ?1",
+        &[&e.t.agent_key_id],
+    );
+    assert_error(
+        e.api.post("/v1/tokens", Some(&e.t.agent_key), &json!({})),
+        401,
+        "UNAUTHENTICATED",
+    );
     // Disabling again is harmless.
     let (s, again) = disable(&e, &e.admin, &e.t.agent);
     assert_eq!(s, 200, "{again}");
@@ -154,7 +177,11 @@ fn hole7_other_workspaces_admin_cannot_list_or_disable_agents() {
             403,
             "FORBIDDEN",
         );
-        assert_error(e.api.get(&format!("/v1/workspaces/{ws}/keys"), Some(k)), 403, "FORBIDDEN");
+        assert_error(
+            e.api.get(&format!("/v1/workspaces/{ws}/keys"), Some(k)),
+            403,
+            "FORBIDDEN",
+        );
         assert_error(disable(&e, k, &e.t.agent), 403, "FORBIDDEN");
     }
     // B's admin naming A's agent under B's own workspace: not found there.
@@ -193,7 +220,10 @@ fn hole7_key_listing_never_contains_a_secret_or_hash() {
             B64URL.encode(hash),
             base64::engine::general_purpose::STANDARD.encode(hash),
         ] {
-            assert!(!text.contains(&form), "the listing contains a secret or its hash: {text}");
+            assert!(
+                !text.contains(&form),
+                "the listing contains a secret or its hash: {text}"
+            );
         }
     }
     for k in keys {
@@ -201,7 +231,15 @@ fn hole7_key_listing_never_contains_a_secret_or_hash() {
         fields.sort_unstable();
         assert_eq!(
             fields,
-            ["agent_id", "created_at", "id", "last_used_at", "revoked", "revoked_at", "role"],
+            [
+                "agent_id",
+                "created_at",
+                "id",
+                "last_used_at",
+                "revoked",
+                "revoked_at",
+                "role"
+            ],
             "only ids, roles, agents and dates: {k}"
         );
     }
@@ -226,7 +264,13 @@ fn hole7_key_listing_never_contains_a_secret_or_hash() {
     );
     assert_eq!(s, 200);
     let (_, v) = e.api.get(&format!("/v1/workspaces/{ws}/keys"), Some(&e.admin));
-    let row = v["keys"].as_array().unwrap().iter().find(|k| k["id"] == e.t.agent_key_id.as_str()).unwrap().clone();
+    let row = v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == e.t.agent_key_id.as_str())
+        .unwrap()
+        .clone();
     assert_eq!(row["revoked"], true, "{row}");
     assert!(row["revoked_at"].as_i64().is_some(), "{row}");
 }

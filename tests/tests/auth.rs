@@ -485,7 +485,11 @@ fn hole7_operator_key_rotation_refuses_the_old_key() {
     // Only the operator rotates it.
     let admin = new_key(&api, &old, &t.workspace, "admin").1;
     for k in [&admin, &t.agent_key] {
-        assert_error(api.post("/v1/admin/operator-key/rotate", Some(k), &json!({})), 403, "FORBIDDEN");
+        assert_error(
+            api.post("/v1/admin/operator-key/rotate", Some(k), &json!({})),
+            403,
+            "FORBIDDEN",
+        );
     }
     let (s, v) = api.post("/v1/admin/operator-key/rotate", Some(&old), &json!({}));
     assert_eq!(s, 200, "{v}");
@@ -498,7 +502,11 @@ fn hole7_operator_key_rotation_refuses_the_old_key() {
         401,
         "UNAUTHENTICATED",
     );
-    assert_error(api.post("/v1/admin/operator-key/rotate", Some(&old), &json!({})), 401, "UNAUTHENTICATED");
+    assert_error(
+        api.post("/v1/admin/operator-key/rotate", Some(&old), &json!({})),
+        401,
+        "UNAUTHENTICATED",
+    );
     let (s, ws) = api.post("/v1/workspaces", Some(&new), &json!({ "name": "after" }));
     assert_eq!(s, 201, "{ws}");
     // The file was rewritten atomically with the new key, mode 0600.
@@ -567,12 +575,17 @@ fn hole7_failed_bootstrap_write_leaves_no_operator_row() {
     });
     let mut err = String::new();
     std::io::Read::read_to_string(host.stderr.as_mut().unwrap(), &mut err).unwrap();
-    assert!(!status.success(), "the host must not serve without its operator key: {err}");
+    assert!(
+        !status.success(),
+        "the host must not serve without its operator key: {err}"
+    );
     assert!(err.contains("admin.key"), "the error names the file: {err}");
     assert!(!bad.exists());
     let conn = rusqlite::Connection::open(d.db_path()).unwrap();
     let rows: i64 = conn
-        .query_row("SELECT COUNT(*) FROM api_keys WHERE role = 'operator'", [], |r| r.get(0))
+        .query_row("SELECT COUNT(*) FROM api_keys WHERE role = 'operator'", [], |r| {
+            r.get(0)
+        })
         .unwrap();
     assert_eq!(rows, 0, "no operator row without its file");
     drop(conn);
@@ -584,7 +597,13 @@ fn hole7_failed_bootstrap_write_leaves_no_operator_row() {
 }
 
 /// POST with extra request headers; returns status, the response's x-request-id, body.
-fn post_with_headers(api: &Api, path: &str, key: &str, headers: &[(&str, &str)], body: &Value) -> (u16, Option<String>, Value) {
+fn post_with_headers(
+    api: &Api,
+    path: &str,
+    key: &str,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> (u16, Option<String>, Value) {
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let mut req = agent
         .post(format!("{}{path}", api.url))
@@ -599,7 +618,11 @@ fn post_with_headers(api: &Api, path: &str, key: &str, headers: &[(&str, &str)],
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let text = r.body_mut().read_to_string().unwrap_or_default();
-    (r.status().as_u16(), rid, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        r.status().as_u16(),
+        rid,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 /// Hole 9: a database error's text (here a trigger's message, which a real failure
@@ -626,13 +649,17 @@ fn hole9_database_error_text_does_not_reach_clients() {
     );
     assert_error((s, v.clone()), 500, "INTERNAL");
     let text = v.to_string();
-    assert!(!text.contains("secret_sql_detail") && !text.contains("database"), "{text}");
+    assert!(
+        !text.contains("secret_sql_detail") && !text.contains("database"),
+        "{text}"
+    );
     assert_eq!(v["error"]["request_id"], "test-req-0001", "{v}");
     assert_eq!(rid.as_deref(), Some("test-req-0001"));
     // The operator finds the cause under the same id.
     let log = d.host_log();
     assert!(
-        log.lines().any(|l| l.contains("test-req-0001") && l.contains("secret_sql_detail")),
+        log.lines()
+            .any(|l| l.contains("test-req-0001") && l.contains("secret_sql_detail")),
         "the host log has the details with the request id:\n{log}"
     );
     // A malformed request id is replaced by a fresh one, echoed the same way.

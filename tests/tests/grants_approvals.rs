@@ -496,7 +496,12 @@ fn hole8_same_approver_twice_counts_once() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["status"], "active", "{v}");
     assert_eq!(v["resolution"]["by"], second_id.as_str(), "the deciding key: {v}");
-    let who: Vec<&str> = v["approvals"].as_array().unwrap().iter().map(|a| a["key_id"].as_str().unwrap()).collect();
+    let who: Vec<&str> = v["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["key_id"].as_str().unwrap())
+        .collect();
     assert_eq!(who, [first_id.as_str(), second_id.as_str()], "{v}");
     assert_eq!(e.get(&id)["resolution"]["by"], second_id.as_str());
     assert_eq!(
@@ -517,9 +522,17 @@ fn hole8_n_minus_one_approvals_keep_it_pending() {
     let role = e.role(&unique("three-person"));
     // Out of range is refused when the ceiling is stored.
     for bad in [0, 11] {
-        let (s, v) = put(&e.api, &e.ceiling_path(ACCOUNT), Some(&e.admin), &multi_ceiling(&role, bad));
+        let (s, v) = put(
+            &e.api,
+            &e.ceiling_path(ACCOUNT),
+            Some(&e.admin),
+            &multi_ceiling(&role, bad),
+        );
         assert_eq!(s, 400, "approvals_required {bad}: {v}");
-        assert!(v["error"]["message"].as_str().unwrap().contains("approvals_required"), "{v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("approvals_required"),
+            "{v}"
+        );
     }
     e.set_ceiling(ACCOUNT, &multi_ceiling(&role, 3));
     let id = str_of(&e.grant(&access("b", &["s3:GetObject"], 900)), "grant_id").to_string();
@@ -531,7 +544,13 @@ fn hole8_n_minus_one_approvals_keep_it_pending() {
     }
     // Still in the queue, showing who approved so far.
     let (_, q) = e.api.get("/v1/approvals", Some(&keys[2].1));
-    let queued = q["pending"].as_array().unwrap().iter().find(|g| g["grant_id"] == id.as_str()).unwrap().clone();
+    let queued = q["pending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["grant_id"] == id.as_str())
+        .unwrap()
+        .clone();
     assert_eq!(queued["approvals"].as_array().map(Vec::len), Some(2), "{queued}");
     // The third denies: denied, whatever the two said.
     let (s, v) = e.api.post(
@@ -551,7 +570,11 @@ fn hole8_the_requesting_key_cannot_approve_its_request() {
     let role = e.role(&unique("self-approval"));
     e.set_ceiling(ACCOUNT, &multi_ceiling(&role, 1));
     let id = str_of(&e.grant(&access("b", &["s3:GetObject"], 900)), "grant_id").to_string();
-    assert_error(approve(&e, &id, &e.t.agent_key, "I approve of myself"), 403, "GRANT_SELF_APPROVAL");
+    assert_error(
+        approve(&e, &id, &e.t.agent_key, "I approve of myself"),
+        403,
+        "GRANT_SELF_APPROVAL",
+    );
     assert_error(
         e.api.post(
             &format!("/v1/approvals/{id}"),

@@ -251,7 +251,11 @@ fn grant_checks_before_sts() {
         &json!({ "role": "agent", "agent_id": ag["id"] }),
     );
     let peer = k["key"].as_str().unwrap();
-    assert_error(e.api.get(&format!("/v1/aws/access/{active}"), Some(peer)), 404, "NOT_FOUND");
+    assert_error(
+        e.api.get(&format!("/v1/aws/access/{active}"), Some(peer)),
+        404,
+        "NOT_FOUND",
+    );
     assert_error(
         e.api.get(&format!("/v1/aws/access/{active}/credentials"), Some(peer)),
         403,

@@ -93,7 +93,11 @@ const MATRIX: &[(&str, &str, Scope)] = &[
 ];
 
 /// The routers' source files, relative to this crate.
-const ROUTERS: &[&str] = &["../host/src/api/mod.rs", "../host/src/grants/mod.rs", "../host/src/byo/mod.rs"];
+const ROUTERS: &[&str] = &[
+    "../host/src/api/mod.rs",
+    "../host/src/grants/mod.rs",
+    "../host/src/byo/mod.rs",
+];
 
 /// `(METHOD, path)` of every `.route(path, get(..).post(..)…)` in `src`.
 fn routes_in(src: &str) -> Vec<(String, String)> {
@@ -103,7 +107,9 @@ fn routes_in(src: &str) -> Vec<(String, String)> {
         let seg = seg.split(".merge(").next().unwrap_or(seg);
         let seg = seg.split(".fallback(").next().unwrap_or(seg);
         let Some(start) = seg.find('"') else { continue };
-        let Some(len) = seg[start + 1..].find('"') else { continue };
+        let Some(len) = seg[start + 1..].find('"') else {
+            continue;
+        };
         let path = &seg[start + 1..start + 1 + len];
         let rest = &seg[start + 2 + len..];
         for method in ["get", "post", "put", "delete", "patch"] {
@@ -334,7 +340,11 @@ fn every_route_refuses_other_tenants_and_other_agents() {
             let body = body_for(method, path, &a);
             let callers: Vec<(&str, &str)> = match scope {
                 Public => continue,
-                Grant => b_keys.iter().copied().chain([("A's other agent", peer_key.as_str())]).collect(),
+                Grant => b_keys
+                    .iter()
+                    .copied()
+                    .chain([("A's other agent", peer_key.as_str())])
+                    .collect(),
                 _ => b_keys.to_vec(),
             };
             for (who, k) in callers {
@@ -348,12 +358,18 @@ fn every_route_refuses_other_tenants_and_other_agents() {
                     failures.push(format!("{who}: {method} {url} -> {status} {text}"));
                 }
                 if let Some(m) = leaks(&text) {
-                    failures.push(format!("{who}: {method} {url} -> {status} shows A's data {m:?}: {text}"));
+                    failures.push(format!(
+                        "{who}: {method} {url} -> {status} shows A's data {m:?}: {text}"
+                    ));
                 }
             }
         }
     }
-    assert!(failures.is_empty(), "cross-tenant refusals failed:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "cross-tenant refusals failed:\n{}",
+        failures.join("\n")
+    );
 
     // Nothing of A changed: the grants are as they were, the ceiling and webhook stand,
     // A's agent still works.

@@ -8,8 +8,8 @@ use crate::expect_reply;
 use crate::App;
 use axum::extract::State;
 use axum::Json;
-use sealgate_shared::protocol::{Op, Reply};
 use rusqlite::params;
+use sealgate_shared::protocol::{Op, Reply};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -96,8 +96,7 @@ pub async fn rotate_operator_key(State(app): State<Arc<App>>, who: Principal) ->
             })),
         )
         .await?;
-    app.keys
-        .forget_matching(|p| p.role == Role::Operator && p.key_id != id);
+    app.keys.forget_matching(|p| p.role == Role::Operator && p.key_id != id);
     Ok(Json(json!({
         "id": id,
         "key": key,

@@ -40,8 +40,14 @@ pub fn router(app: Arc<App>) -> Router {
             "/v1/workspaces/{ws}/agents",
             get(tenancy::list_agents).post(tenancy::create_agent),
         )
-        .route("/v1/workspaces/{ws}/agents/{agent}/disable", post(tenancy::disable_agent))
-        .route("/v1/workspaces/{ws}/keys", get(tenancy::list_keys).post(tenancy::create_key))
+        .route(
+            "/v1/workspaces/{ws}/agents/{agent}/disable",
+            post(tenancy::disable_agent),
+        )
+        .route(
+            "/v1/workspaces/{ws}/keys",
+            get(tenancy::list_keys).post(tenancy::create_key),
+        )
         .route("/v1/workspaces/{ws}/keys/{id}", delete(tenancy::revoke_key))
         .route("/v1/audit/checkpoint", get(audit::checkpoint))
         .route("/v1/audit/key", get(audit::key))

@@ -295,7 +295,9 @@ pub async fn list_agents(
         .await?;
     let truncated = rows.len() as i64 > LIST_LIMIT;
     let agents: Vec<Value> = rows.iter().take(LIST_LIMIT as usize).map(AgentRow::view).collect();
-    Ok(Json(json!({ "workspace_id": ws, "agents": agents, "truncated": truncated })))
+    Ok(Json(
+        json!({ "workspace_id": ws, "agents": agents, "truncated": truncated }),
+    ))
 }
 
 /// `GET /v1/workspaces/{ws}/keys`: the workspace's keys, oldest first — ids, roles,
@@ -396,7 +398,8 @@ pub async fn disable_agent(
             now
         }
     };
-    app.keys.forget_matching(|p| p.agent_id.as_deref() == Some(agent.as_str()));
+    app.keys
+        .forget_matching(|p| p.agent_id.as_deref() == Some(agent.as_str()));
     let released = crate::grants::offboard::release_all(&app, &ws, &agent, &who.key_id).await?;
     let grants: Vec<Value> = released.iter().map(|o| o.view()).collect();
     Ok(Json(json!({

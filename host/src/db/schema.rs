@@ -239,11 +239,11 @@ mod tests {
         migrate(&c).unwrap();
         migrate(&c).unwrap();
         let n: i64 = c
-            .query_row("SELECT approvals_required FROM grants WHERE id = 'g1'", [], |r| r.get(0))
+            .query_row("SELECT approvals_required FROM grants WHERE id = 'g1'", [], |r| {
+                r.get(0)
+            })
             .unwrap();
         assert_eq!(n, 1);
-        c.execute_batch(SCHEMA).unwrap();
-        migrate(&c).unwrap();
         c.prepare("SELECT disabled_at FROM agents").unwrap();
         c.prepare("SELECT last_used_at FROM api_keys").unwrap();
         c.prepare("SELECT requested_by FROM grants").unwrap();

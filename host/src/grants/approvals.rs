@@ -233,7 +233,10 @@ pub async fn decide(
                 "grant.approval.recorded",
                 event,
                 Some(Box::new(move |c| {
-                    let n = c.execute("UPDATE grants SET status = status WHERE id = ?1 AND status = 'pending'", params![gid])?;
+                    let n = c.execute(
+                        "UPDATE grants SET status = status WHERE id = ?1 AND status = 'pending'",
+                        params![gid],
+                    )?;
                     if n != 1 {
                         return Err(rusqlite::Error::StatementChangedRows(n));
                     }
