@@ -57,7 +57,12 @@ pub async fn rotate_keys(State(app): State<Arc<App>>, who: Principal) -> Result<
 /// 0600 ([`auth::write_secret`]); only then is the change committed. If that write
 /// fails nothing changes (the old key keeps working); if the commit fails after it, the
 /// old key still works and the next rotation rewrites the file.
-pub async fn rotate_operator_key(State(app): State<Arc<App>>, who: Principal) -> Result<Json<Value>, ApiError> {
+pub async fn rotate_operator_key(
+    State(app): State<Arc<App>>,
+    who: Principal,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    super::no_body(&body)?;
     who.require_operator()?;
     let (id, key) = auth::generate();
     let file = app.keys.admin_key_file().map(std::path::Path::to_path_buf);

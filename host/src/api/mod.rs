@@ -20,6 +20,19 @@ use std::sync::Arc;
 pub use extract::{JsonBody, QueryParams};
 pub use tenancy::workspace_exists;
 
+/// For POSTs that take no parameters: an empty body, or `{}`. Taking the body (instead
+/// of ignoring it) also means it is read before the answer, so a client still sending
+/// it is not cut off by a quick refusal.
+pub fn no_body(body: &[u8]) -> Result<(), ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(m)) if m.is_empty() => Ok(()),
+        _ => Err(ApiError::bad("this call takes no parameters: send no body or {}")),
+    }
+}
+
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 

@@ -352,7 +352,9 @@ pub async fn disable_agent(
     State(app): State<Arc<App>>,
     Path((ws, agent)): Path<(String, String)>,
     who: Principal,
+    body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    super::no_body(&body)?;
     who.require_admin_of(&ws)?;
     workspace_exists(&app, &ws).await?;
     let row = load_agent(&app, &ws, &agent)

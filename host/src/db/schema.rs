@@ -87,7 +87,6 @@ CREATE TABLE IF NOT EXISTS grant_approvals (
     key_id     TEXT NOT NULL,
     reason     TEXT NOT NULL,
     decided_at INTEGER NOT NULL,
-    log_index  INTEGER NOT NULL,
     PRIMARY KEY (grant_id, key_id)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS grants_idempotency
