@@ -454,11 +454,15 @@ fn multi_ceiling(role: &str, n: u64) -> Value {
 }
 
 fn approve(e: &Env, id: &str, key: &str, reason: &str) -> (u16, Value) {
-    e.api.post(
+    let got = e.api.post(
         &format!("/v1/approvals/{id}"),
         Some(key),
         &json!({ "decision": "approve", "reason": reason }),
-    )
+    );
+    if got.0 == 500 {
+        eprintln!("HOSTLOG {}", e.host_log());
+    }
+    got
 }
 
 /// Hole 8: with `approvals_required: 2`, one approval (even given twice by the same

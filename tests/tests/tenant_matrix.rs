@@ -192,7 +192,7 @@ fn call(api: &sealgate_tests::Api, method: &str, path: &str, key: Option<&str>, 
 /// asks, not about what was sent).
 fn body_for(method: &str, path: &str, a: &World) -> Value {
     match (method, path) {
-        ("POST", "/v1/workspaces/{ws}/agents") => json!({ "name": "intruder" }),
+        ("POST", "/v1/workspaces") | ("POST", "/v1/workspaces/{ws}/agents") => json!({ "name": "intruder" }),
         ("POST", "/v1/workspaces/{ws}/keys") => json!({ "role": "admin" }),
         ("PUT", "/v1/workspaces/{ws}/aws/accounts/{account_id}") => open_ceiling(&a.role_arn, "assume_role"),
         ("PUT", "/v1/workspaces/{ws}/webhook") => json!({ "url": "https://hooks.example.com/x" }),
