@@ -14,17 +14,40 @@ pub(crate) fn printable(s: &str, max: usize) -> bool {
 }
 
 /// Loopback issuers may use plain http (simulator); everything else must be https.
+///
+/// The URL is parsed (WHATWG rules, the `url` crate), never matched as text: a prefix
+/// test on the authority accepted `http://127.evil.com` (a domain, not an address) and
+/// `http://127.0.0.1@evil.com` (userinfo `127.0.0.1`, host `evil.com`). Userinfo is
+/// refused in every scheme: it has no place in an `iss` claim.
 fn valid_issuer(s: &str) -> bool {
-    if !printable(s, 256) || s.ends_with('/') || s.contains(['?', '#']) {
+    if !printable(s, 256) || s.ends_with('/') || s.contains(['?', '#', '\\']) {
         return false;
     }
-    if s.strip_prefix("https://").is_some_and(|rest| !rest.is_empty()) {
-        return true;
+    // The parser forgives `http:host` and `http:\\host`; an issuer is written out in full.
+    if !(s.starts_with("https://") || s.starts_with("http://")) {
+        return false;
     }
-    s.strip_prefix("http://").is_some_and(|rest| {
-        let host = rest.split(['/', ':']).next().unwrap_or("");
-        host == "localhost" || host.starts_with("127.") || rest.starts_with("[::1]")
-    })
+    let Ok(u) = url::Url::parse(s) else {
+        return false;
+    };
+    if !u.username().is_empty() || u.password().is_some() || u.query().is_some() || u.fragment().is_some() {
+        return false;
+    }
+    match (u.scheme(), u.host()) {
+        ("https", Some(url::Host::Domain(d))) => !d.is_empty(),
+        ("https", Some(_)) => true,
+        ("http", Some(host)) => is_loopback(&host),
+        _ => false,
+    }
+}
+
+/// `localhost` exactly, an IPv4 address in 127.0.0.0/8, or `[::1]`.
+fn is_loopback(host: &url::Host<&str>) -> bool {
+    match host {
+        url::Host::Domain(d) => *d == "localhost",
+        url::Host::Ipv4(a) => a.is_loopback(),
+        url::Host::Ipv6(a) => a.is_loopback(),
+    }
 }
 
 pub fn validate(c: &EnclaveConfig) -> Result<(), String> {
@@ -89,6 +112,65 @@ mod tests {
             Box::new(|c| c.ttl_max_seconds = 3601),
             Box::new(|c| c.ttl_min_seconds = 3000 + c.ttl_max_seconds),
             Box::new(|c| c.log_origin = "a+b".into()),
+        ];
+        for (i, f) in cases.iter().enumerate() {
+            let mut c = ok();
+            f(&mut c);
+            assert!(validate(&c).is_err(), "case {i}");
+        }
+    }
+
+    /// Hole 9: the loopback exception was a text-prefix test on the authority.
+    #[test]
+    fn loopback_issuer_is_parsed_not_prefix_matched() {
+        let refused = [
+            "http://127.evil.com",
+            "http://127.0.0.1@evil.com",
+            "http://127.0.0.1:8080@evil.com",
+            "http://localhost@evil.com",
+            "http://user:pw@127.0.0.1",
+            "http://user@localhost:8080",
+            "https://user:pw@sealgate.example.com",
+            "https://user@sealgate.example.com",
+            "http://localhost.evil.com",
+            "http://localhost.evil.com:8080",
+            "http://[::1].evil.com",
+            "http://[::2]:80",
+            "http://10.0.0.1",
+            "http://evil.com/127.0.0.1",
+            "http://evil.com#127.0.0.1",
+            "ftp://127.0.0.1",
+            "http://",
+            "http:127.0.0.1",
+            "127.0.0.1:8080",
+            "http://127.0.0.1\\@evil.com",
+        ];
+        for issuer in refused {
+            assert!(!valid_issuer(issuer), "{issuer} must be refused");
+        }
+        let accepted = [
+            "http://127.0.0.1",
+            "http://127.0.0.1:8080",
+            "http://127.1.2.3:9",
+            "http://localhost",
+            "http://localhost:8080",
+            "http://[::1]",
+            "http://[::1]:80",
+            "http://[::1]:8080/sealgate",
+            "https://sealgate.example.com",
+            "https://sealgate.example.com:8443/tenant",
+        ];
+        for issuer in accepted {
+            assert!(valid_issuer(issuer), "{issuer} must be accepted");
+        }
+    }
+
+    #[test]
+    fn validate_refuses_look_alike_loopback_issuers() {
+        type Mutation = Box<dyn Fn(&mut EnclaveConfig)>;
+        let cases: Vec<Mutation> = vec![
+            Box::new(|c| c.issuer = "http://127.0.0.1@evil.com".into()),
+            Box::new(|c| c.issuer = "http://127.evil.com".into()),
         ];
         for (i, f) in cases.iter().enumerate() {
             let mut c = ok();

@@ -1,5 +1,10 @@
 //! The host's one error type and its single mapping to HTTP (status, code, message).
 //! Handlers return `Result<_, ApiError>`; nothing else decides a status code.
+//!
+//! [`ApiError::Internal`] (every SQLite error among them) is logged in full with the
+//! request id and answered with a generic message carrying the same id: the text of a
+//! database error names tables, columns and constraint details and is nobody's business
+//! outside the host.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -58,6 +63,16 @@ impl ApiError {
         }
     }
 
+    /// The typed code and the message a client would see (for callers that report an
+    /// error inside a successful answer, e.g. a hard revoke that fell back to soft).
+    pub fn code_and_message(&self) -> (&'static str, String) {
+        let (_, code) = self.status_and_code();
+        match self {
+            ApiError::Internal(_) => (code, INTERNAL_MESSAGE.to_string()),
+            other => (code, other.to_string()),
+        }
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"),
@@ -74,14 +89,32 @@ impl ApiError {
     }
 }
 
+/// What a client reads instead of an internal error's details.
+pub const INTERNAL_MESSAGE: &str = "internal error: the request was not completed; give the operator the request id \
+     so they can find the cause in the host's log";
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if status.is_server_error() {
-            tracing::warn!(code, "{self}");
+        let request_id = crate::api::request_id::current();
+        let rid = request_id.as_deref().unwrap_or("-");
+        let message = match &self {
+            ApiError::Internal(detail) => {
+                tracing::error!(request_id = rid, code, "{detail}");
+                INTERNAL_MESSAGE.to_string()
+            }
+            other => {
+                if status.is_server_error() {
+                    tracing::warn!(request_id = rid, code, "{other}");
+                }
+                other.to_string()
+            }
+        };
+        let mut error = json!({ "code": code, "message": message });
+        if let Some(id) = request_id {
+            error["request_id"] = json!(id);
         }
-        let body = Json(json!({ "error": { "code": code, "message": self.to_string() } }));
-        (status, body).into_response()
+        (status, Json(json!({ "error": error }))).into_response()
     }
 }
 
@@ -116,5 +149,57 @@ impl From<crate::enclave_client::ClientError> for ApiError {
             },
             other => ApiError::EnclaveUnavailable(other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(e: ApiError, request_id: &str) -> (StatusCode, serde_json::Value) {
+        let resp = crate::api::request_id::scope(request_id.to_string(), async { e.into_response() }).await;
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    /// Hole 9: a real SQLite error (its text names the table) must not reach the client.
+    #[tokio::test]
+    async fn database_error_text_never_reaches_the_client() {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        let e = c
+            .execute("INSERT INTO secret_table_xyz (col_abc) VALUES (1)", [])
+            .unwrap_err();
+        assert!(e.to_string().contains("secret_table_xyz"), "{e}");
+        let (status, body) = body_of(ApiError::from(e), "req-42").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        let text = body.to_string();
+        assert!(
+            !text.contains("secret_table_xyz") && !text.contains("database"),
+            "{text}"
+        );
+        assert_eq!(body["error"]["code"], "INTERNAL");
+        assert_eq!(body["error"]["message"], INTERNAL_MESSAGE);
+        assert_eq!(body["error"]["request_id"], "req-42");
+    }
+
+    #[tokio::test]
+    async fn internal_messages_are_generic_and_client_errors_keep_theirs() {
+        let (_, body) = body_of(ApiError::Internal("stored role \"x\" is unknown".into()), "r").await;
+        assert_eq!(body["error"]["message"], INTERNAL_MESSAGE);
+        let (_, body) = body_of(
+            ApiError::from(crate::db::DbError::Batch("UNIQUE constraint failed: t.c".into())),
+            "r",
+        )
+        .await;
+        assert!(!body.to_string().contains("UNIQUE"), "{body}");
+        let (status, body) = body_of(
+            ApiError::bad_code("INVALID_NAME", "name must be 1-128 characters"),
+            "r2",
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["message"], "name must be 1-128 characters");
+        assert_eq!(body["error"]["request_id"], "r2");
     }
 }

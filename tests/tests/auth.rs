@@ -472,3 +472,208 @@ fn every_admin_action_is_logged() {
         }
     }
 }
+
+/// Hole 7: the operator key can be rotated; the old one is refused at once, the new
+/// one works, and the key file holds the new one (still 0600).
+#[test]
+fn hole7_operator_key_rotation_refuses_the_old_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = Deployment::start();
+    let api = d.api();
+    let old = d.admin_key();
+    let t = d.new_tenant();
+    // Only the operator rotates it.
+    let admin = new_key(&api, &old, &t.workspace, "admin").1;
+    for k in [&admin, &t.agent_key] {
+        assert_error(
+            api.post("/v1/admin/operator-key/rotate", Some(k), &json!({})),
+            403,
+            "FORBIDDEN",
+        );
+    }
+    let (s, v) = api.post("/v1/admin/operator-key/rotate", Some(&old), &json!({}));
+    assert_eq!(s, 200, "{v}");
+    let new = v["key"].as_str().expect("the new key, once").to_string();
+    assert!(new.starts_with("sg_") && new != old);
+    assert_eq!(v["revoked_keys"].as_array().map(Vec::len), Some(1), "{v}");
+    // The old key is refused everywhere, at once; the new one works.
+    assert_error(
+        api.post("/v1/workspaces", Some(&old), &json!({ "name": "x" })),
+        401,
+        "UNAUTHENTICATED",
+    );
+    assert_error(
+        api.post("/v1/admin/operator-key/rotate", Some(&old), &json!({})),
+        401,
+        "UNAUTHENTICATED",
+    );
+    let (s, ws) = api.post("/v1/workspaces", Some(&new), &json!({ "name": "after" }));
+    assert_eq!(s, 201, "{ws}");
+    // The file was rewritten atomically with the new key, mode 0600.
+    assert_eq!(d.admin_key(), new);
+    let mode = std::fs::metadata(d.path("admin.key")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // Workspace keys are untouched.
+    assert_eq!(api.post("/v1/tokens", Some(&t.agent_key), &json!({})).0, 200);
+    let conn = rusqlite::Connection::open_with_flags(d.db_path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let live: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM api_keys WHERE role = 'operator' AND revoked_at IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(live, 1, "exactly one operator key is live");
+}
+
+/// Hole 7: the bootstrap key file is 0600 even when a looser file is already there.
+#[test]
+fn hole7_bootstrap_key_file_is_0600_over_a_preexisting_0644_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut d = Deployment::prepare(Default::default());
+    let path = d.path("admin.key");
+    std::fs::write(&path, "stale\n").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    d.start_enclave();
+    d.start_host();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "mode {mode:o}");
+    let key = d.admin_key();
+    assert_ne!(key, "stale");
+    let (s, v) = d.api().post("/v1/workspaces", Some(&key), &json!({ "name": "ok" }));
+    assert_eq!(s, 201, "{v}");
+}
+
+/// Hole 7: a failed write of the bootstrap key file records nothing, so the next start
+/// (with a writable path) creates the operator key; before, the row was committed first
+/// and the key was lost forever.
+#[test]
+fn hole7_failed_bootstrap_write_leaves_no_operator_row() {
+    use std::process::{Command, Stdio};
+    let mut d = Deployment::prepare(Default::default());
+    d.start_enclave();
+    let bad = d.path("missing-dir").join("admin.key");
+    let mut host = Command::new(sealgate_tests::bin("sealgate"))
+        .arg("serve")
+        .arg("--enclave")
+        .arg(format!("unix:{}", d.socket().display()))
+        .arg("--db")
+        .arg(d.db_path())
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", d.port))
+        .arg("--issuer")
+        .arg(&d.url)
+        .arg("--admin-key-file")
+        .arg(&bad)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sealgate serve");
+    let status = sealgate_tests::wait_for("the host to give up", std::time::Duration::from_secs(60), || {
+        host.try_wait().expect("wait")
+    });
+    let mut err = String::new();
+    std::io::Read::read_to_string(host.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(
+        !status.success(),
+        "the host must not serve without its operator key: {err}"
+    );
+    assert!(err.contains("admin.key"), "the error names the file: {err}");
+    assert!(!bad.exists());
+    let conn = rusqlite::Connection::open(d.db_path()).unwrap();
+    let rows: i64 = conn
+        .query_row("SELECT COUNT(*) FROM api_keys WHERE role = 'operator'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(rows, 0, "no operator row without its file");
+    drop(conn);
+    // The next start, with the default (writable) path, creates it.
+    d.start_host();
+    let key = d.admin_key();
+    let (s, v) = d.api().post("/v1/workspaces", Some(&key), &json!({ "name": "ok" }));
+    assert_eq!(s, 201, "{v}");
+}
+
+/// POST with extra request headers; returns status, the response's x-request-id, body.
+fn post_with_headers(
+    api: &Api,
+    path: &str,
+    key: &str,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> (u16, Option<String>, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut req = agent
+        .post(format!("{}{path}", api.url))
+        .header("Authorization", format!("Bearer {key}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut r = req.send_json(body).expect("transport");
+    let rid = r
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    (
+        r.status().as_u16(),
+        rid,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// Hole 9: a database error's text (here a trigger's message, which a real failure
+/// would replace with table and constraint names) is logged with the request id and
+/// never sent; the client gets a generic message with the same id.
+#[test]
+fn hole9_database_error_text_does_not_reach_clients() {
+    let d = Deployment::start();
+    let api = d.api();
+    let admin = d.admin_key();
+    let conn = rusqlite::Connection::open(d.db_path()).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER refuse_workspaces BEFORE INSERT ON workspaces \
+         BEGIN SELECT RAISE(ABORT, 'secret_sql_detail: constraint ws_internal_x'); END;",
+    )
+    .unwrap();
+    let (s, rid, v) = post_with_headers(
+        &api,
+        "/v1/workspaces",
+        &admin,
+        &[("x-request-id", "test-req-0001")],
+        &json!({ "name": "x" }),
+    );
+    assert_error((s, v.clone()), 500, "INTERNAL");
+    let text = v.to_string();
+    assert!(
+        !text.contains("secret_sql_detail") && !text.contains("database"),
+        "{text}"
+    );
+    assert_eq!(v["error"]["request_id"], "test-req-0001", "{v}");
+    assert_eq!(rid.as_deref(), Some("test-req-0001"));
+    // The operator finds the cause under the same id.
+    let log = d.host_log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("test-req-0001") && l.contains("secret_sql_detail")),
+        "the host log has the details with the request id:\n{log}"
+    );
+    // A malformed request id is replaced by a fresh one, echoed the same way.
+    let (_, rid, v) = post_with_headers(
+        &api,
+        "/v1/workspaces",
+        &admin,
+        &[("x-request-id", "bad id; with spaces")],
+        &json!({ "name": "x" }),
+    );
+    let rid = rid.expect("a generated request id");
+    assert!(rid.starts_with("req_"), "{rid}");
+    assert_eq!(v["error"]["request_id"], rid.as_str());
+    conn.execute_batch("DROP TRIGGER refuse_workspaces").unwrap();
+    let (s, _, v) = post_with_headers(&api, "/v1/workspaces", &admin, &[], &json!({ "name": "x" }));
+    assert_eq!(s, 201, "{v}");
+}

@@ -81,6 +81,7 @@ fn approve_deny_and_the_queue() {
         400,
         "GRANT_INVALID_REQUEST",
     );
+    // The requesting agent's key: refused as the request's creator (issue 9, hole 8).
     assert_error(
         e.api.post(
             &path(&ids[0]),
@@ -88,7 +89,7 @@ fn approve_deny_and_the_queue() {
             &json!({ "decision": "approve", "reason": "self-service" }),
         ),
         403,
-        "FORBIDDEN",
+        "GRANT_SELF_APPROVAL",
     );
     assert_error(
         e.api.post(
@@ -431,4 +432,169 @@ fn webhooks_are_signed_retried_and_logged() {
     let (s, _) = e.api.delete(&hook, Some(&e.admin));
     assert_eq!(s, 200);
     assert_error(e.api.get(&hook, Some(&e.admin)), 404, "NOT_FOUND");
+}
+
+/// An approver key of the test's workspace: `(id, key)`.
+fn approver_key(e: &Env) -> (String, String) {
+    let (s, v) = e.api.post(
+        &format!("/v1/workspaces/{}/keys", e.t.workspace),
+        Some(&e.admin),
+        &json!({ "role": "approver" }),
+    );
+    assert_eq!(s, 201, "{v}");
+    (str_of(&v, "id").to_string(), str_of(&v, "key").to_string())
+}
+
+fn multi_ceiling(role: &str, n: u64) -> Value {
+    ceiling(
+        role,
+        "assume_role",
+        json!([{ "decision": "route_to_approver", "approvals_required": n, "reason": "two-person rule" }]),
+    )
+}
+
+fn approve(e: &Env, id: &str, key: &str, reason: &str) -> (u16, Value) {
+    let got = e.api.post(
+        &format!("/v1/approvals/{id}"),
+        Some(key),
+        &json!({ "decision": "approve", "reason": reason }),
+    );
+    if got.0 == 500 {
+        eprintln!("HOSTLOG {}", e.host_log());
+    }
+    got
+}
+
+/// Hole 8: with `approvals_required: 2`, one approval (even given twice by the same
+/// key) keeps the grant pending; a second distinct approver activates it, and the grant
+/// names who decided and who approved.
+#[test]
+fn hole8_same_approver_twice_counts_once() {
+    let e = Env::start();
+    let role = e.role(&unique("two-person"));
+    e.set_ceiling(ACCOUNT, &multi_ceiling(&role, 2));
+    let g = e.grant(&access("b", &["s3:GetObject"], 900));
+    assert_eq!(g["status"], "pending", "{g}");
+    assert_eq!(g["approvals_required"], 2, "{g}");
+    let id = str_of(&g, "grant_id").to_string();
+    let (first_id, first) = approver_key(&e);
+    let (second_id, second) = approver_key(&e);
+
+    let (s, v) = approve(&e, &id, &first, "looks fine");
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "pending", "one approval of two: {v}");
+    assert_eq!(v["approvals"][0]["key_id"], first_id.as_str(), "{v}");
+    assert_eq!(e.credentials(&id).0, 409, "no credentials while pending");
+    // The same key again: refused, and not counted.
+    assert_error(approve(&e, &id, &first, "still fine"), 409, "GRANT_ALREADY_APPROVED");
+    let now = e.get(&id);
+    assert_eq!(now["status"], "pending", "{now}");
+    assert_eq!(now["approvals"].as_array().map(Vec::len), Some(1), "{now}");
+    assert_eq!(
+        e.db_query_i64("SELECT COUNT(*) FROM grant_approvals WHERE grant_id = ?1", &[&id]),
+        1
+    );
+
+    // A second, distinct approver decides.
+    let (s, v) = approve(&e, &id, &second, "second pair of eyes");
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "active", "{v}");
+    assert_eq!(v["resolution"]["by"], second_id.as_str(), "the deciding key: {v}");
+    let who: Vec<&str> = v["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["key_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(who, [first_id.as_str(), second_id.as_str()], "{v}");
+    assert_eq!(e.get(&id)["resolution"]["by"], second_id.as_str());
+    assert_eq!(
+        e.db_query_i64(
+            "SELECT COUNT(*) FROM grants WHERE id = ?1 AND resolved_by = ?2",
+            &[&id, &second_id]
+        ),
+        1,
+        "the row names the deciding key"
+    );
+    assert_eq!(e.credentials(&id).0, 200);
+}
+
+/// Hole 8: N-1 distinct approvals keep a grant pending; a deny by any approver decides.
+#[test]
+fn hole8_n_minus_one_approvals_keep_it_pending() {
+    let e = Env::start();
+    let role = e.role(&unique("three-person"));
+    // Out of range is refused when the ceiling is stored.
+    for bad in [0, 11] {
+        let (s, v) = put(
+            &e.api,
+            &e.ceiling_path(ACCOUNT),
+            Some(&e.admin),
+            &multi_ceiling(&role, bad),
+        );
+        assert_eq!(s, 400, "approvals_required {bad}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("approvals_required"),
+            "{v}"
+        );
+    }
+    e.set_ceiling(ACCOUNT, &multi_ceiling(&role, 3));
+    let id = str_of(&e.grant(&access("b", &["s3:GetObject"], 900)), "grant_id").to_string();
+    let keys: Vec<(String, String)> = (0..3).map(|_| approver_key(&e)).collect();
+    for (i, (_, k)) in keys.iter().take(2).enumerate() {
+        let (s, v) = approve(&e, &id, k, "ok by me");
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["status"], "pending", "approval {} of 3: {v}", i + 1);
+    }
+    // Still in the queue, showing who approved so far.
+    let (_, q) = e.api.get("/v1/approvals", Some(&keys[2].1));
+    let queued = q["pending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["grant_id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(queued["approvals"].as_array().map(Vec::len), Some(2), "{queued}");
+    // The third denies: denied, whatever the two said.
+    let (s, v) = e.api.post(
+        &format!("/v1/approvals/{id}"),
+        Some(&keys[2].1),
+        &json!({ "decision": "deny", "reason": "not this week" }),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "denied", "{v}");
+    assert_eq!(v["resolution"]["by"], keys[2].0.as_str());
+}
+
+/// Hole 8: the key that created a request cannot approve it (a typed 403).
+#[test]
+fn hole8_the_requesting_key_cannot_approve_its_request() {
+    let e = Env::start();
+    let role = e.role(&unique("self-approval"));
+    e.set_ceiling(ACCOUNT, &multi_ceiling(&role, 1));
+    let id = str_of(&e.grant(&access("b", &["s3:GetObject"], 900)), "grant_id").to_string();
+    assert_error(
+        approve(&e, &id, &e.t.agent_key, "I approve of myself"),
+        403,
+        "GRANT_SELF_APPROVAL",
+    );
+    assert_error(
+        e.api.post(
+            &format!("/v1/approvals/{id}"),
+            Some(&e.t.agent_key),
+            &json!({ "decision": "deny", "reason": "or deny" }),
+        ),
+        403,
+        "GRANT_SELF_APPROVAL",
+    );
+    assert_eq!(e.get(&id)["status"], "pending");
+    assert_eq!(
+        e.db_query_i64(
+            "SELECT COUNT(*) FROM grants WHERE id = ?1 AND requested_by = ?2",
+            &[&id, &e.t.agent_key_id]
+        ),
+        1,
+        "the row names the requesting key"
+    );
 }

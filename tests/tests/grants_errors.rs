@@ -237,7 +237,8 @@ fn grant_checks_before_sts() {
     assert!(v["error"]["message"].as_str().unwrap().contains("pending"), "{v}");
 
     let active = str_of(&e.grant(&access("b", &["s3:GetObject"], 1800)), "grant_id").to_string();
-    // Another agent of the workspace may read the grant but not use it.
+    // Another agent of the workspace can neither read the grant (404, as if it did not
+    // exist: issue 9's matrix) nor use it.
     let (s, ag) = e.api.post(
         &format!("/v1/workspaces/{}/agents", e.t.workspace),
         Some(&e.operator),
@@ -250,7 +251,11 @@ fn grant_checks_before_sts() {
         &json!({ "role": "agent", "agent_id": ag["id"] }),
     );
     let peer = k["key"].as_str().unwrap();
-    assert_eq!(e.api.get(&format!("/v1/aws/access/{active}"), Some(peer)).0, 200);
+    assert_error(
+        e.api.get(&format!("/v1/aws/access/{active}"), Some(peer)),
+        404,
+        "NOT_FOUND",
+    );
     assert_error(
         e.api.get(&format!("/v1/aws/access/{active}/credentials"), Some(peer)),
         403,

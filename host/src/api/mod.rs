@@ -7,6 +7,7 @@ mod audit;
 mod extract;
 pub mod oidc;
 mod ops;
+pub mod request_id;
 mod tenancy;
 
 use crate::error::ApiError;
@@ -18,6 +19,19 @@ use std::sync::Arc;
 
 pub use extract::{JsonBody, QueryParams};
 pub use tenancy::workspace_exists;
+
+/// For POSTs that take no parameters: an empty body, or `{}`. Taking the body (instead
+/// of ignoring it) also means it is read before the answer, so a client still sending
+/// it is not cut off by a quick refusal.
+pub fn no_body(body: &[u8]) -> Result<(), ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(m)) if m.is_empty() => Ok(()),
+        _ => Err(ApiError::bad("this call takes no parameters: send no body or {}")),
+    }
+}
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -33,9 +47,20 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/tokens", post(oidc::mint))
         .route("/v1/attestation", get(attestation::attestation))
         .route("/v1/admin/keys/rotate", post(admin::rotate_keys))
+        .route("/v1/admin/operator-key/rotate", post(admin::rotate_operator_key))
         .route("/v1/workspaces", post(tenancy::create_workspace))
-        .route("/v1/workspaces/{ws}/agents", post(tenancy::create_agent))
-        .route("/v1/workspaces/{ws}/keys", post(tenancy::create_key))
+        .route(
+            "/v1/workspaces/{ws}/agents",
+            get(tenancy::list_agents).post(tenancy::create_agent),
+        )
+        .route(
+            "/v1/workspaces/{ws}/agents/{agent}/disable",
+            post(tenancy::disable_agent),
+        )
+        .route(
+            "/v1/workspaces/{ws}/keys",
+            get(tenancy::list_keys).post(tenancy::create_key),
+        )
         .route("/v1/workspaces/{ws}/keys/{id}", delete(tenancy::revoke_key))
         .route("/v1/audit/checkpoint", get(audit::checkpoint))
         .route("/v1/audit/key", get(audit::key))
@@ -51,5 +76,7 @@ pub fn router(app: Arc<App>) -> Router {
         })
         .layer(axum::middleware::from_fn_with_state(app.clone(), ops::count_requests))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Outermost, so every response (errors of extractors and fallbacks too) has one.
+        .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(app)
 }

@@ -1,5 +1,10 @@
 //! Workspaces, agents and API keys. Every change is recorded as a host event in the
 //! audit log, committed in the same transaction as the change itself.
+//!
+//! An admin of a workspace (or the operator) lists its agents and keys — never a secret
+//! or a hash — and can disable an agent: one leaf records the agent disabled and its
+//! keys revoked, the keys leave the cache at once, and its open grants are then ended
+//! one by one through the grants' own release path ([`crate::grants::offboard`]).
 
 use super::JsonBody;
 use crate::auth::{self, Principal, Role};
@@ -138,27 +143,22 @@ pub async fn create_key(
     workspace_exists(&app, &ws).await?;
     match (role, &body.agent_id) {
         (Role::Agent, None) => return Err(ApiError::bad_code("INVALID_AGENT", "an agent key needs agent_id")),
-        (Role::Agent, Some(agent)) => {
-            let (a, w) = (agent.clone(), ws.clone());
-            let found = app
-                .ledger
-                .db
-                .read(move |c| {
-                    c.query_row(
-                        "SELECT 1 FROM agents WHERE id = ?1 AND workspace_id = ?2",
-                        params![a, w],
-                        |_| Ok(()),
-                    )
-                    .optional()
-                })
-                .await?;
-            if found.is_none() {
+        (Role::Agent, Some(agent)) => match load_agent(&app, &ws, agent).await? {
+            None => {
                 return Err(ApiError::bad_code(
                     "INVALID_AGENT",
                     format!("agent {agent} does not exist in workspace {ws}"),
-                ));
+                ))
             }
-        }
+            Some(a) if a.disabled_at.is_some() => {
+                return Err(ApiError::coded(
+                    StatusCode::CONFLICT,
+                    "AGENT_DISABLED",
+                    format!("agent {agent} is disabled and cannot get keys again; create a new agent"),
+                ))
+            }
+            Some(_) => {}
+        },
         (_, Some(_)) => return Err(ApiError::bad_code("INVALID_AGENT", "agent_id is only for agent keys")),
         (_, None) => {}
     }
@@ -222,4 +222,195 @@ pub async fn revoke_key(
         .await?;
     app.keys.forget(&id);
     Ok(Json(json!({ "id": id, "revoked": true })))
+}
+
+/// One agent row as listed.
+struct AgentRow {
+    id: String,
+    name: String,
+    created_at: i64,
+    disabled_at: Option<i64>,
+}
+
+impl AgentRow {
+    fn view(&self) -> Value {
+        json!({
+            "id": self.id,
+            "name": self.name,
+            "created_at": self.created_at,
+            "disabled": self.disabled_at.is_some(),
+            "disabled_at": self.disabled_at,
+        })
+    }
+}
+
+fn agent_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AgentRow> {
+    Ok(AgentRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        created_at: r.get(2)?,
+        disabled_at: r.get(3)?,
+    })
+}
+
+async fn load_agent(app: &App, ws: &str, agent: &str) -> Result<Option<AgentRow>, ApiError> {
+    let (a, w) = (agent.to_string(), ws.to_string());
+    Ok(app
+        .ledger
+        .db
+        .read(move |c| {
+            c.query_row(
+                "SELECT id, name, created_at, disabled_at FROM agents WHERE id = ?1 AND workspace_id = ?2",
+                params![a, w],
+                agent_row,
+            )
+            .optional()
+        })
+        .await?)
+}
+
+/// Most rows one listing returns; `truncated` says when there were more.
+const LIST_LIMIT: i64 = 1000;
+
+/// `GET /v1/workspaces/{ws}/agents`: the workspace's agents, oldest first.
+pub async fn list_agents(
+    State(app): State<Arc<App>>,
+    Path(ws): Path<String>,
+    who: Principal,
+) -> Result<Json<Value>, ApiError> {
+    who.require_admin_of(&ws)?;
+    workspace_exists(&app, &ws).await?;
+    let w = ws.clone();
+    let rows: Vec<AgentRow> = app
+        .ledger
+        .db
+        .read(move |c| {
+            let mut st = c.prepare(
+                "SELECT id, name, created_at, disabled_at FROM agents WHERE workspace_id = ?1 \
+                 ORDER BY created_at, rowid LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![w, LIST_LIMIT + 1], agent_row)?;
+            rows.collect()
+        })
+        .await?;
+    let truncated = rows.len() as i64 > LIST_LIMIT;
+    let agents: Vec<Value> = rows.iter().take(LIST_LIMIT as usize).map(AgentRow::view).collect();
+    Ok(Json(
+        json!({ "workspace_id": ws, "agents": agents, "truncated": truncated }),
+    ))
+}
+
+/// `GET /v1/workspaces/{ws}/keys`: the workspace's keys, oldest first — ids, roles,
+/// agents and dates only. The secret is never stored and its hash is never shown.
+pub async fn list_keys(
+    State(app): State<Arc<App>>,
+    Path(ws): Path<String>,
+    who: Principal,
+) -> Result<Json<Value>, ApiError> {
+    who.require_admin_of(&ws)?;
+    workspace_exists(&app, &ws).await?;
+    let w = ws.clone();
+    let rows: Vec<Value> = app
+        .ledger
+        .db
+        .read(move |c| {
+            let mut st = c.prepare(
+                "SELECT id, role, agent_id, created_at, last_used_at, revoked_at FROM api_keys \
+                 WHERE workspace_id = ?1 ORDER BY created_at, rowid LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![w, LIST_LIMIT + 1], |r| {
+                let revoked_at: Option<i64> = r.get(5)?;
+                Ok(json!({
+                    "id": r.get::<_, String>(0)?,
+                    "role": r.get::<_, String>(1)?,
+                    "agent_id": r.get::<_, Option<String>>(2)?,
+                    "created_at": r.get::<_, i64>(3)?,
+                    "last_used_at": r.get::<_, Option<i64>>(4)?,
+                    "revoked": revoked_at.is_some(),
+                    "revoked_at": revoked_at,
+                }))
+            })?;
+            rows.collect()
+        })
+        .await?;
+    let truncated = rows.len() as i64 > LIST_LIMIT;
+    let keys: Vec<Value> = rows.into_iter().take(LIST_LIMIT as usize).collect();
+    Ok(Json(json!({
+        "workspace_id": ws,
+        "keys": keys,
+        "truncated": truncated,
+        "last_used_resolution_seconds": auth::TOUCH_EVERY_SECS,
+    })))
+}
+
+/// `POST /v1/workspaces/{ws}/agents/{agent}/disable`: the agent is disabled and its
+/// keys revoked in one leaf (`admin.agent.disabled`), the keys are forgotten by the
+/// cache at once, then its pending and active grants are released (hard where it has
+/// credentials out; see [`crate::grants::offboard`]). Disabling is final. Calling it
+/// again is harmless and finishes any release an earlier call did not get to.
+pub async fn disable_agent(
+    State(app): State<Arc<App>>,
+    Path((ws, agent)): Path<(String, String)>,
+    who: Principal,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    super::no_body(&body)?;
+    who.require_admin_of(&ws)?;
+    workspace_exists(&app, &ws).await?;
+    let row = load_agent(&app, &ws, &agent)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("agent {agent} does not exist in workspace {ws}")))?;
+    let mut log_index = None;
+    let mut revoked_keys: Vec<String> = Vec::new();
+    let disabled_at = match row.disabled_at {
+        Some(at) => at,
+        None => {
+            let a = agent.clone();
+            revoked_keys = app
+                .ledger
+                .db
+                .read(move |c| {
+                    let mut st =
+                        c.prepare("SELECT id FROM api_keys WHERE agent_id = ?1 AND revoked_at IS NULL ORDER BY id")?;
+                    let rows = st.query_map(params![a], |r| r.get(0))?;
+                    rows.collect()
+                })
+                .await?;
+            let (ra, now) = (agent.clone(), crate::now_secs() as i64);
+            let leaf = app
+                .ledger
+                .record(
+                    "admin.agent.disabled",
+                    json!({ "workspace_id": ws, "agent_id": agent, "revoked_keys": revoked_keys, "by": who.key_id }),
+                    Some(Box::new(move |c| {
+                        c.execute(
+                            "UPDATE agents SET disabled_at = ?1 WHERE id = ?2 AND disabled_at IS NULL",
+                            params![now, ra],
+                        )?;
+                        // Every key of the agent, including one created after the read above.
+                        c.execute(
+                            "UPDATE api_keys SET revoked_at = ?1 WHERE agent_id = ?2 AND revoked_at IS NULL",
+                            params![now, ra],
+                        )?;
+                        Ok(())
+                    })),
+                )
+                .await?;
+            log_index = Some(leaf.index);
+            now
+        }
+    };
+    app.keys
+        .forget_matching(|p| p.agent_id.as_deref() == Some(agent.as_str()));
+    let released = crate::grants::offboard::release_all(&app, &ws, &agent, &who.key_id).await?;
+    let grants: Vec<Value> = released.iter().map(|o| o.view()).collect();
+    Ok(Json(json!({
+        "workspace_id": ws,
+        "agent_id": agent,
+        "disabled": true,
+        "disabled_at": disabled_at,
+        "revoked_keys": revoked_keys,
+        "released_grants": grants,
+        "log_index": log_index,
+    })))
 }

@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS agents (
     id           TEXT PRIMARY KEY,
     workspace_id TEXT NOT NULL REFERENCES workspaces(id),
     name         TEXT NOT NULL,
-    created_at   INTEGER NOT NULL
+    created_at   INTEGER NOT NULL,
+    disabled_at  INTEGER                 -- set once by POST …/agents/{agent}/disable; final
 );
 CREATE TABLE IF NOT EXISTS api_keys (
     id           TEXT PRIMARY KEY,
@@ -40,7 +41,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
     workspace_id TEXT REFERENCES workspaces(id),
     agent_id     TEXT REFERENCES agents(id),
     created_at   INTEGER NOT NULL,
-    revoked_at   INTEGER
+    revoked_at   INTEGER,
+    last_used_at INTEGER                 -- approximate: written at most once a minute per key
 );
 -- AWS access grants (host/src/grants): ceilings, grants, hard revocations, webhooks.
 CREATE TABLE IF NOT EXISTS grant_ceilings (
@@ -75,7 +77,17 @@ CREATE TABLE IF NOT EXISTS grants (
     resolved_at     INTEGER,
     released_at     INTEGER,
     hard_revoked    INTEGER NOT NULL DEFAULT 0,
-    credentials_issued INTEGER NOT NULL DEFAULT 0
+    credentials_issued INTEGER NOT NULL DEFAULT 0,
+    requested_by    TEXT,            -- the key that created the request (it can never approve it)
+    approvals_required INTEGER NOT NULL DEFAULT 1 -- distinct approver keys needed (the rule's)
+);
+-- Approvals given so far to a pending grant, one per approver key (grants/approvals.rs).
+CREATE TABLE IF NOT EXISTS grant_approvals (
+    grant_id   TEXT NOT NULL REFERENCES grants(id),
+    key_id     TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    decided_at INTEGER NOT NULL,
+    PRIMARY KEY (grant_id, key_id)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS grants_idempotency
     ON grants (workspace_id, agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
@@ -185,3 +197,54 @@ CREATE TABLE IF NOT EXISTS kms_sealed_state (
     created_at      INTEGER NOT NULL
 );
 "#;
+
+/// Columns added to tables after they were first created: `(table, column, definition)`.
+/// `CREATE TABLE IF NOT EXISTS` leaves an existing table alone, so [`migrate`] adds each
+/// one a database opened from an older release lacks. Append only; never reorder.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("agents", "disabled_at", "INTEGER"),
+    ("api_keys", "last_used_at", "INTEGER"),
+    ("grants", "requested_by", "TEXT"),
+    ("grants", "approvals_required", "INTEGER NOT NULL DEFAULT 1"),
+];
+
+/// Brings an existing database up to [`SCHEMA`] (run after it, by the writer connection).
+pub fn migrate(c: &rusqlite::Connection) -> rusqlite::Result<()> {
+    for (table, column, definition) in ADDED_COLUMNS {
+        let present = c
+            .prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?
+            .exists([column])?;
+        if !present {
+            c.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrate_adds_missing_columns_and_is_idempotent() {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE agents (id TEXT PRIMARY KEY, workspace_id TEXT, name TEXT, created_at INTEGER);
+             CREATE TABLE api_keys (id TEXT PRIMARY KEY, created_at INTEGER);
+             CREATE TABLE grants (id TEXT PRIMARY KEY);
+             INSERT INTO grants (id) VALUES ('g1');",
+        )
+        .unwrap();
+        migrate(&c).unwrap();
+        migrate(&c).unwrap();
+        let n: i64 = c
+            .query_row("SELECT approvals_required FROM grants WHERE id = 'g1'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(n, 1);
+        c.prepare("SELECT disabled_at FROM agents").unwrap();
+        c.prepare("SELECT last_used_at FROM api_keys").unwrap();
+        c.prepare("SELECT requested_by FROM grants").unwrap();
+    }
+}

@@ -43,10 +43,16 @@ pub fn can_see(who: &Principal, workspace: &str) -> bool {
     who.role == Role::Operator || who.workspace_id.as_deref() == Some(workspace)
 }
 
-/// The grant if `who` may see it, else 404.
+/// The grant if `who` may see it, else 404. An agent key sees only its own agent's
+/// grants: another agent of the same workspace gets the same 404 as another workspace.
 pub async fn visible(app: &App, who: &Principal, id: &str) -> Result<Grant, ApiError> {
     match model::load(app, id).await? {
-        Some(g) if can_see(who, &g.workspace_id) => Ok(g),
+        Some(g)
+            if can_see(who, &g.workspace_id)
+                && (who.role != Role::Agent || who.agent_id.as_deref() == Some(g.agent_id.as_str())) =>
+        {
+            Ok(g)
+        }
         _ => Err(ApiError::NotFound(format!("grant {id} does not exist"))),
     }
 }
@@ -256,6 +262,12 @@ pub async fn request(
         released_at: None,
         hard_revoked: false,
         credentials_issued: 0,
+        requested_by: Some(who.key_id.clone()),
+        approvals_required: d
+            .rule
+            .and_then(|i| stored.ceiling.rules.get(i))
+            .map_or(1, |r| i64::from(r.approvals_required)),
+        approvals: Vec::new(),
     };
     let event = json!({
         "run_id": g.run_id,
@@ -382,7 +394,8 @@ pub async fn release(
 
 /// Puts the deny policy on the role first (nothing is recorded if IAM refuses), then
 /// records the release and the revocation to prune later, in one transaction.
-async fn hard_revoke(
+/// Also used by [`super::offboard`] when an agent is disabled.
+pub(crate) async fn hard_revoke(
     app: &App,
     before: &Grant,
     mut after: Grant,

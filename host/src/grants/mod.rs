@@ -6,6 +6,7 @@
 //! - [`access`]: preview, request, long-poll, release; [`credentials`] and [`sts`]: STS.
 //! - [`approvals`] and [`webhook`]: humans in the loop.
 //! - [`revoke`]: hard revocation on the role; [`sweeper`]: expiry, timeouts, pruning.
+//! - [`offboard`]: ending the grants of an agent that is disabled.
 //! - [`model`], [`transitions`], [`coordination`]: the grant row, its leaf-and-row
 //!   writes, and the locks and wake-ups that keep concurrent changes honest.
 
@@ -15,6 +16,7 @@ pub mod ceilings;
 pub mod coordination;
 pub mod credentials;
 pub mod model;
+pub mod offboard;
 pub mod pattern;
 pub mod policy;
 pub mod revoke;

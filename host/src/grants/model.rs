@@ -98,12 +98,30 @@ pub struct Grant {
     pub released_at: Option<i64>,
     pub hard_revoked: bool,
     pub credentials_issued: i64,
+    /// The key that created the request; it can never decide it (approvals.rs).
+    pub requested_by: Option<String>,
+    /// Distinct approver keys needed to activate it (the deciding rule's).
+    pub approvals_required: i64,
+    /// Approvals given so far (from `grant_approvals`), oldest first.
+    pub approvals: Vec<Approval>,
+}
+
+/// One approver key's approval of a pending grant.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Approval {
+    pub key_id: String,
+    pub reason: String,
+    pub at: i64,
 }
 
 pub const COLUMNS: &str =
     "id, workspace_id, agent_id, account_id, role_arn, run_id, request, reason, status, decision, \
      denial_reason, idempotency_key, request_sha256, created_at, decide_by, activated_at, expires_at, \
-     max_ttl_seconds, resolved_by, resolution, resolved_at, released_at, hard_revoked, credentials_issued";
+     max_ttl_seconds, resolved_by, resolution, resolved_at, released_at, hard_revoked, credentials_issued, \
+     requested_by, approvals_required, \
+     (SELECT json_group_array(json_object('key_id', key_id, 'reason', reason, 'at', decided_at)) \
+      FROM (SELECT key_id, reason, decided_at FROM grant_approvals WHERE grant_id = grants.id \
+            ORDER BY decided_at, rowid))";
 
 fn bad_column(i: usize, e: impl std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.to_string().into())
@@ -138,6 +156,15 @@ pub fn from_row(r: &Row<'_>) -> rusqlite::Result<Grant> {
         released_at: r.get(21)?,
         hard_revoked: r.get::<_, i64>(22)? != 0,
         credentials_issued: r.get(23)?,
+        requested_by: r.get(24)?,
+        approvals_required: r.get(25)?,
+        approvals: {
+            let text: Option<String> = r.get(26)?;
+            match text {
+                Some(t) => serde_json::from_str(&t).map_err(|e| bad_column(26, e))?,
+                None => Vec::new(),
+            }
+        },
     })
 }
 
@@ -217,6 +244,8 @@ impl Grant {
         if let Some(by) = &self.resolved_by {
             v["resolution"] = json!({ "by": by, "reason": self.resolution, "at": self.resolved_at });
         }
+        v["approvals_required"] = json!(self.approvals_required);
+        v["approvals"] = json!(self.approvals);
         v
     }
 

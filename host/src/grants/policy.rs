@@ -61,6 +61,17 @@ pub struct Rule {
     pub regions: Option<Vec<String>>,
     pub max_ttl_seconds: Option<u64>,
     pub reason: String,
+    /// `route_to_approver` only: how many distinct approver keys must approve
+    /// (1 to [`MAX_APPROVALS_REQUIRED`]; a deny by any one decides).
+    #[serde(default = "one_approval")]
+    pub approvals_required: u8,
+}
+
+/// The most distinct approvers a rule can require.
+pub const MAX_APPROVALS_REQUIRED: u8 = 10;
+
+fn one_approval() -> u8 {
+    1
 }
 
 fn default_sts_region() -> String {
@@ -250,6 +261,18 @@ impl Ceiling {
                     region_pattern,
                     "an AWS region such as us-east-1, or *",
                 )?;
+            }
+            if !(1..=MAX_APPROVALS_REQUIRED).contains(&rule.approvals_required) {
+                return Err(invalid(
+                    f("approvals_required"),
+                    format!("must be within [1, {MAX_APPROVALS_REQUIRED}]"),
+                ));
+            }
+            if rule.approvals_required > 1 && rule.decision != RuleDecision::RouteToApprover {
+                return Err(invalid(
+                    f("approvals_required"),
+                    "only a route_to_approver rule takes approvals; remove it or change the decision",
+                ));
             }
             if let Some(t) = rule.max_ttl_seconds {
                 if !(STS_MIN_TTL..=STS_MAX_TTL).contains(&t) {
@@ -480,6 +503,7 @@ mod tests {
             regions: None,
             max_ttl_seconds: ttl,
             reason: reason.into(),
+            approvals_required: 1,
         }
     }
 

@@ -19,8 +19,8 @@ fn insert(c: &Connection, g: &Grant) -> rusqlite::Result<()> {
     c.execute(
         "INSERT INTO grants (id, workspace_id, agent_id, account_id, role_arn, run_id, request, reason, status, \
          decision, denial_reason, idempotency_key, request_sha256, created_at, decide_by, activated_at, expires_at, \
-         max_ttl_seconds, hard_revoked, credentials_issued) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, 0, 0)",
+         max_ttl_seconds, hard_revoked, credentials_issued, requested_by, approvals_required) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, 0, 0, ?19, ?20)",
         params![
             g.id,
             g.workspace_id,
@@ -40,6 +40,8 @@ fn insert(c: &Connection, g: &Grant) -> rusqlite::Result<()> {
             g.activated_at,
             g.expires_at,
             g.max_ttl_seconds,
+            g.requested_by,
+            g.approvals_required,
         ],
     )?;
     Ok(())

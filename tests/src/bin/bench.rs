@@ -204,6 +204,7 @@ fn policy_rate() -> Result<(f64, f64), String> {
             regions: Some(strings(&["eu-west-1"])),
             max_ttl_seconds: Some(3600),
             reason: format!("rule {i}"),
+            approvals_required: 1,
         })
         .collect();
     rules.push(Rule {
@@ -213,6 +214,7 @@ fn policy_rate() -> Result<(f64, f64), String> {
         regions: None,
         max_ttl_seconds: None,
         reason: "the last rule".into(),
+        approvals_required: 1,
     });
     let ceiling = Ceiling {
         role_arn: "arn:aws:iam::123456789012:role/agents".into(),
