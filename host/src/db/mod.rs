@@ -69,6 +69,7 @@ impl Db {
         // FULL: the WAL is fsynced at every commit, so "committed" means durable.
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(schema::SCHEMA)?;
+        schema::migrate(&conn)?;
         // Checkpointing copies the WAL into the main file and fsyncs it (7-15 ms here).
         // Done by the committing connection, it would stall every mint queued behind
         // it; so the writer never checkpoints, and a thread of its own does, PASSIVE,
