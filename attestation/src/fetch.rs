@@ -12,10 +12,10 @@
 //! the documented JSON, not base64, or not a 32-byte hash is a [`FetchError`], and the
 //! verifier only ever judges well-formed data.
 
+use crate::jwt::Token;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
-use crate::jwt::Token;
 use sealgate_shared::commitment::Commitment;
 use sealgate_shared::merkle::{self, Hash};
 use serde::Deserialize;
@@ -590,7 +590,10 @@ mod tests {
         assert!(matches!(decode_entries("e", b"{}"), Err(FetchError::Malformed { .. })));
         let hash = B64.encode([7u8; 32]);
         assert!(matches!(
-            decode_entries("e", format!(r#"{{"start":0,"end":1,"entries":[{{"index":0,"hash":"{hash}","leaf":"***"}}]}}"#).as_bytes()),
+            decode_entries(
+                "e",
+                format!(r#"{{"start":0,"end":1,"entries":[{{"index":0,"hash":"{hash}","leaf":"***"}}]}}"#).as_bytes()
+            ),
             Err(FetchError::Malformed { .. })
         ));
         assert!(matches!(
@@ -619,7 +622,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.entries[0].leaf.as_deref(), Some(&b"{\"}"[..]));
-        assert_eq!(ok.entries[1], Entry { index: 4, hash: [7u8; 32], leaf: None });
+        assert_eq!(
+            ok.entries[1],
+            Entry {
+                index: 4,
+                hash: [7u8; 32],
+                leaf: None
+            }
+        );
         let page = decode_hashes_page("h", format!(r#"{{"start":0,"end":1,"hashes":["{hash}"]}}"#).as_bytes()).unwrap();
         assert_eq!(page.hashes, vec![[7u8; 32]]);
     }

@@ -618,7 +618,8 @@ fn prove_token(
         }));
     }
     let hash = merkle::leaf_hash(&record.leaf);
-    merkle::verify_inclusion(index, size, &hash, &proof.proof, &cp.root).map_err(|e| fail(TokenProblem::Inclusion(e)))?;
+    merkle::verify_inclusion(index, size, &hash, &proof.proof, &cp.root)
+        .map_err(|e| fail(TokenProblem::Inclusion(e)))?;
     match log_hashes.get(&index) {
         Some(h) if *h == hash => {}
         Some(_) => return Err(fail(TokenProblem::DiffersFromLog(index))),

@@ -190,7 +190,11 @@ fn api_key(reader: &Reader) -> Result<Option<String>, String> {
         return Ok(None);
     };
     let body = key.strip_prefix("sg_").unwrap_or("");
-    if body.len() == 43 && body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if body.len() == 43
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         return Ok(Some(key.to_string()));
     }
     if VerifierKey::from_str(key).is_ok() {

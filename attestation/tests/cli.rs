@@ -134,7 +134,16 @@ fn hole4_key_reads_contents_and_anonymous_reads_hashes() {
     let mut log = f.honest();
     log.readable = Some(|i| i % 2 == 0);
     let (url, _) = serve(log);
-    let out = verify(&["log", "--url", &url, "--json", "--key", AUDITOR_KEY, "--token", &f.issued[2].jwt]);
+    let out = verify(&[
+        "log",
+        "--url",
+        &url,
+        "--json",
+        "--key",
+        AUDITOR_KEY,
+        "--token",
+        &f.issued[2].jwt,
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
     assert_eq!(v["scan"], "contents");
@@ -153,7 +162,12 @@ fn hole4_key_reads_contents_and_anonymous_reads_hashes() {
     assert_eq!(out.status.code(), Some(5), "{}", stdout(&out));
     assert!(stdout(&out).contains("leaf 10's bytes hash to"), "{}", stdout(&out));
     let out = verify(&["log", "--url", &url]);
-    assert_eq!(out.status.code(), Some(0), "the public hashes are intact: {}", stdout(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the public hashes are intact: {}",
+        stdout(&out)
+    );
 }
 
 #[test]

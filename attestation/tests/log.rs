@@ -699,6 +699,18 @@ fn hole4_auditor_of_one_workspace_checks_its_leaves_and_the_rest_by_hash() {
     let text = render_text(&report);
     assert!(text.contains("782 readable with this key"), "{text}");
     assert_eq!(render_json(&report)["readable"], 782);
+    // An entry placed at another index than it says is caught before the root.
+    let mut shifted = f.honest();
+    shifted.misindex_at = Some(42);
+    let report = run_plain(&shifted);
+    assert_eq!(
+        failure(&report),
+        &LogError::EntryIndex {
+            position: 42,
+            claimed: 43
+        }
+    );
+    assert_eq!(report.exit_code(), 5);
     // A changed leaf the key cannot read is still caught by the root.
     log.leaves[1] = String::from_utf8(log.leaves[1].clone())
         .unwrap()

@@ -148,7 +148,8 @@ mod tests {
         assert_eq!(workspace_of(host).as_deref(), Some("ws_a"));
         let token = br#"{"v":1,"index":5,"ts":1,"origin":"enclave","kind":"token.issued","data":{"jti":"j","sub":"ws:ws_b:agent:ag_1","aud":"a"}}"#;
         assert_eq!(workspace_of(token).as_deref(), Some("ws_b"));
-        let grant_token = br#"{"v":1,"index":6,"ts":1,"origin":"enclave","kind":"token.issued","data":{"sub":"ws:ws_c:grant:gr_1"}}"#;
+        let grant_token =
+            br#"{"v":1,"index":6,"ts":1,"origin":"enclave","kind":"token.issued","data":{"sub":"ws:ws_c:grant:gr_1"}}"#;
         assert_eq!(workspace_of(grant_token).as_deref(), Some("ws_c"));
         // Operator-level events and anything odd belong to no workspace.
         for none in [

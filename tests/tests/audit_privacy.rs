@@ -102,7 +102,9 @@ fn leaves_of(s: &Setup, ws: &str) -> BTreeSet<u64> {
 #[test]
 fn hole4_anonymous_entries_no_longer_show_tenant_data() {
     let s = setup();
-    let (status, text) = s.api.get_text(&format!("/v1/audit/entries?start=0&end={}", s.size), None);
+    let (status, text) = s
+        .api
+        .get_text(&format!("/v1/audit/entries?start=0&end={}", s.size), None);
     assert_eq!(status, 401, "anonymous entries: {text}");
     let v: Value = serde_json::from_str(&text).expect("JSON error");
     assert_error_shape(&v);
@@ -111,7 +113,9 @@ fn hole4_anonymous_entries_no_longer_show_tenant_data() {
         "the refusal should point at the public hashes: {v}"
     );
     // Neither that answer nor the public endpoints carry any tenant's names or subjects.
-    let (_, hashes) = s.api.get_text(&format!("/v1/audit/hashes?start=0&end={}", s.size), None);
+    let (_, hashes) = s
+        .api
+        .get_text(&format!("/v1/audit/hashes?start=0&end={}", s.size), None);
     let (_, token) = s.api.get_text(&format!("/v1/audit/tokens/{}", s.a.minted.jti), None);
     for body in [&text, &hashes, &token] {
         for secret in [&s.a.agent_name, &s.b.agent_name, &s.a.id, &s.b.id] {
@@ -120,7 +124,11 @@ fn hole4_anonymous_entries_no_longer_show_tenant_data() {
         let decoded = serde_json::from_str::<Value>(body).expect("JSON");
         assert!(decoded.get("entries").is_none(), "{decoded}");
     }
-    assert_error(s.api.get(&format!("/v1/audit/tokens/{}", s.a.minted.jti), None), 401, "UNAUTHENTICATED");
+    assert_error(
+        s.api.get(&format!("/v1/audit/tokens/{}", s.a.minted.jti), None),
+        401,
+        "UNAUTHENTICATED",
+    );
 }
 
 #[test]
@@ -147,7 +155,10 @@ fn hole4_workspace_auditors_and_admins_read_only_their_own_leaves() {
             }
         }
         assert!(!contents_text(&got).contains(&s.b.agent_name), "{who} sees B's agent");
-        assert!(contents_text(&got).contains(&s.a.agent_name), "{who} cannot see A's agent");
+        assert!(
+            contents_text(&got).contains(&s.a.agent_name),
+            "{who} cannot see A's agent"
+        );
         // A's token leaf by jti, with the key; B's is not found.
         let (index, _) = token_record_as(&s.api, &s.a.minted.jti, k);
         assert_eq!(index, s.a.minted.log_index);
@@ -184,7 +195,10 @@ fn hole4_workspace_auditors_and_admins_read_only_their_own_leaves() {
 
     // The operator (the operator's auditor) reads every leaf, operator-level ones too.
     let got = entries_as(&s.api, &s.operator, 0, s.size);
-    assert!(got.iter().all(|e| e.leaf.is_some()), "the operator must read every leaf");
+    assert!(
+        got.iter().all(|e| e.leaf.is_some()),
+        "the operator must read every leaf"
+    );
     assert!(
         got.iter()
             .any(|e| leaf::workspace_of(e.leaf.as_ref().unwrap()).is_none()),
@@ -217,7 +231,10 @@ fn hole4_token_holder_reads_its_own_leaf_and_nothing_else() {
     let last = tampered.len() - 2;
     tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).unwrap();
-    for (what, bearer) in [("another token", other.as_str()), ("a tampered token", tampered.as_str())] {
+    for (what, bearer) in [
+        ("another token", other.as_str()),
+        ("a tampered token", tampered.as_str()),
+    ] {
         let (st, v) = s.api.get(&format!("/v1/audit/tokens/{}", m.jti), Some(bearer));
         assert_eq!(st, 404, "{what}: {v}");
         assert_error_shape(&v);
@@ -247,7 +264,11 @@ fn hole4_root_from_public_hashes_equals_the_checkpoint() {
     }
     prove_token(&s.api, &cp, &s.a.minted);
     // At most 1000 per call.
-    assert_error(s.api.get("/v1/audit/hashes?start=0&end=1001", None), 400, "INVALID_RANGE");
+    assert_error(
+        s.api.get("/v1/audit/hashes?start=0&end=1001", None),
+        400,
+        "INVALID_RANGE",
+    );
 }
 
 fn verify_json(url: &str, extra: &[&str]) -> (i32, Value, String) {
@@ -298,12 +319,19 @@ fn hole4_sealgate_verify_works_anonymously_with_a_key_and_with_a_token() {
         let c = rusqlite::Connection::open(s.d.db_path()).expect("open the database");
         c.busy_timeout(Duration::from_secs(5)).unwrap();
         let bytes: Vec<u8> = c
-            .query_row("SELECT bytes FROM leaves WHERE idx = ?1", params![idx as i64], |r| r.get(0))
+            .query_row("SELECT bytes FROM leaves WHERE idx = ?1", params![idx as i64], |r| {
+                r.get(0)
+            })
             .unwrap();
-        let edited = String::from_utf8(bytes).unwrap().replacen("\"aud\":\"", "\"aud\":\"x", 1);
+        let edited = String::from_utf8(bytes)
+            .unwrap()
+            .replacen("\"aud\":\"", "\"aud\":\"x", 1);
         assert_eq!(
-            c.execute("UPDATE leaves SET bytes = ?1 WHERE idx = ?2", params![edited.as_bytes(), idx as i64])
-                .unwrap(),
+            c.execute(
+                "UPDATE leaves SET bytes = ?1 WHERE idx = ?2",
+                params![edited.as_bytes(), idx as i64]
+            )
+            .unwrap(),
             1
         );
     }
@@ -311,7 +339,10 @@ fn hole4_sealgate_verify_works_anonymously_with_a_key_and_with_a_token() {
     assert_eq!(code, 5, "A's auditor must catch the tampered leaf:\n{out}");
     assert!(out.contains(&format!("leaf {idx}'s bytes hash to")), "{out}");
     let (code, out) = verify_log(url, &["--key", &s.b.auditor]);
-    assert_eq!(code, 0, "B's auditor cannot read A's leaf, and the rest is intact:\n{out}");
+    assert_eq!(
+        code, 0,
+        "B's auditor cannot read A's leaf, and the rest is intact:\n{out}"
+    );
     let (code, out) = verify_log(url, &[]);
     assert_eq!(code, 0, "the public hashes are still the signed ones:\n{out}");
     // The holder's own leaf no longer matches what the log signed.

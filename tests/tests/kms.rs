@@ -173,10 +173,9 @@ fn checkpoint_size(d: &Deployment) -> u64 {
 fn leaf_kinds(d: &Deployment) -> Vec<String> {
     let size = checkpoint_size(d);
     // Leaf contents need a key: the operator's reads every leaf.
-    let (_, entries) = d.api().get(
-        &format!("/v1/audit/entries?start=0&end={size}"),
-        Some(&d.admin_key()),
-    );
+    let (_, entries) = d
+        .api()
+        .get(&format!("/v1/audit/entries?start=0&end={size}"), Some(&d.admin_key()));
     entries["entries"]
         .as_array()
         .expect("entries")

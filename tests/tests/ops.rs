@@ -218,11 +218,7 @@ fn routing_errors_are_json() {
         assert_eq!(s, 400, "{path}: {v}");
         assert_error_shape(&v);
         assert_error(api.get(&format!("{path}?start=5&end=5"), key), 400, "INVALID_RANGE");
-        assert_error(
-            api.get(&format!("{path}?start=0&end=1001"), key),
-            400,
-            "INVALID_RANGE",
-        );
+        assert_error(api.get(&format!("{path}?start=0&end=1001"), key), 400, "INVALID_RANGE");
     }
     // Proof sizes beyond the log are refused.
     let n = log_size(&api);

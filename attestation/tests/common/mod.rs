@@ -189,6 +189,7 @@ impl Fixture {
             proof_tamper: None,
             served_contents: BTreeMap::new(),
             readable: None,
+            misindex_at: None,
             entries_calls: RefCell::new(Vec::new()),
             hashes_calls: RefCell::new(Vec::new()),
         }
@@ -213,6 +214,8 @@ pub struct MemoryLog {
     pub served_contents: BTreeMap<u64, Vec<u8>>,
     /// Which leaves the entries' key may read (`None`: all of them).
     pub readable: Option<fn(u64) -> bool>,
+    /// Entries say index + 1 for the entry at this position.
+    pub misindex_at: Option<u64>,
     /// Every `(start, end)` asked of `entries`.
     pub entries_calls: RefCell<Vec<(u64, u64)>>,
     /// Every `(start, end)` asked of `hashes`.
@@ -257,11 +260,12 @@ impl LogSource for MemoryLog {
     fn entries(&self, start: u64, end: u64) -> Result<EntriesPage, FetchError> {
         self.entries_calls.borrow_mut().push((start, end));
         let (start, end, items) = self.page(start, end);
-        // The served index is the leaf's own (what a host serving these rows would say).
+        // The served index is the position (a host that renumbers its rows); the leaf
+        // bytes still say where they belong, which the envelope check compares.
         let entries = items
             .into_iter()
             .map(|(i, bytes)| {
-                let index = serde_json::from_slice::<AnyLeaf>(&bytes).map(|l| l.index).unwrap_or(i);
+                let index = if self.misindex_at == Some(i) { i + 1 } else { i };
                 let hash = leaf_hash(&bytes);
                 let readable = self.readable.is_none_or(|r| r(i));
                 let served = self.served_contents.get(&i).cloned().unwrap_or(bytes);

@@ -12,23 +12,23 @@
 //! - the holder of a token, for that token's own leaf (`/v1/audit/tokens/{jti}`).
 
 use super::QueryParams;
+use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 use crate::App;
-use crate::auth::{Principal, Role};
 use axum::extract::{FromRequestParts, Path, State};
-use axum::http::request::Parts;
 use axum::http::header;
+use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use axum::Json;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use rusqlite::{params, OptionalExtension};
 use sealgate_shared::merkle::{self, Hash};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use subtle::ConstantTimeEq;
 
 /// Most entries (or hashes) served per call.
 pub const MAX_ENTRIES: u64 = 1000;
@@ -156,7 +156,9 @@ impl FromRequestParts<Arc<App>> for Caller {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or_else(|| {
-                ApiError::Unauthenticated("Authorization must be `Bearer sg_…` (a key) or `Bearer <JWT>` (a token)".into())
+                ApiError::Unauthenticated(
+                    "Authorization must be `Bearer sg_…` (a key) or `Bearer <JWT>` (a token)".into(),
+                )
             })?;
         if bearer.starts_with(crate::auth::KEY_PREFIX) {
             return Principal::from_request_parts(parts, app).await.map(Caller::Key);
@@ -299,18 +301,18 @@ pub async fn token(
         Caller::Token(_) => None,
     };
     let q = jti.clone();
-    let found = app
-        .ledger
-        .db
-        .read(move |c| {
-            c.query_row(
+    let found =
+        app.ledger
+            .db
+            .read(move |c| {
+                c.query_row(
                 "SELECT t.idx, l.bytes, l.workspace_id FROM tokens t JOIN leaves l ON l.idx = t.idx WHERE t.jti = ?1",
                 params![q],
                 |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?, r.get::<_, Option<String>>(2)?)),
             )
             .optional()
-        })
-        .await?;
+            })
+            .await?;
     let not_found = || ApiError::NotFound(format!("no token with jti {jti} in the log that this caller may read"));
     let (index, leaf, ws) = found.ok_or_else(not_found)?;
     let allowed = match (&caller, readable) {

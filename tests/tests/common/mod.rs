@@ -150,7 +150,9 @@ pub fn entries_as(api: &Api, key: &str, start: u64, end: u64) -> Vec<Entry> {
             .unwrap_or_else(|| panic!("no entries: {v}"))
             .iter()
             .map(|e| Entry {
-                index: e["index"].as_u64().unwrap_or_else(|| panic!("entry without index: {e}")),
+                index: e["index"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("entry without index: {e}")),
                 hash: merkle::to_hash(&b64(&e["hash"])).expect("32-byte hash"),
                 leaf: e.get("leaf").map(b64),
             })
@@ -196,7 +198,12 @@ pub fn entries(api: &Api, start: u64, end: u64) -> Vec<Vec<u8>> {
             let bytes = e
                 .leaf
                 .unwrap_or_else(|| panic!("the operator key was not served leaf {}", e.index));
-            assert_eq!(merkle::leaf_hash(&bytes), e.hash, "leaf {} does not hash to its served hash", e.index);
+            assert_eq!(
+                merkle::leaf_hash(&bytes),
+                e.hash,
+                "leaf {} does not hash to its served hash",
+                e.index
+            );
             bytes
         })
         .collect()
