@@ -6,8 +6,9 @@
 //! 1. `attestation` — [`verify_attestation`] against the host; when it verifies, its
 //!    commitment names the `checkpoint_key` the enclave committed to;
 //! 2. `log` — [`verify_log`] with that attested key pinned: the host's key must equal
-//!    it (else the signature class, exit 4), the checkpoint must verify under it, every
-//!    leaf must hash to the signed root, and every `--token` must be proven;
+//!    it (else the signature class, exit 4), the checkpoint must verify under it, the
+//!    leaf hashes must give the signed root (with `--key`, every leaf that key may read
+//!    must hash to its hash), and every `--token` must be proven;
 //! 3. `history` (with `--since`) — [`verify_history`] from the saved checkpoint to the
 //!    current one, both opened with the attested key.
 //!
@@ -19,7 +20,7 @@
 use crate::attest::{verify_attestation, AttestOptions, AttestReport};
 use crate::fetch::{AttestSource, LogSource};
 use crate::jwt::Token;
-use crate::log::{verify_history, verify_log, Check, LogOptions, LogReport};
+use crate::log::{verify_history, verify_log, Check, LogOptions, LogReport, Scan};
 use crate::report::FailureClass;
 use sealgate_shared::note::VerifierKey;
 use std::str::FromStr;
@@ -32,6 +33,8 @@ pub struct AllOptions {
     pub tokens: Vec<Token>,
     /// A signed checkpoint note kept by an earlier run (`--since FILE`'s contents).
     pub since: Option<String>,
+    /// Hashes only, or (with `--key`) the contents that key may read too.
+    pub scan: Scan,
 }
 
 /// A section that did not run, and why.
@@ -163,6 +166,7 @@ pub fn verify_all(attest_src: &dyn AttestSource, log_src: &dyn LogSource, opts: 
         &LogOptions {
             pinned_key: Some(vk.clone()),
             tokens: opts.tokens.clone(),
+            scan: opts.scan,
         },
     );
     // The pin is the attested key, not a --key.

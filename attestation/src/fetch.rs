@@ -12,6 +12,7 @@
 //! the documented JSON, not base64, or not a 32-byte hash is a [`FetchError`], and the
 //! verifier only ever judges well-formed data.
 
+use crate::jwt::Token;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
@@ -65,12 +66,29 @@ pub enum FetchError {
     Malformed { what: String, reason: String },
 }
 
-/// A page of leaves `[start, end)` as the host returned it, leaves base64-decoded.
+/// A page of public leaf hashes `[start, end)` (`/v1/audit/hashes`), decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashesPage {
+    pub start: u64,
+    pub end: u64,
+    pub hashes: Vec<Hash>,
+}
+
+/// One entry of an entries page: a leaf's index and hash, and its bytes when the key
+/// the page was fetched with may read that leaf (else a hash-only placeholder).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub index: u64,
+    pub hash: Hash,
+    pub leaf: Option<Vec<u8>>,
+}
+
+/// A page of entries `[start, end)` as the host returned it (`/v1/audit/entries`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntriesPage {
     pub start: u64,
     pub end: u64,
-    pub entries: Vec<Vec<u8>>,
+    pub entries: Vec<Entry>,
 }
 
 /// The host's answer to a token lookup: where the leaf for `jti` is, and its bytes.
@@ -99,15 +117,22 @@ pub struct ConsistencyProof {
 
 /// The read-only audit endpoints the log verifier needs. Implementations only fetch
 /// and decode; they never judge content.
+///
+/// Three of them are public (key, checkpoint, hashes, proofs); `entries` needs the API
+/// key the source was made with (an auditor or admin key of a workspace, or the
+/// operator's), and `token` presents the token itself (the holder reads its own leaf).
 pub trait LogSource {
     /// `GET /v1/audit/key`: the note verifier key string.
     fn key(&self) -> Result<String, FetchError>;
     /// `GET /v1/audit/checkpoint`: the signed note.
     fn checkpoint(&self) -> Result<String, FetchError>;
-    /// `GET /v1/audit/entries?start=S&end=E`.
+    /// `GET /v1/audit/hashes?start=S&end=E` (public).
+    fn hashes(&self, start: u64, end: u64) -> Result<HashesPage, FetchError>;
+    /// `GET /v1/audit/entries?start=S&end=E` with the source's API key.
     fn entries(&self, start: u64, end: u64) -> Result<EntriesPage, FetchError>;
-    /// `GET /v1/audit/tokens/{jti}`; [`FetchError::NotFound`] when the host has none.
-    fn token(&self, jti: &str) -> Result<TokenRecord, FetchError>;
+    /// `GET /v1/audit/tokens/{jti}` presenting `token` as `Authorization: Bearer <JWT>`;
+    /// [`FetchError::NotFound`] when the host has no leaf for exactly this token.
+    fn token(&self, token: &Token) -> Result<TokenRecord, FetchError>;
     /// `GET /v1/audit/proof/inclusion?index=I&size=N`.
     fn inclusion_proof(&self, index: u64, size: u64) -> Result<InclusionProof, FetchError>;
     /// `GET /v1/audit/proof/consistency?from=A&to=B`.
@@ -115,10 +140,24 @@ pub trait LogSource {
 }
 
 #[derive(Deserialize)]
+struct WireHashes {
+    start: u64,
+    end: u64,
+    hashes: Vec<String>,
+}
+
+#[derive(Deserialize)]
 struct WireEntries {
     start: u64,
     end: u64,
-    entries: Vec<String>,
+    entries: Vec<WireEntry>,
+}
+
+#[derive(Deserialize)]
+struct WireEntry {
+    index: u64,
+    hash: String,
+    leaf: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -168,15 +207,37 @@ fn parse_json<T: for<'de> Deserialize<'de>>(what: &str, body: &[u8]) -> Result<T
     serde_json::from_slice(body).map_err(|e| malformed(what, format!("not the documented JSON: {e}")))
 }
 
-/// Decodes an entries response body (shared with test sources that speak the wire format).
+/// Decodes a hashes response body (shared with test sources that speak the wire format).
+pub fn decode_hashes_page(what: &str, body: &[u8]) -> Result<HashesPage, FetchError> {
+    let w: WireHashes = parse_json(what, body)?;
+    Ok(HashesPage {
+        start: w.start,
+        end: w.end,
+        hashes: decode_hash_list(what, "hashes", &w.hashes)?,
+    })
+}
+
+/// Decodes an entries response body.
 pub fn decode_entries(what: &str, body: &[u8]) -> Result<EntriesPage, FetchError> {
     let w: WireEntries = parse_json(what, body)?;
     let entries = w
         .entries
         .iter()
         .enumerate()
-        .map(|(i, e)| decode_b64(what, &format!("entries[{i}]"), e))
-        .collect::<Result<_, _>>()?;
+        .map(|(i, e)| {
+            let field = format!("entries[{i}]");
+            let raw = decode_b64(what, &format!("{field}.hash"), &e.hash)?;
+            Ok(Entry {
+                index: e.index,
+                hash: merkle::to_hash(&raw).map_err(|err| malformed(what, format!("{field}.hash: {err}")))?,
+                leaf: e
+                    .leaf
+                    .as_deref()
+                    .map(|l| decode_b64(what, &format!("{field}.leaf"), l))
+                    .transpose()?,
+            })
+        })
+        .collect::<Result<_, FetchError>>()?;
     Ok(EntriesPage {
         start: w.start,
         end: w.end,
@@ -200,7 +261,7 @@ pub fn decode_inclusion(what: &str, body: &[u8]) -> Result<InclusionProof, Fetch
     Ok(InclusionProof {
         index: w.index,
         size: w.size,
-        proof: decode_hashes(what, &w.proof)?,
+        proof: decode_hash_list(what, "proof", &w.proof)?,
     })
 }
 
@@ -210,17 +271,16 @@ pub fn decode_consistency(what: &str, body: &[u8]) -> Result<ConsistencyProof, F
     Ok(ConsistencyProof {
         from: w.from,
         to: w.to,
-        proof: decode_hashes(what, &w.proof)?,
+        proof: decode_hash_list(what, "proof", &w.proof)?,
     })
 }
 
-/// Decodes a proof's `proof` array: each element a base64 32-byte hash.
-fn decode_hashes(what: &str, proof: &[String]) -> Result<Vec<Hash>, FetchError> {
-    proof
-        .iter()
+/// Decodes an array of base64 32-byte hashes (a proof's `proof`, a page's `hashes`).
+fn decode_hash_list(what: &str, name: &str, list: &[String]) -> Result<Vec<Hash>, FetchError> {
+    list.iter()
         .enumerate()
         .map(|(i, p)| {
-            let field = format!("proof[{i}]");
+            let field = format!("{name}[{i}]");
             let raw = decode_b64(what, &field, p)?;
             merkle::to_hash(&raw).map_err(|e| malformed(what, format!("{field}: {e}")))
         })
@@ -245,6 +305,8 @@ pub fn encode_path_segment(s: &str) -> String {
 pub struct HttpSource {
     base: String,
     agent: ureq::Agent,
+    /// The API key for `entries` (`--key sg_…`); never sent to the public endpoints.
+    api_key: Option<String>,
 }
 
 impl HttpSource {
@@ -260,11 +322,23 @@ impl HttpSource {
         Self {
             base: base.trim_end_matches('/').to_string(),
             agent: ureq::Agent::new_with_config(config),
+            api_key: None,
         }
+    }
+
+    /// The same, reading leaf contents (`entries`) with an API key.
+    pub fn with_api_key(mut self, key: &str) -> Self {
+        self.api_key = Some(key.to_string());
+        self
     }
 
     /// GETs `path` and returns the body of a 2xx answer, at most `limit` bytes.
     fn get(&self, what: &str, path: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+        self.get_as(what, path, limit, None)
+    }
+
+    /// [`HttpSource::get`] with `Authorization: Bearer <bearer>` when given.
+    fn get_as(&self, what: &str, path: &str, limit: u64, bearer: Option<&str>) -> Result<Vec<u8>, FetchError> {
         let url = format!("{}{}", self.base, path);
         let transport = |e: ureq::Error| match e {
             ureq::Error::BodyExceedsLimit(_) => FetchError::TooLarge {
@@ -276,7 +350,11 @@ impl HttpSource {
                 reason: format!("GET {url}: {other}"),
             },
         };
-        let mut resp = self.agent.get(&url).call().map_err(transport)?;
+        let mut req = self.agent.get(&url);
+        if let Some(b) = bearer {
+            req = req.header("Authorization", &format!("Bearer {b}"));
+        }
+        let mut resp = req.call().map_err(transport)?;
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
             // Best effort: the API's `{error:{code,message}}`; ignore anything else.
@@ -320,22 +398,30 @@ impl LogSource for HttpSource {
         self.get_text("checkpoint", "/v1/audit/checkpoint")
     }
 
+    fn hashes(&self, start: u64, end: u64) -> Result<HashesPage, FetchError> {
+        let what = format!("hashes [{start}, {end})");
+        let body = self.get(&what, &format!("/v1/audit/hashes?start={start}&end={end}"), BODY_LIMIT)?;
+        decode_hashes_page(&what, &body)
+    }
+
     fn entries(&self, start: u64, end: u64) -> Result<EntriesPage, FetchError> {
         let what = format!("entries [{start}, {end})");
-        let body = self.get(
+        let body = self.get_as(
             &what,
             &format!("/v1/audit/entries?start={start}&end={end}"),
             ENTRIES_BODY_LIMIT,
+            self.api_key.as_deref(),
         )?;
         decode_entries(&what, &body)
     }
 
-    fn token(&self, jti: &str) -> Result<TokenRecord, FetchError> {
-        let what = format!("token lookup {jti:?}");
-        let body = self.get(
+    fn token(&self, token: &Token) -> Result<TokenRecord, FetchError> {
+        let what = format!("token lookup {:?}", token.jti);
+        let body = self.get_as(
             &what,
-            &format!("/v1/audit/tokens/{}", encode_path_segment(jti)),
+            &format!("/v1/audit/tokens/{}", encode_path_segment(&token.jti)),
             BODY_LIMIT,
+            Some(&token.jwt),
         )?;
         decode_token(&what, &body)
     }
@@ -502,8 +588,20 @@ mod tests {
     #[test]
     fn malformed_bodies_are_fetch_errors() {
         assert!(matches!(decode_entries("e", b"{}"), Err(FetchError::Malformed { .. })));
+        let hash = B64.encode([7u8; 32]);
         assert!(matches!(
-            decode_entries("e", br#"{"start":0,"end":1,"entries":["***"]}"#),
+            decode_entries(
+                "e",
+                format!(r#"{{"start":0,"end":1,"entries":[{{"index":0,"hash":"{hash}","leaf":"***"}}]}}"#).as_bytes()
+            ),
+            Err(FetchError::Malformed { .. })
+        ));
+        assert!(matches!(
+            decode_entries("e", br#"{"start":0,"end":1,"entries":[{"index":0,"hash":"AAAA"}]}"#),
+            Err(FetchError::Malformed { .. })
+        ));
+        assert!(matches!(
+            decode_hashes_page("h", br#"{"start":0,"end":1,"hashes":["AAAA"]}"#),
             Err(FetchError::Malformed { .. })
         ));
         assert!(matches!(
@@ -518,7 +616,21 @@ mod tests {
             decode_token("t", br#"{"jti":"j","index":-1,"leaf":""}"#),
             Err(FetchError::Malformed { .. })
         ));
-        let ok = decode_entries("e", br#"{"start":3,"end":4,"entries":["eyJ9"]}"#).unwrap();
-        assert_eq!(ok.entries, vec![b"{\"}".to_vec()]);
+        let ok = decode_entries(
+            "e",
+            format!(r#"{{"start":3,"end":5,"entries":[{{"index":3,"hash":"{hash}","leaf":"eyJ9"}},{{"index":4,"hash":"{hash}"}}]}}"#).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(ok.entries[0].leaf.as_deref(), Some(&b"{\"}"[..]));
+        assert_eq!(
+            ok.entries[1],
+            Entry {
+                index: 4,
+                hash: [7u8; 32],
+                leaf: None
+            }
+        );
+        let page = decode_hashes_page("h", format!(r#"{{"start":0,"end":1,"hashes":["{hash}"]}}"#).as_bytes()).unwrap();
+        assert_eq!(page.hashes, vec![[7u8; 32]]);
     }
 }

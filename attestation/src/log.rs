@@ -6,13 +6,17 @@
 //! 1. fetch the note verifier key (pinned with `--key`, else trusted on first fetch;
 //!    `sealgate-verify all` pins it to the key the enclave attested);
 //! 2. fetch the checkpoint and verify its signature → `(origin, size, root)`;
-//! 3. stream every leaf `[0, size)` page by page, check each envelope sits at its own
-//!    index, fold the leaf hashes into a [`CompactRange`] and compare the root — this
-//!    proves the host serves *exactly* the log the enclave signed, with nothing
-//!    dropped, changed, reordered or inserted;
-//! 4. for each token the auditor holds, prove its leaf is in that log: the leaf must
-//!    describe this very JWT (hash of its bytes), an inclusion proof must lead to the
-//!    signed root, and the leaf must be the one the full scan saw at that index.
+//! 3. stream the log `[0, size)` page by page, fold the leaf hashes into a
+//!    [`CompactRange`] and compare the root — this proves the host serves *exactly*
+//!    the log the enclave signed, with nothing dropped, changed, reordered or
+//!    inserted. Leaf hashes are public, so anyone can do this ([`Scan::Hashes`]);
+//!    with an API key ([`Scan::Contents`]) the scan reads the entries instead and also
+//!    checks every leaf the key may read: its bytes hash to the hash that went into
+//!    the root, and it is a valid envelope at its own index;
+//! 4. for each token the auditor holds, prove its leaf is in that log: the holder
+//!    fetches it by presenting the token; the leaf must describe this very JWT (hash
+//!    of its bytes), an inclusion proof must lead to the signed root, and the leaf must
+//!    hash to what the full scan saw at that index.
 //!
 //! Everything here is pure over a [`LogSource`]: no I/O of its own, no panics on what
 //! the source returns, and memory bounded by what the source actually delivers (the
@@ -25,24 +29,38 @@ use crate::report::FailureClass;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use sealgate_shared::leaf::{self, TokenIssued, KIND_TOKEN_ISSUED, LEAF_VERSION};
-use sealgate_shared::merkle::{self, CompactRange, MerkleError};
+use sealgate_shared::merkle::{self, CompactRange, Hash, MerkleError};
 use sealgate_shared::note::{Checkpoint, NoteError, VerifierKey};
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
+/// How the log is read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Scan {
+    /// Public leaf hashes only (`/v1/audit/hashes`): the root, nothing about contents.
+    #[default]
+    Hashes,
+    /// Entries with the source's API key (`--key sg_…`): the root, and every leaf the
+    /// key may read checked against its hash.
+    Contents,
+}
+
 /// What to verify beyond the log itself.
 #[derive(Debug, Clone, Default)]
 pub struct LogOptions {
-    /// The key the auditor expects (`--key`); `None` trusts the host's key on first fetch.
+    /// The checkpoint key the auditor expects (`--verifier-key`); `None` trusts the
+    /// host's key on first fetch.
     pub pinned_key: Option<VerifierKey>,
     /// Tokens to prove (`--token`).
     pub tokens: Vec<Token>,
+    /// Hashes only, or contents too.
+    pub scan: Scan,
 }
 
 /// Why a token is not proven to be in the log (exit code 6).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TokenProblem {
-    #[error("not in the log: the host has no leaf for this jti")]
+    #[error("not in the log: the host has no leaf for this exact token (looked up by jti, presenting the token)")]
     NotInLog,
     #[error("host answered the lookup with jti {0:?}")]
     WrongRecord(String),
@@ -109,6 +127,13 @@ pub enum LogError {
     /// inserted or moved.
     #[error("leaf at position {position} says index {claimed}")]
     WrongIndex { position: u64, claimed: u64 },
+    /// An entry says it is at another index than its position (exit 5).
+    #[error("entry at position {position} says index {claimed}")]
+    EntryIndex { position: u64, claimed: u64 },
+    /// A leaf's bytes do not hash to the hash served with them, which is the one that
+    /// went into the root (exit 5): the contents were changed under the log.
+    #[error("leaf {index}'s bytes hash to {actual}, but the host serves hash {served} for it")]
+    LeafHashMismatch { index: u64, served: String, actual: String },
     /// The leaves do not hash to the checkpoint's root (exit 5).
     #[error("root of the {size} served leaves is {computed}, the checkpoint says {expected}")]
     RootMismatch {
@@ -148,6 +173,8 @@ impl LogError {
             | LogError::BadLeaf { .. }
             | LogError::WrongVersion { .. }
             | LogError::WrongIndex { .. }
+            | LogError::EntryIndex { .. }
+            | LogError::LeafHashMismatch { .. }
             | LogError::RootMismatch { .. } => FailureClass::LogContent,
             LogError::Token { .. } => FailureClass::Token,
             LogError::SavedMalformed(_) => FailureClass::Usage,
@@ -171,8 +198,12 @@ pub struct Check {
 pub struct LogReport {
     /// The verifier key used, as a note key string, once fetched and parsed.
     pub key: Option<String>,
-    /// Whether the key was pinned with `--key` (else trusted on first fetch).
+    /// Whether the key was pinned with `--verifier-key` (else trusted on first fetch).
     pub key_pinned: bool,
+    /// How the log was read.
+    pub scan: Scan,
+    /// With [`Scan::Contents`]: how many leaves the key could read (and were checked).
+    pub readable: Option<u64>,
     /// The verified checkpoint, once its signature checked out.
     pub checkpoint: Option<Checkpoint>,
     /// The signed note of that checkpoint, exactly as served (what `all --save` keeps).
@@ -211,16 +242,17 @@ impl LogReport {
 pub fn verify_log(src: &dyn LogSource, opts: &LogOptions) -> LogReport {
     let mut report = LogReport {
         key_pinned: opts.pinned_key.is_some(),
+        scan: opts.scan,
         ..LogReport::default()
     };
 
     let vk = match fetch_key(src, opts.pinned_key.as_ref()) {
         Ok(vk) => {
             let detail = if opts.pinned_key.is_some() {
-                format!("{vk} (matches --key)")
+                format!("{vk} (matches --verifier-key)")
             } else {
                 format!(
-                    "{vk} (trusted on first fetch: pass --key to pin it; or run `all` to pin the key the enclave attested)"
+                    "{vk} (trusted on first fetch: pass --verifier-key to pin it; or run `all` to pin the key the enclave attested)"
                 )
             };
             report.key = Some(vk.to_string());
@@ -255,17 +287,29 @@ pub fn verify_log(src: &dyn LogSource, opts: &LogOptions) -> LogReport {
     // Look tokens up before the scan so the scan can keep just the leaves they point at.
     let lookups: Vec<Result<TokenRecord, LogError>> = opts.tokens.iter().map(|t| lookup_token(src, t)).collect();
     let keep: BTreeSet<u64> = lookups.iter().flatten().map(|r| r.index).collect();
-    let mut kept: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    let mut kept: BTreeMap<u64, Hash> = BTreeMap::new();
 
-    match scan_log(src, &cp, &keep, &mut kept) {
-        Ok((range, pages)) => {
-            report.push(
-                "entries",
-                Ok(format!(
-                    "{} leaves in {pages} page(s), each a v{LEAF_VERSION} envelope at its own index",
-                    range.size()
-                )),
+    let scanned = match opts.scan {
+        Scan::Hashes => scan_hashes(src, &cp, &keep, &mut kept).map(|(range, pages)| {
+            let detail = format!(
+                "{} leaf hashes in {pages} page(s) (public; leaf contents not read: pass --key sg_… to check those an auditor may read)",
+                range.size()
             );
+            (range, detail)
+        }),
+        Scan::Contents => scan_entries(src, &cp, &keep, &mut kept).map(|(range, pages, readable)| {
+            report.readable = Some(readable);
+            let detail = format!(
+                "{} entries in {pages} page(s), each at its own index; {readable} readable with this key, each a v{LEAF_VERSION} envelope at its own index whose bytes hash to its served hash; {} hash-only (not this key's to read)",
+                range.size(),
+                range.size() - readable
+            );
+            (range, detail)
+        }),
+    };
+    match scanned {
+        Ok((range, detail)) => {
+            report.push("entries", Ok(detail));
             let root = range.root();
             if root == cp.root {
                 report.push(
@@ -421,42 +465,26 @@ fn check_envelope(position: u64, bytes: &[u8]) -> Result<(), LogError> {
     Ok(())
 }
 
-/// Streams leaves `[0, cp.size)` in pages, checking each envelope and folding its hash
-/// into a compact range; keeps the bytes of the leaves at `keep`. Returns the range and
-/// the number of pages.
-fn scan_log(
+/// Streams the public leaf hashes `[0, cp.size)` in pages into a compact range; keeps
+/// the hashes at `keep`. Returns the range and the number of pages.
+fn scan_hashes(
     src: &dyn LogSource,
     cp: &Checkpoint,
     keep: &BTreeSet<u64>,
-    kept: &mut BTreeMap<u64, Vec<u8>>,
+    kept: &mut BTreeMap<u64, Hash>,
 ) -> Result<(CompactRange, u64), LogError> {
     let mut range = CompactRange::new();
     let mut pages = 0u64;
     let mut start = 0u64;
     while start < cp.size {
         let end = start.saturating_add(MAX_PAGE).min(cp.size);
-        let page = src.entries(start, end)?;
+        let page = src.hashes(start, end)?;
         pages += 1;
-        if page.start != start || page.end != end {
-            return Err(LogError::WrongRange {
-                start,
-                end,
-                got_start: page.start,
-                got_end: page.end,
-            });
-        }
-        if page.entries.len() as u64 != end - start {
-            return Err(LogError::PageLength {
-                start,
-                end,
-                got: page.entries.len(),
-            });
-        }
-        for (position, bytes) in (start..end).zip(page.entries) {
-            check_envelope(position, &bytes)?;
-            range.append(merkle::leaf_hash(&bytes));
+        check_page(start, end, page.start, page.end, page.hashes.len())?;
+        for (position, hash) in (start..end).zip(page.hashes) {
+            range.append(hash);
             if keep.contains(&position) {
-                kept.insert(position, bytes);
+                kept.insert(position, hash);
             }
         }
         start = end;
@@ -464,9 +492,72 @@ fn scan_log(
     Ok((range, pages))
 }
 
+/// Streams the entries `[0, cp.size)` in pages, folding each entry's hash into a
+/// compact range and checking every leaf served with it: its bytes hash to that hash
+/// and it is a valid envelope at its own index. Keeps the hashes at `keep`. Returns
+/// the range, the number of pages and how many leaves were readable.
+fn scan_entries(
+    src: &dyn LogSource,
+    cp: &Checkpoint,
+    keep: &BTreeSet<u64>,
+    kept: &mut BTreeMap<u64, Hash>,
+) -> Result<(CompactRange, u64, u64), LogError> {
+    let mut range = CompactRange::new();
+    let (mut pages, mut readable) = (0u64, 0u64);
+    let mut start = 0u64;
+    while start < cp.size {
+        let end = start.saturating_add(MAX_PAGE).min(cp.size);
+        let page = src.entries(start, end)?;
+        pages += 1;
+        check_page(start, end, page.start, page.end, page.entries.len())?;
+        for (position, entry) in (start..end).zip(page.entries) {
+            if entry.index != position {
+                return Err(LogError::EntryIndex {
+                    position,
+                    claimed: entry.index,
+                });
+            }
+            if let Some(bytes) = &entry.leaf {
+                let actual = merkle::leaf_hash(bytes);
+                if actual != entry.hash {
+                    return Err(LogError::LeafHashMismatch {
+                        index: position,
+                        served: B64.encode(entry.hash),
+                        actual: B64.encode(actual),
+                    });
+                }
+                check_envelope(position, bytes)?;
+                readable += 1;
+            }
+            range.append(entry.hash);
+            if keep.contains(&position) {
+                kept.insert(position, entry.hash);
+            }
+        }
+        start = end;
+    }
+    Ok((range, pages, readable))
+}
+
+/// A page must answer the range asked for, with one item per index.
+fn check_page(start: u64, end: u64, got_start: u64, got_end: u64, items: usize) -> Result<(), LogError> {
+    if got_start != start || got_end != end {
+        return Err(LogError::WrongRange {
+            start,
+            end,
+            got_start,
+            got_end,
+        });
+    }
+    if items as u64 != end - start {
+        return Err(LogError::PageLength { start, end, got: items });
+    }
+    Ok(())
+}
+
 /// Asks the host where the token's leaf is; a 404 means "not in the log".
 fn lookup_token(src: &dyn LogSource, token: &Token) -> Result<TokenRecord, LogError> {
-    src.token(&token.jti).map_err(|e| match e {
+    src.token(token).map_err(|e| match e {
         FetchError::NotFound { .. } => LogError::Token {
             jti: token.jti.clone(),
             problem: TokenProblem::NotInLog,
@@ -481,7 +572,7 @@ fn prove_token(
     cp: &Checkpoint,
     token: &Token,
     record: &TokenRecord,
-    log_leaves: &BTreeMap<u64, Vec<u8>>,
+    log_hashes: &BTreeMap<u64, Hash>,
 ) -> Result<String, LogError> {
     let fail = |problem| LogError::Token {
         jti: token.jti.clone(),
@@ -526,10 +617,11 @@ fn prove_token(
             reason: format!("host answered for index {} in size {}", proof.index, proof.size),
         }));
     }
-    merkle::verify_inclusion(index, size, &merkle::leaf_hash(&record.leaf), &proof.proof, &cp.root)
+    let hash = merkle::leaf_hash(&record.leaf);
+    merkle::verify_inclusion(index, size, &hash, &proof.proof, &cp.root)
         .map_err(|e| fail(TokenProblem::Inclusion(e)))?;
-    match log_leaves.get(&index) {
-        Some(bytes) if *bytes == record.leaf => {}
+    match log_hashes.get(&index) {
+        Some(h) if *h == hash => {}
         Some(_) => return Err(fail(TokenProblem::DiffersFromLog(index))),
         None => return Err(fail(TokenProblem::LogEntryUnread(index))),
     }

@@ -1,14 +1,22 @@
 //! `sealgate-verify`: the auditor's command-line tool.
 //!
 //! ```text
-//! sealgate-verify log --url URL [--token JWT]... [--key VERIFIER_KEY] [--json]
+//! sealgate-verify log --url URL [--key sg_…] [--token JWT]... [--verifier-key VKEY] [--json]
 //! sealgate-verify attest --url URL [--nonce HEX] [--pcr N=HEX]... [--sim-root FILE]
 //!                        [--max-age SECS] [--at UNIX_SECONDS] [--json]
 //! sealgate-verify attest --document FILE [--url URL] [--commitment FILE] [...same]
 //! sealgate-verify all --url URL [--nonce HEX] [--pcr N=HEX]... [--sim-root FILE]
 //!                     [--max-age SECS] [--at UNIX_SECONDS] [--since FILE] [--save FILE]
-//!                     [--token JWT]... [--json]
+//!                     [--key sg_…] [--token JWT]... [--json]
 //! ```
+//!
+//! Three ways to read the log, one per kind of auditor (DESIGN §5):
+//! - anonymous (no `--key`): the public leaf hashes recompute the checkpoint's root;
+//!   nothing about the leaves' contents is read;
+//! - `--key sg_…` (an `auditor` or `admin` key of a workspace, or the operator key):
+//!   the same, and every leaf that key may read is checked against its hash;
+//! - `--token JWT` (the token's holder, with or without `--key`): the token's own leaf
+//!   is fetched by presenting the token, and proven in the checkpointed log.
 //!
 //! Subcommands are one enum so that `attest` (check the attestation document and the
 //! commitment) and `all` (both, with the key bound by attestation) slot in beside `log`.
@@ -28,7 +36,7 @@ use sealgate_attestation::attest::{verify_attestation, AttestOptions, DEFAULT_MA
 use sealgate_attestation::fetch::AttestSource;
 use sealgate_attestation::fetch::HttpSource;
 use sealgate_attestation::jwt::Token;
-use sealgate_attestation::log::{verify_log, LogOptions};
+use sealgate_attestation::log::{verify_log, LogOptions, Scan};
 use sealgate_attestation::nitro::TrustRoot;
 use sealgate_attestation::report::{self, FailureClass, EXIT_CODES_HELP};
 use sealgate_shared::commitment::Commitment;
@@ -53,8 +61,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Verify the audit log: checkpoint signature, every leaf against the signed root,
-    /// and that each --token is in the log.
+    /// Verify the audit log: checkpoint signature, every leaf hash against the signed
+    /// root (public), with --key the leaves that key may read against their hashes, and
+    /// that each --token is in the log.
     #[command(after_help = EXIT_CODES_HELP)]
     Log(LogArgs),
     /// Verify an attestation document: its certificate chain to the AWS Nitro root (or
@@ -98,9 +107,12 @@ struct AllArgs {
     #[command(flatten)]
     checks: AttestChecks,
     /// A compact JWT the host issued; prove its leaf is in the checkpointed log
-    /// (repeatable). Its signature is not checked here.
+    /// (repeatable). Its leaf is fetched by presenting the token (the holder reads its
+    /// own leaf); its signature is not checked here.
     #[arg(long = "token", value_name = "JWT")]
     tokens: Vec<String>,
+    #[command(flatten)]
+    reader: Reader,
     /// A signed checkpoint note saved earlier (by --save, or from
     /// /v1/audit/checkpoint): it must verify under the attested key, and the current
     /// log must extend it (consistency proof); a shrunk or forked log exits 14.
@@ -143,18 +155,61 @@ struct Target {
     json: bool,
 }
 
+/// Whose eyes read the log; shared by `log` and `all`.
+#[derive(Args)]
+struct Reader {
+    /// An API key (`sg_…`) that may read leaf contents: an auditor or admin key of a
+    /// workspace (its leaves), or the operator key (all). The leaves it may read are
+    /// fetched and each must hash to the hash that went into the root; the others are
+    /// checked by hash alone. Without it only the public hashes are read.
+    #[arg(long = "key", value_name = "sg_…")]
+    api_key: Option<String>,
+}
+
 #[derive(Args)]
 struct LogArgs {
     #[command(flatten)]
     target: Target,
     /// A compact JWT the host issued; prove its leaf is in the checkpointed log
-    /// (repeatable). Its signature is not checked here.
+    /// (repeatable). Its leaf is fetched by presenting the token (the holder reads its
+    /// own leaf); its signature is not checked here.
     #[arg(long = "token", value_name = "JWT")]
     tokens: Vec<String>,
+    #[command(flatten)]
+    reader: Reader,
     /// Pin the checkpoint signer: the note verifier key `name+keyid+base64key` the host
     /// must serve. Without it the host's key is trusted on first fetch.
-    #[arg(long, value_name = "VERIFIER_KEY")]
-    key: Option<String>,
+    #[arg(long, value_name = "VKEY")]
+    verifier_key: Option<String>,
+}
+
+/// The `--key` as given, checked to be an API key: `sg_` and 43 base64url characters.
+/// A verifier key here is the old meaning of `--key` (now `--verifier-key`).
+fn api_key(reader: &Reader) -> Result<Option<String>, String> {
+    let Some(key) = reader.api_key.as_deref().map(str::trim) else {
+        return Ok(None);
+    };
+    let body = key.strip_prefix("sg_").unwrap_or("");
+    if body.len() == 43
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Ok(Some(key.to_string()));
+    }
+    if VerifierKey::from_str(key).is_ok() {
+        return Err("--key takes an sg_ API key (auditor, admin or operator); pin a checkpoint verifier key with --verifier-key".into());
+    }
+    Err("--key must be an sg_ API key: sg_ followed by 43 base64url characters".into())
+}
+
+/// The source for `url`, reading contents with `key` when given.
+fn source(url: &str, key: Option<&str>) -> (HttpSource, Scan) {
+    let src = HttpSource::new(url);
+    match key {
+        Some(k) => (src.with_api_key(k), Scan::Contents),
+        None => (src, Scan::Hashes),
+    }
 }
 
 fn main() -> ExitCode {
@@ -208,17 +263,28 @@ fn run_log(args: LogArgs) -> ExitCode {
     if let Err(e) = check_url(url) {
         return usage_failure(json, &e);
     }
-    let pinned_key = match args.key.as_deref().map(VerifierKey::from_str).transpose() {
+    let pinned_key = match args.verifier_key.as_deref().map(VerifierKey::from_str).transpose() {
         Ok(k) => k,
-        Err(e) => return usage_failure(json, &format!("--key: {e}")),
+        Err(e) => return usage_failure(json, &format!("--verifier-key: {e}")),
+    };
+    let key = match api_key(&args.reader) {
+        Ok(k) => k,
+        Err(e) => return usage_failure(json, &e),
     };
     let tokens = match parse_tokens(&args.tokens) {
         Ok(t) => t,
         Err(e) => return usage_failure(json, &e),
     };
 
-    let source = HttpSource::new(url);
-    let result = verify_log(&source, &LogOptions { pinned_key, tokens });
+    let (source, scan) = source(url, key.as_deref());
+    let result = verify_log(
+        &source,
+        &LogOptions {
+            pinned_key,
+            tokens,
+            scan,
+        },
+    );
     if json {
         emit_json(&report::render_json(&result));
     } else {
@@ -367,8 +433,17 @@ fn run_all(args: AllArgs) -> ExitCode {
         Ok(o) => o,
         Err(e) => return usage_failure(json, &e),
     };
-    let source = HttpSource::new(url);
-    let opts = AllOptions { attest, tokens, since };
+    let key = match api_key(&args.reader) {
+        Ok(k) => k,
+        Err(e) => return usage_failure(json, &e),
+    };
+    let (source, scan) = source(url, key.as_deref());
+    let opts = AllOptions {
+        attest,
+        tokens,
+        since,
+        scan,
+    };
     let mut report = verify_all(&source, &source, &opts, now());
     if let Some(path) = &args.save {
         if report.checks_passed() {

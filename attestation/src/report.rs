@@ -7,10 +7,10 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | every check passed |
-//! | 2 | usage: bad arguments, a `--key` that is not a verifier key, a `--token` that is not a JWT |
+//! | 2 | usage: bad arguments, a `--verifier-key` that is not a verifier key, a `--key` that is not an `sg_` API key, a `--token` that is not a JWT |
 //! | 3 | fetch: network or HTTP error, or a response that is not the documented format |
-//! | 4 | signature: the checkpoint (or the `--since` note) does not verify, or the host's key differs from `--key` (for `all`: from the attested checkpoint key) |
-//! | 5 | log content: a bad or misplaced leaf, a short or wrong page, or a root that differs from the checkpoint |
+//! | 4 | signature: the checkpoint (or the `--since` note) does not verify, or the host's key differs from `--verifier-key` (for `all`: from the attested checkpoint key) |
+//! | 5 | log content: a short or wrong page, a root that differs from the checkpoint, or (with `--key`) a readable leaf that is misplaced, not an envelope, or does not hash to its served hash |
 //! | 6 | token: a `--token` is not proven to be in the checkpointed log |
 //! | 7 | certificate chain: the document's leaf does not chain to the trust root at the judging time (bad, expired or not yet valid certificate, unknown root) |
 //! | 8 | document: not a COSE_Sign1 ES384 document in the AWS layout, or its signature does not verify |
@@ -36,11 +36,14 @@ use serde_json::{json, Value};
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  every check passed (VERIFIED)
-  2  usage: bad arguments, --key is not a verifier key, --token is not a JWT
-  3  fetch: network/HTTP error or a response not in the documented format
+  2  usage: bad arguments, --verifier-key is not a verifier key, --key is not
+     an sg_ API key, --token is not a JWT
+  3  fetch: network/HTTP error (e.g. --key refused: 401/403), or a response not
+     in the documented format
   4  signature: checkpoint (or --since note) signature invalid, or host key
-     differs from --key (all: from the attested checkpoint key)
-  5  log content: bad or misplaced leaf, short/wrong entries page, root mismatch
+     differs from --verifier-key (all: from the attested checkpoint key)
+  5  log content: short/wrong page, root mismatch; with --key, a readable leaf
+     misplaced, not an envelope, or not hashing to its served hash
   6  token: a --token is not proven to be in the checkpointed log
   7  attest: certificate chain invalid at the judging time (expired, unknown root)
   8  attest: document malformed, or its COSE signature does not verify
@@ -157,9 +160,11 @@ fn check_json(c: &Check) -> Value {
 
 /// The machine-readable report.
 ///
-/// `{verified, exit_code, failure: null | {class, reason}, key, key_pinned,
-/// checkpoint: null | {origin, size, root}, checks: [{name, ok, detail | error, class,
-/// exit_code}]}`; `root` is base64 as in the checkpoint note.
+/// `{verified, exit_code, failure: null | {class, reason}, key, key_pinned, scan:
+/// "hashes" | "contents", readable: null | N, checkpoint: null | {origin, size, root},
+/// checks: [{name, ok, detail | error, class, exit_code}]}`; `root` is base64 as in the
+/// checkpoint note; `readable` is how many leaves the `--key` could read and were
+/// checked against their hashes.
 pub fn render_json(report: &LogReport) -> Value {
     let failure = report
         .first_failure()
@@ -174,12 +179,17 @@ pub fn render_json(report: &LogReport) -> Value {
         "failure": failure,
         "key": report.key,
         "key_pinned": report.key_pinned,
+        "scan": match report.scan {
+            crate::log::Scan::Hashes => "hashes",
+            crate::log::Scan::Contents => "contents",
+        },
+        "readable": report.readable,
         "checkpoint": checkpoint,
         "checks": report.checks.iter().map(check_json).collect::<Vec<_>>(),
     })
 }
 
-/// Text for a usage error found before any check ran (e.g. a bad `--key`).
+/// Text for a usage error found before any check ran (e.g. a bad `--verifier-key`).
 pub fn usage_text(reason: &str) -> String {
     format!("FAILED: usage: {reason}\n")
 }

@@ -22,7 +22,7 @@ fn verifies_an_honest_host_over_http() {
     let f = Fixture::new(1234, 50);
     let (url, _) = serve(f.honest());
     let key = f.vk().to_string();
-    let mut args = vec!["log", "--url", url.as_str(), "--key", key.as_str()];
+    let mut args = vec!["log", "--url", url.as_str(), "--verifier-key", key.as_str()];
     for t in &f.issued[..3] {
         args.extend(["--token", t.jwt.as_str()]);
     }
@@ -68,29 +68,42 @@ fn exit_codes_by_failure_class() {
     assert_eq!(out.status.code(), Some(2));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
     assert_eq!(v["failure"]["class"], "usage");
+    let out = verify(&["log", "--url", &url, "--verifier-key", "not-a-key"]);
+    assert_eq!(out.status.code(), Some(2));
+    // The old meaning of --key (a verifier key) is pointed at its new flag.
+    let vk = f.vk().to_string();
+    let out = verify(&["log", "--url", &url, "--key", &vk]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--verifier-key"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // 6: a JWT the host never logged (404 on lookup).
     let stranger = common::make_jwt("jti-unknown", "ws:w1:agent:z", 1_800_000_000);
     let out = verify(&["log", "--url", &url, "--token", &stranger]);
     assert_eq!(out.status.code(), Some(6), "{}", stdout(&out));
-    assert!(stdout(&out).ends_with("FAILED: token jti-unknown: not in the log: the host has no leaf for this jti\n"));
+    assert!(stdout(&out).ends_with(
+        "FAILED: token jti-unknown: not in the log: the host has no leaf for this exact token (looked up by jti, presenting the token)\n"
+    ));
     assert!(stdout(&out).contains("FAIL  token jti-unknown: not in the log"));
 
     // 4: pinned key mismatch.
     let other = common::verifier_key(&common::signing_key(99)).to_string();
-    let out = verify(&["log", "--url", &url, "--key", &other]);
+    let out = verify(&["log", "--url", &url, "--verifier-key", &other]);
     assert_eq!(out.status.code(), Some(4), "{}", stdout(&out));
 
-    // 3: malformed entries page, then an HTTP error.
+    // 3: malformed hashes page, then an HTTP error.
     overrides.lock().unwrap().insert(
-        "/v1/audit/entries?start=0&end=300".into(),
-        (200, r#"{"start":0,"end":300,"entries":["%%"]}"#.into()),
+        "/v1/audit/hashes?start=0&end=300".into(),
+        (200, r#"{"start":0,"end":300,"hashes":["%%"]}"#.into()),
     );
     let out = verify(&["log", "--url", &url]);
     assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
     assert!(stdout(&out).contains("malformed response"), "{}", stdout(&out));
     overrides.lock().unwrap().insert(
-        "/v1/audit/entries?start=0&end=300".into(),
+        "/v1/audit/hashes?start=0&end=300".into(),
         (
             503,
             r#"{"error":{"code":"ENCLAVE_UNAVAILABLE","message":"try later"}}"#.into(),
@@ -101,15 +114,60 @@ fn exit_codes_by_failure_class() {
     assert!(stdout(&out).contains("HTTP 503: try later"), "{}", stdout(&out));
 
     // 5: a short page over the wire.
-    let short = serde_json::json!({"start":0,"end":300,"entries":[]}).to_string();
+    let short = serde_json::json!({"start":0,"end":300,"hashes":[]}).to_string();
     overrides
         .lock()
         .unwrap()
-        .insert("/v1/audit/entries?start=0&end=300".into(), (200, short));
+        .insert("/v1/audit/hashes?start=0&end=300".into(), (200, short));
     let out = verify(&["log", "--url", &url, "--json", "--token", &f.issued[0].jwt]);
     assert_eq!(out.status.code(), Some(5));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
     assert_eq!(v["failure"]["class"], "log_content");
+}
+
+/// An API key of the right shape (the in-memory host only checks one is presented).
+const AUDITOR_KEY: &str = "sg_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+#[test]
+fn hole4_key_reads_contents_and_anonymous_reads_hashes() {
+    let f = Fixture::new(1500, 60);
+    let mut log = f.honest();
+    log.readable = Some(|i| i % 2 == 0);
+    let (url, _) = serve(log);
+    let out = verify(&[
+        "log",
+        "--url",
+        &url,
+        "--json",
+        "--key",
+        AUDITOR_KEY,
+        "--token",
+        &f.issued[2].jwt,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
+    assert_eq!(v["scan"], "contents");
+    assert_eq!(v["readable"], 750);
+    let out = verify(&["log", "--url", &url, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
+    assert_eq!(v["scan"], "hashes");
+    assert_eq!(v["readable"], serde_json::Value::Null);
+
+    // A host that serves a leaf whose bytes do not match its hash fails the auditor.
+    let mut log = f.honest();
+    log.served_contents.insert(10, b"{\"v\":1}".to_vec());
+    let (url, _) = serve(log);
+    let out = verify(&["log", "--url", &url, "--key", AUDITOR_KEY]);
+    assert_eq!(out.status.code(), Some(5), "{}", stdout(&out));
+    assert!(stdout(&out).contains("leaf 10's bytes hash to"), "{}", stdout(&out));
+    let out = verify(&["log", "--url", &url]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the public hashes are intact: {}",
+        stdout(&out)
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@ mod common;
 
 use common::{make_jwt, reindex, sign_checkpoint, signing_key, verifier_key, Fixture, MemoryLog};
 use sealgate_attestation::jwt::Token;
-use sealgate_attestation::log::{verify_log, LogError, LogOptions, LogReport, TokenProblem};
+use sealgate_attestation::log::{verify_log, LogError, LogOptions, LogReport, Scan, TokenProblem};
 use sealgate_attestation::report::{render_json, render_text};
 use sealgate_shared::merkle::MerkleError;
 use sealgate_shared::note::{Checkpoint, NoteError};
@@ -23,8 +23,26 @@ fn run(log: &MemoryLog, opts: LogOptions) -> LogReport {
     verify_log(log, &opts)
 }
 
+/// The auditor with a key that reads every leaf: the checks on contents apply.
 fn run_plain(log: &MemoryLog) -> LogReport {
-    run(log, LogOptions::default())
+    run(
+        log,
+        LogOptions {
+            scan: Scan::Contents,
+            ..LogOptions::default()
+        },
+    )
+}
+
+/// An anonymous verifier: public hashes only.
+fn run_anonymous(log: &MemoryLog, tokens: Vec<Token>) -> LogReport {
+    run(
+        log,
+        LogOptions {
+            tokens,
+            ..LogOptions::default()
+        },
+    )
 }
 
 fn failure(report: &LogReport) -> &LogError {
@@ -38,6 +56,7 @@ fn honest_log_with_tokens_verifies() {
     let opts = LogOptions {
         pinned_key: Some(f.vk()),
         tokens: all_tokens(&f),
+        scan: Scan::Contents,
     };
     assert!(opts.tokens.len() > 20);
     let report = run(&log, opts);
@@ -78,6 +97,7 @@ fn empty_and_exact_page_logs_verify() {
             LogOptions {
                 pinned_key: None,
                 tokens: all_tokens(&f),
+                scan: Scan::Contents,
             },
         );
         assert!(report.verified(), "n={n}: {}", render_text(&report));
@@ -305,6 +325,7 @@ fn pinned_key_mismatch_fails() {
         LogOptions {
             pinned_key: Some(f.vk()),
             tokens: vec![],
+            scan: Scan::Contents,
         },
     );
     assert!(matches!(failure(&report), LogError::KeyMismatch { .. }));
@@ -328,6 +349,7 @@ fn token_whose_leaf_hash_differs_fails() {
         LogOptions {
             pinned_key: None,
             tokens: vec![t.token()],
+            scan: Scan::Contents,
         },
     );
     assert_eq!(
@@ -351,6 +373,7 @@ fn forged_inclusion_proof_fails() {
         LogOptions {
             pinned_key: None,
             tokens: vec![t.clone()],
+            scan: Scan::Contents,
         },
     );
     assert!(matches!(
@@ -371,6 +394,7 @@ fn forged_inclusion_proof_fails() {
         LogOptions {
             pinned_key: None,
             tokens: vec![t],
+            scan: Scan::Contents,
         },
     );
     assert!(matches!(
@@ -392,6 +416,7 @@ fn jwt_not_in_log_fails() {
         LogOptions {
             pinned_key: None,
             tokens: vec![f.issued[0].token(), stranger],
+            scan: Scan::Contents,
         },
     );
     assert_eq!(
@@ -423,6 +448,7 @@ fn a_different_jwt_with_a_logged_jti_fails() {
         LogOptions {
             pinned_key: None,
             tokens: vec![forged],
+            scan: Scan::Contents,
         },
     );
     assert!(matches!(
@@ -450,6 +476,7 @@ fn token_leaf_of_the_wrong_kind_or_jti_fails() {
         LogOptions {
             pinned_key: None,
             tokens: vec![t.token()],
+            scan: Scan::Contents,
         },
     );
     assert!(matches!(
@@ -472,6 +499,7 @@ fn token_leaf_of_the_wrong_kind_or_jti_fails() {
         LogOptions {
             pinned_key: None,
             tokens: vec![t.token()],
+            scan: Scan::Contents,
         },
     );
     assert!(matches!(
@@ -490,6 +518,7 @@ fn token_leaf_of_the_wrong_kind_or_jti_fails() {
         LogOptions {
             pinned_key: None,
             tokens: vec![t.token()],
+            scan: Scan::Contents,
         },
     );
     assert!(matches!(
@@ -519,6 +548,7 @@ fn token_after_the_checkpoint_is_not_proven() {
         LogOptions {
             pinned_key: None,
             tokens: vec![early.token(), late.token()],
+            scan: Scan::Contents,
         },
     );
     assert_eq!(
@@ -552,6 +582,7 @@ fn token_leaf_differing_from_the_scanned_log_is_caught() {
         LogOptions {
             pinned_key: None,
             tokens: vec![t.token()],
+            scan: Scan::Contents,
         },
     );
     assert!(matches!(failure(&report), LogError::RootMismatch { .. }));
@@ -585,6 +616,7 @@ fn report_text_has_one_line_per_check() {
         LogOptions {
             pinned_key: Some(f.vk()),
             tokens: all_tokens(&f),
+            scan: Scan::Contents,
         },
     );
     let text = render_text(&report);
@@ -593,4 +625,97 @@ fn report_text_has_one_line_per_check() {
         text.lines().all(|l| l.starts_with("ok    ") || l == "VERIFIED"),
         "{text}"
     );
+}
+
+// --- hole 4: contents are private, integrity is public -------------------------------
+
+#[test]
+fn hole4_anonymous_verifier_recomputes_the_root_from_hashes_alone() {
+    let f = fixture();
+    let log = f.honest();
+    let report = run_anonymous(&log, all_tokens(&f));
+    assert!(report.verified(), "{}", render_text(&report));
+    assert_eq!(report.scan, Scan::Hashes);
+    assert_eq!(report.readable, None);
+    // Not one leaf's contents was asked for; hashes in pages of at most 1000.
+    assert!(log.entries_calls.borrow().is_empty());
+    assert_eq!(
+        log.hashes_calls.borrow().as_slice(),
+        &[(0, 1000), (1000, 2000), (2000, 2345)]
+    );
+    let json = render_json(&report);
+    assert_eq!(json["scan"], "hashes");
+    assert_eq!(json["exit_code"], 0);
+}
+
+#[test]
+fn hole4_anonymous_verifier_still_catches_a_changed_leaf() {
+    let f = fixture();
+    let mut log = f.honest();
+    let leaf = &mut log.leaves[1500];
+    let at = leaf.windows(5).position(|w| w == b"\"ts\":").expect("ts field") + 6;
+    leaf[at] = if leaf[at] == b'9' { b'8' } else { b'9' };
+    let report = run_anonymous(&log, vec![]);
+    assert!(matches!(failure(&report), LogError::RootMismatch { size: 2345, .. }));
+    assert_eq!(report.exit_code(), 5);
+    // A short hash page is a content failure too.
+    let mut log = f.honest();
+    log.short_page_at = Some(1000);
+    let report = run_anonymous(&log, vec![]);
+    assert!(matches!(failure(&report), LogError::PageLength { start: 1000, .. }));
+}
+
+#[test]
+fn hole4_auditor_catches_a_leaf_that_does_not_hash_to_its_served_hash() {
+    // The hashes are right (so the root is), but the bytes served to the auditor for
+    // leaf 1234 were changed: only the contents check can see it.
+    let f = fixture();
+    let mut log = f.honest();
+    let changed = String::from_utf8(log.leaves[1234].clone())
+        .unwrap()
+        .replacen("\"ok\":true", "\"ok\":false", 1)
+        .into_bytes();
+    assert_ne!(changed, log.leaves[1234]);
+    log.served_contents.insert(1234, changed);
+    assert!(run_anonymous(&log, vec![]).verified(), "the public hashes are intact");
+    let report = run_plain(&log);
+    assert!(
+        matches!(failure(&report), LogError::LeafHashMismatch { index: 1234, .. }),
+        "{}",
+        render_text(&report)
+    );
+    assert_eq!(report.exit_code(), 5);
+    assert_eq!(render_json(&report)["failure"]["class"], "log_content");
+}
+
+#[test]
+fn hole4_auditor_of_one_workspace_checks_its_leaves_and_the_rest_by_hash() {
+    let f = fixture();
+    let mut log = f.honest();
+    log.readable = Some(|i| i % 3 == 0);
+    let report = run_plain(&log);
+    assert!(report.verified(), "{}", render_text(&report));
+    assert_eq!(report.readable, Some((0..2345).filter(|i| i % 3 == 0).count() as u64));
+    let text = render_text(&report);
+    assert!(text.contains("782 readable with this key"), "{text}");
+    assert_eq!(render_json(&report)["readable"], 782);
+    // An entry placed at another index than it says is caught before the root.
+    let mut shifted = f.honest();
+    shifted.misindex_at = Some(42);
+    let report = run_plain(&shifted);
+    assert_eq!(
+        failure(&report),
+        &LogError::EntryIndex {
+            position: 42,
+            claimed: 43
+        }
+    );
+    assert_eq!(report.exit_code(), 5);
+    // A changed leaf the key cannot read is still caught by the root.
+    log.leaves[1] = String::from_utf8(log.leaves[1].clone())
+        .unwrap()
+        .replacen("\"ok\":true", "\"ok\":false", 1)
+        .into_bytes();
+    let report = run_plain(&log);
+    assert!(matches!(failure(&report), LogError::RootMismatch { .. }));
 }

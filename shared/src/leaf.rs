@@ -67,6 +67,37 @@ pub fn parse(bytes: &[u8]) -> Result<AnyLeaf, serde_json::Error> {
     serde_json::from_slice(bytes)
 }
 
+/// The workspace a stored leaf belongs to, which decides who may read its contents
+/// (DESIGN §5): the `workspace_id` of its `data` (every host event about a workspace
+/// carries one), else, for a `token.issued` leaf, the workspace in its subject
+/// (`ws:<ws>:…`). `None` for operator-level events (genesis, key rotation, bootstrap)
+/// and for anything that is not a leaf: only the operator reads those.
+pub fn workspace_of(bytes: &[u8]) -> Option<String> {
+    // Only the two fields needed, so the mint path does not build a whole JSON tree.
+    #[derive(Deserialize)]
+    struct Probe {
+        kind: String,
+        data: ProbeData,
+    }
+    #[derive(Deserialize)]
+    struct ProbeData {
+        workspace_id: Option<serde_json::Value>,
+        sub: Option<serde_json::Value>,
+    }
+    let leaf: Probe = serde_json::from_slice(bytes).ok()?;
+    let valid = |ws: &str| !ws.is_empty() && ws.len() <= 128;
+    if let Some(serde_json::Value::String(ws)) = leaf.data.workspace_id {
+        return Some(ws).filter(|w| valid(w));
+    }
+    if leaf.kind == KIND_TOKEN_ISSUED {
+        if let Some(serde_json::Value::String(sub)) = leaf.data.sub {
+            let ws = sub.strip_prefix("ws:")?.split(':').next()?;
+            return Some(ws.to_string()).filter(|w| valid(w));
+        }
+    }
+    None
+}
+
 /// True for kinds the host must never append (`token.*`, `key.*`, `enclave.*`).
 pub fn is_enclave_only(kind: &str) -> bool {
     ENCLAVE_ONLY_PREFIXES.iter().any(|p| kind.starts_with(p))
@@ -109,6 +140,28 @@ mod tests {
             serde_json::to_string(&leaf).unwrap(),
             r#"{"v":1,"index":3,"ts":9,"origin":"enclave","kind":"token.issued","data":{"jti":"j","sub":"s","aud":"a","iat":1,"exp":2,"token_sha256":"00","caller":"k"}}"#
         );
+    }
+
+    #[test]
+    fn workspace_of_reads_the_field_or_the_token_subject() {
+        let host = br#"{"v":1,"index":4,"ts":1,"origin":"host","kind":"grant.requested","data":{"grant_id":"g","workspace_id":"ws_a"}}"#;
+        assert_eq!(workspace_of(host).as_deref(), Some("ws_a"));
+        let token = br#"{"v":1,"index":5,"ts":1,"origin":"enclave","kind":"token.issued","data":{"jti":"j","sub":"ws:ws_b:agent:ag_1","aud":"a"}}"#;
+        assert_eq!(workspace_of(token).as_deref(), Some("ws_b"));
+        let grant_token =
+            br#"{"v":1,"index":6,"ts":1,"origin":"enclave","kind":"token.issued","data":{"sub":"ws:ws_c:grant:gr_1"}}"#;
+        assert_eq!(workspace_of(grant_token).as_deref(), Some("ws_c"));
+        // Operator-level events and anything odd belong to no workspace.
+        for none in [
+            &br#"{"v":1,"index":0,"ts":1,"origin":"enclave","kind":"enclave.genesis","data":{}}"#[..],
+            br#"{"v":1,"index":1,"ts":1,"origin":"host","kind":"admin.bootstrap","data":{"key_id":"k"}}"#,
+            br#"{"v":1,"index":2,"ts":1,"origin":"host","kind":"x","data":{"workspace_id":7}}"#,
+            br#"{"v":1,"index":3,"ts":1,"origin":"enclave","kind":"token.issued","data":{"sub":"operator"}}"#,
+            br#"{"v":1,"index":3,"ts":1,"origin":"host","kind":"x","data":{"sub":"ws:ws_a:agent:x"}}"#,
+            b"not json",
+        ] {
+            assert_eq!(workspace_of(none), None, "{}", String::from_utf8_lossy(none));
+        }
     }
 
     #[test]

@@ -102,6 +102,9 @@ pub fn kill9(child: &mut Child) {
 pub struct Api {
     agent: ureq::Agent,
     pub url: String,
+    /// Where the deployment's operator key is (read when needed): audit leaf contents
+    /// are readable only with a key, and the operator's reads them all.
+    operator_key_file: Option<PathBuf>,
 }
 
 impl Api {
@@ -114,7 +117,20 @@ impl Api {
         Self {
             agent,
             url: url.trim_end_matches('/').to_string(),
+            operator_key_file: None,
         }
+    }
+
+    /// The same client, knowing where the operator key will be written.
+    pub fn with_operator_key_file(mut self, path: PathBuf) -> Self {
+        self.operator_key_file = Some(path);
+        self
+    }
+
+    /// The operator key, for the audit helpers that read leaf contents (DESIGN §5).
+    pub fn operator_key(&self) -> Option<String> {
+        let path = self.operator_key_file.as_ref()?;
+        std::fs::read_to_string(path).ok().map(|k| k.trim().to_string())
     }
 
     fn finish(resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, String) {
@@ -319,7 +335,7 @@ impl Deployment {
     }
 
     pub fn api(&self) -> Api {
-        Api::new(&self.url)
+        Api::new(&self.url).with_operator_key_file(self.path("admin.key"))
     }
 
     /// The operator key written at first start.

@@ -172,14 +172,17 @@ fn checkpoint_size(d: &Deployment) -> u64 {
 
 fn leaf_kinds(d: &Deployment) -> Vec<String> {
     let size = checkpoint_size(d);
-    let (_, entries) = d.api().get(&format!("/v1/audit/entries?start=0&end={size}"), None);
+    // Leaf contents need a key: the operator's reads every leaf.
+    let (_, entries) = d
+        .api()
+        .get(&format!("/v1/audit/entries?start=0&end={size}"), Some(&d.admin_key()));
     entries["entries"]
         .as_array()
         .expect("entries")
         .iter()
         .map(|e| {
             let bytes = base64::engine::general_purpose::STANDARD
-                .decode(e.as_str().expect("b64"))
+                .decode(e["leaf"].as_str().expect("b64"))
                 .expect("b64");
             serde_json::from_slice::<Value>(&bytes).expect("leaf")["kind"]
                 .as_str()

@@ -142,8 +142,18 @@ fn token_is_logged_with_its_hash() {
     let m2 = mint(&api, &t.agent_key);
     assert_ne!(m2.jti, m.jti);
     assert!(m2.log_index > m.log_index);
-    // Unknown jti → 404 JSON error; a malformed one → 400.
-    assert_error(api.get("/v1/audit/tokens/doesnotexist0", None), 404, "NOT_FOUND");
+    // Unknown jti → 404 JSON error; a malformed one → 400 (with the token, a key, or
+    // none: input is checked first).
+    assert_error(
+        api.get("/v1/audit/tokens/doesnotexist0", Some(&m.token)),
+        404,
+        "NOT_FOUND",
+    );
+    assert_error(
+        api.get("/v1/audit/tokens/doesnotexist0", Some(&d.admin_key())),
+        404,
+        "NOT_FOUND",
+    );
     assert_error(api.get("/v1/audit/tokens/bad-jti!", None), 400, "INVALID_JTI");
 }
 

@@ -211,16 +211,15 @@ fn routing_errors_are_json() {
         assert!((400..500).contains(&s) && s != 404, "wrong method gave {s}: {v}");
         assert_error_shape(&v);
     }
-    // Malformed query parameters.
-    let (s, v) = api.get("/v1/audit/entries?start=x&end=1", None);
-    assert_eq!(s, 400, "{v}");
-    assert_error_shape(&v);
-    assert_error(api.get("/v1/audit/entries?start=5&end=5", None), 400, "INVALID_RANGE");
-    assert_error(
-        api.get("/v1/audit/entries?start=0&end=1001", None),
-        400,
-        "INVALID_RANGE",
-    );
+    // Malformed query parameters, on the public hashes and (with a key) the entries.
+    let admin = d.admin_key();
+    for (path, key) in [("/v1/audit/hashes", None), ("/v1/audit/entries", Some(admin.as_str()))] {
+        let (s, v) = api.get(&format!("{path}?start=x&end=1"), key);
+        assert_eq!(s, 400, "{path}: {v}");
+        assert_error_shape(&v);
+        assert_error(api.get(&format!("{path}?start=5&end=5"), key), 400, "INVALID_RANGE");
+        assert_error(api.get(&format!("{path}?start=0&end=1001"), key), 400, "INVALID_RANGE");
+    }
     // Proof sizes beyond the log are refused.
     let n = log_size(&api);
     assert_error(

@@ -99,10 +99,14 @@ fn rotation_end_to_end() {
 
     // The rotation is an enclave-written leaf naming the operator's key.
     let index = r["log_index"].as_u64().unwrap();
-    let (_, e) = api.get(&format!("/v1/audit/entries?start={index}&end={}", index + 1), None);
+    // An operator-level leaf: its contents are the operator's to read.
+    let (_, e) = api.get(
+        &format!("/v1/audit/entries?start={index}&end={}", index + 1),
+        Some(&admin),
+    );
     let leaf: Value = serde_json::from_slice(
         &base64::engine::general_purpose::STANDARD
-            .decode(e["entries"][0].as_str().unwrap())
+            .decode(e["entries"][0]["leaf"].as_str().unwrap())
             .unwrap(),
     )
     .unwrap();

@@ -109,7 +109,7 @@ fn sim_runs_the_whole_system_and_its_enclave_dies_with_it() {
             "/v1/audit/entries?start=0&end={}",
             second["log_index"].as_u64().unwrap() + 1
         ),
-        None,
+        Some(&admin),
     );
     let kinds: Vec<String> = entries["entries"]
         .as_array()
@@ -118,7 +118,7 @@ fn sim_runs_the_whole_system_and_its_enclave_dies_with_it() {
         .map(|e| {
             use base64::Engine;
             let bytes = base64::engine::general_purpose::STANDARD
-                .decode(e.as_str().unwrap())
+                .decode(e["leaf"].as_str().unwrap())
                 .unwrap();
             serde_json::from_slice::<Value>(&bytes).unwrap()["kind"]
                 .as_str()

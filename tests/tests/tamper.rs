@@ -81,8 +81,10 @@ fn caught(s: &mut Setup, case: &str) -> (i32, String) {
         metrics.contains("sealgate_log_integrity_ok 0"),
         "[{case}] metrics do not show the integrity failure:\n{metrics}"
     );
-    // The log stays readable for auditors.
-    let (es, ev) = api.get("/v1/audit/entries?start=0&end=5", None);
+    // The log stays readable for auditors: the public hashes, and the contents with a key.
+    let (hs, hv) = api.get("/v1/audit/hashes?start=0&end=5", None);
+    assert_eq!(hs, 200, "[{case}] hashes not served read-only: {hv}");
+    let (es, ev) = api.get("/v1/audit/entries?start=0&end=5", Some(&s.d.admin_key()));
     assert_eq!(es, 200, "[{case}] entries not served read-only: {ev}");
     let (cs, cv) = api.get_text("/v1/audit/checkpoint", None);
     assert_eq!(cs, 200, "[{case}] checkpoint not served read-only: {cv}");

@@ -6,7 +6,9 @@
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use base64::Engine;
 use ed25519_dalek::{Signer, SigningKey};
-use sealgate_attestation::fetch::{ConsistencyProof, EntriesPage, FetchError, InclusionProof, LogSource, TokenRecord};
+use sealgate_attestation::fetch::{
+    ConsistencyProof, EntriesPage, Entry, FetchError, HashesPage, InclusionProof, LogSource, TokenRecord,
+};
 use sealgate_attestation::jwt::Token;
 use sealgate_shared::leaf::{AnyLeaf, Leaf, Origin, TokenIssued, KIND_GENESIS, KIND_TOKEN_ISSUED};
 use sealgate_shared::merkle::proof::TreeStore;
@@ -185,7 +187,11 @@ impl Fixture {
             short_page_at: None,
             wrong_range_at: None,
             proof_tamper: None,
+            served_contents: BTreeMap::new(),
+            readable: None,
+            misindex_at: None,
             entries_calls: RefCell::new(Vec::new()),
+            hashes_calls: RefCell::new(Vec::new()),
         }
     }
 }
@@ -203,8 +209,36 @@ pub struct MemoryLog {
     /// Answer the page starting here with a range shifted by one.
     pub wrong_range_at: Option<u64>,
     pub proof_tamper: Option<fn(&mut Vec<Hash>)>,
-    /// Every `(start, end)` asked for.
+    /// Entries serve these bytes at these indices instead of `leaves` (hashes still
+    /// from `leaves`): contents changed under a log whose hashes are right.
+    pub served_contents: BTreeMap<u64, Vec<u8>>,
+    /// Which leaves the entries' key may read (`None`: all of them).
+    pub readable: Option<fn(u64) -> bool>,
+    /// Entries say index + 1 for the entry at this position.
+    pub misindex_at: Option<u64>,
+    /// Every `(start, end)` asked of `entries`.
     pub entries_calls: RefCell<Vec<(u64, u64)>>,
+    /// Every `(start, end)` asked of `hashes`.
+    pub hashes_calls: RefCell<Vec<(u64, u64)>>,
+}
+
+impl MemoryLog {
+    /// The served leaves `[start, end)` and their positions, with the page lies applied.
+    fn page(&self, start: u64, end: u64) -> (u64, u64, Vec<(u64, Vec<u8>)>) {
+        let len = self.leaves.len();
+        let lo = (start as usize).min(len);
+        let hi = (end as usize).min(len).max(lo);
+        let mut items: Vec<(u64, Vec<u8>)> = (lo..hi).map(|i| (i as u64, self.leaves[i].clone())).collect();
+        if self.short_page_at == Some(start) {
+            items.pop();
+        }
+        let (start, end) = if self.wrong_range_at == Some(start) {
+            (start + 1, end + 1)
+        } else {
+            (start, end)
+        };
+        (start, end, items)
+    }
 }
 
 impl LogSource for MemoryLog {
@@ -216,26 +250,38 @@ impl LogSource for MemoryLog {
         Ok(self.checkpoint.clone())
     }
 
+    fn hashes(&self, start: u64, end: u64) -> Result<HashesPage, FetchError> {
+        self.hashes_calls.borrow_mut().push((start, end));
+        let (start, end, items) = self.page(start, end);
+        let hashes = items.iter().map(|(_, b)| leaf_hash(b)).collect();
+        Ok(HashesPage { start, end, hashes })
+    }
+
     fn entries(&self, start: u64, end: u64) -> Result<EntriesPage, FetchError> {
         self.entries_calls.borrow_mut().push((start, end));
-        let len = self.leaves.len();
-        let lo = (start as usize).min(len);
-        let hi = (end as usize).min(len).max(lo);
-        let mut entries = self.leaves[lo..hi].to_vec();
-        if self.short_page_at == Some(start) {
-            entries.pop();
-        }
-        let (start, end) = if self.wrong_range_at == Some(start) {
-            (start + 1, end + 1)
-        } else {
-            (start, end)
-        };
+        let (start, end, items) = self.page(start, end);
+        // The served index is the position (a host that renumbers its rows); the leaf
+        // bytes still say where they belong, which the envelope check compares.
+        let entries = items
+            .into_iter()
+            .map(|(i, bytes)| {
+                let index = if self.misindex_at == Some(i) { i + 1 } else { i };
+                let hash = leaf_hash(&bytes);
+                let readable = self.readable.is_none_or(|r| r(i));
+                let served = self.served_contents.get(&i).cloned().unwrap_or(bytes);
+                Entry {
+                    index,
+                    hash,
+                    leaf: readable.then_some(served),
+                }
+            })
+            .collect();
         Ok(EntriesPage { start, end, entries })
     }
 
-    fn token(&self, jti: &str) -> Result<TokenRecord, FetchError> {
-        self.token_records.get(jti).cloned().ok_or(FetchError::NotFound {
-            what: format!("token lookup {jti:?}"),
+    fn token(&self, token: &Token) -> Result<TokenRecord, FetchError> {
+        self.token_records.get(&token.jti).cloned().ok_or(FetchError::NotFound {
+            what: format!("token lookup {:?}", token.jti),
         })
     }
 
@@ -298,19 +344,27 @@ pub fn serve(log: MemoryLog) -> (String, Override) {
             if reader.read_line(&mut request_line).is_err() {
                 continue;
             }
+            let mut auth = None;
             loop {
                 let mut line = String::new();
                 match reader.read_line(&mut line) {
                     Ok(0) | Err(_) => break,
                     Ok(_) if line == "\r\n" || line == "\n" => break,
-                    Ok(_) => {}
+                    Ok(_) => {
+                        if let Some((name, value)) = line.split_once(':') {
+                            if name.eq_ignore_ascii_case("authorization") {
+                                auth = value.trim().strip_prefix("Bearer ").map(str::to_string);
+                            }
+                        }
+                    }
                 }
             }
             let target = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
             let canned = ov.lock().expect("lock").get(&target).cloned();
-            let (status, body) = canned.unwrap_or_else(|| answer(&log, &target));
+            let (status, body) = canned.unwrap_or_else(|| answer(&log, &target, auth.as_deref()));
             let reason = match status {
                 200 => "OK",
+                401 => "Unauthorized",
                 404 => "Not Found",
                 _ => "Error",
             };
@@ -335,7 +389,17 @@ fn query_u64(query: &str, name: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn answer(log: &MemoryLog, target: &str) -> (u16, String) {
+/// True when `leaf` records SHA-256 of `jwt` (how the real host checks a holder).
+fn token_leaf_matches(leaf: &[u8], jwt: &str) -> bool {
+    let hash = hex::encode(Sha256::digest(jwt.as_bytes()));
+    serde_json::from_slice::<AnyLeaf>(leaf)
+        .ok()
+        .and_then(|l| l.data.get("token_sha256").and_then(|v| v.as_str()).map(|s| s == hash))
+        .unwrap_or(false)
+}
+
+/// Answers one request; `auth` is the bearer credential, if any.
+fn answer(log: &MemoryLog, target: &str, auth: Option<&str>) -> (u16, String) {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let fetch_err = |e: FetchError| match e {
         FetchError::NotFound { .. } => (404, error_json("NOT_FOUND", "no such token")),
@@ -344,13 +408,41 @@ fn answer(log: &MemoryLog, target: &str) -> (u16, String) {
     match path {
         "/v1/audit/key" => (200, log.key.clone()),
         "/v1/audit/checkpoint" => (200, log.checkpoint.clone()),
+        "/v1/audit/hashes" => {
+            let (Some(s), Some(e)) = (query_u64(query, "start"), query_u64(query, "end")) else {
+                return (400, error_json("INVALID_REQUEST", "start and end"));
+            };
+            match log.hashes(s, e) {
+                Ok(p) => {
+                    let hashes: Vec<String> = p.hashes.iter().map(|h| B64.encode(h)).collect();
+                    (
+                        200,
+                        serde_json::json!({ "start": p.start, "end": p.end, "hashes": hashes }).to_string(),
+                    )
+                }
+                Err(e) => fetch_err(e),
+            }
+        }
         "/v1/audit/entries" => {
+            if auth.is_none() {
+                return (401, error_json("UNAUTHENTICATED", "entries need an auditor key"));
+            }
             let (Some(s), Some(e)) = (query_u64(query, "start"), query_u64(query, "end")) else {
                 return (400, error_json("INVALID_REQUEST", "start and end"));
             };
             match log.entries(s, e) {
                 Ok(p) => {
-                    let entries: Vec<String> = p.entries.iter().map(|l| B64.encode(l)).collect();
+                    let entries: Vec<serde_json::Value> = p
+                        .entries
+                        .iter()
+                        .map(|e| {
+                            let mut v = serde_json::json!({ "index": e.index, "hash": B64.encode(e.hash) });
+                            if let Some(l) = &e.leaf {
+                                v["leaf"] = B64.encode(l).into();
+                            }
+                            v
+                        })
+                        .collect();
                     (
                         200,
                         serde_json::json!({ "start": p.start, "end": p.end, "entries": entries }).to_string(),
@@ -390,7 +482,13 @@ fn answer(log: &MemoryLog, target: &str) -> (u16, String) {
             }
         }
         _ => match path.strip_prefix("/v1/audit/tokens/") {
-            Some(jti) => match log.token(jti) {
+            Some(jti) => match log
+                .token_records
+                .get(jti)
+                .filter(|r| auth.is_some_and(|jwt| token_leaf_matches(&r.leaf, jwt)))
+                .cloned()
+                .ok_or(FetchError::NotFound { what: jti.to_string() })
+            {
                 Ok(r) => (
                     200,
                     serde_json::json!({ "jti": r.jti, "index": r.index, "leaf": B64.encode(&r.leaf) }).to_string(),

@@ -64,6 +64,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/workspaces/{ws}/keys/{id}", delete(tenancy::revoke_key))
         .route("/v1/audit/checkpoint", get(audit::checkpoint))
         .route("/v1/audit/key", get(audit::key))
+        .route("/v1/audit/hashes", get(audit::hashes))
         .route("/v1/audit/entries", get(audit::entries))
         .route("/v1/audit/proof/inclusion", get(audit::inclusion))
         .route("/v1/audit/proof/consistency", get(audit::consistency))

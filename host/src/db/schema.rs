@@ -1,10 +1,13 @@
 //! The SQLite schema. One file so a newcomer sees every table at once.
 
+use rusqlite::Connection;
+
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS leaves (
     idx   INTEGER PRIMARY KEY,       -- position in the log
     bytes BLOB NOT NULL,             -- leaf bytes exactly as the enclave wrote them
-    mac   BLOB NOT NULL              -- the enclave's MAC, needed to restore it
+    mac   BLOB NOT NULL,             -- the enclave's MAC, needed to restore it
+    workspace_id TEXT                -- whose leaf (leaf::workspace_of); NULL = operator-level
 );
 -- Leaves stranded past a hole that died with the enclave (never released; kept for forensics).
 CREATE TABLE IF NOT EXISTS orphaned_leaves (
@@ -208,17 +211,63 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("grants", "approvals_required", "INTEGER NOT NULL DEFAULT 1"),
 ];
 
-/// Brings an existing database up to [`SCHEMA`] (run after it, by the writer connection).
-pub fn migrate(c: &rusqlite::Connection) -> rusqlite::Result<()> {
+/// Brings a database created by an older sealgate up to [`SCHEMA`]: `CREATE TABLE IF
+/// NOT EXISTS` never adds a column to a table that already exists, so each column added
+/// later is added here, once (with its back-fill where it needs one). Runs at every open,
+/// after `SCHEMA`, on the writer connection.
+pub fn migrate(c: &Connection) -> rusqlite::Result<()> {
+    if !has_column(c, "leaves", "workspace_id")? {
+        backfill_leaf_workspaces(c)?;
+    }
+    c.execute_batch("CREATE INDEX IF NOT EXISTS leaves_by_workspace ON leaves (workspace_id, idx);")?;
     for (table, column, definition) in ADDED_COLUMNS {
-        let present = c
-            .prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?
-            .exists([column])?;
-        if !present {
+        if !has_column(c, table, column)? {
             c.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"))?;
         }
     }
     Ok(())
+}
+
+fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+    let mut st = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+    let names = st.query_map([], |r| r.get::<_, String>(1))?;
+    for name in names {
+        if name? == column {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// `leaves.workspace_id` (who may read a leaf's contents, DESIGN §5): added, and filled
+/// from each stored leaf's bytes, in one transaction.
+fn backfill_leaf_workspaces(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE; ALTER TABLE leaves ADD COLUMN workspace_id TEXT;")?;
+    let filled = (|| {
+        let mut read = conn.prepare("SELECT idx, bytes FROM leaves")?;
+        let mut write = conn.prepare("UPDATE leaves SET workspace_id = ?2 WHERE idx = ?1")?;
+        let rows = read.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+        let mut n = 0u64;
+        for row in rows {
+            let (idx, bytes) = row?;
+            if let Some(ws) = sealgate_shared::leaf::workspace_of(&bytes) {
+                write.execute(rusqlite::params![idx, ws])?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    })();
+    match filled {
+        Ok(n) => {
+            conn.execute_batch("COMMIT;")?;
+            tracing::info!(leaves = n, "attributed stored audit leaves to their workspaces");
+            Ok(())
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK;");
+            Err(e)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -246,5 +295,38 @@ mod tests {
         c.prepare("SELECT disabled_at FROM agents").unwrap();
         c.prepare("SELECT last_used_at FROM api_keys").unwrap();
         c.prepare("SELECT requested_by FROM grants").unwrap();
+    }
+
+    /// A database from before `leaves.workspace_id` gains the column, filled from the
+    /// leaves it already holds, and opening it again changes nothing.
+    #[test]
+    fn leaf_workspaces_are_backfilled() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE leaves (idx INTEGER PRIMARY KEY, bytes BLOB NOT NULL, mac BLOB NOT NULL);")
+            .unwrap();
+        let leaves: [&[u8]; 3] = [
+            br#"{"v":1,"index":0,"ts":1,"origin":"enclave","kind":"enclave.genesis","data":{}}"#,
+            br#"{"v":1,"index":1,"ts":1,"origin":"host","kind":"admin.agent.created","data":{"workspace_id":"ws_a","agent_id":"ag"}}"#,
+            br#"{"v":1,"index":2,"ts":1,"origin":"enclave","kind":"token.issued","data":{"jti":"j","sub":"ws:ws_b:agent:ag"}}"#,
+        ];
+        for (i, b) in leaves.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO leaves (idx, bytes, mac) VALUES (?1, ?2, x'00')",
+                rusqlite::params![i as i64, b],
+            )
+            .unwrap();
+        }
+        for _ in 0..2 {
+            conn.execute_batch(SCHEMA).unwrap();
+            migrate(&conn).unwrap();
+        }
+        let ws: Vec<Option<String>> = conn
+            .prepare("SELECT workspace_id FROM leaves ORDER BY idx")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(ws, vec![None, Some("ws_a".into()), Some("ws_b".into())]);
     }
 }

@@ -2,6 +2,7 @@
 
 use super::OnCommit;
 use rusqlite::{params, Connection};
+use sealgate_shared::leaf;
 use sealgate_shared::merkle::{self, Hash};
 use sealgate_shared::protocol::LeafRecord;
 use tokio::sync::{mpsc, oneshot};
@@ -13,6 +14,9 @@ const MAX_BATCH: usize = 4096;
 pub struct PendingLeaf {
     pub record: LeafRecord,
     pub jti: Option<String>,
+    /// The workspace whose auditors may read it ([`leaf::workspace_of`]); `None` for
+    /// operator-level events.
+    workspace: Option<String>,
     /// Computed by whoever queues the leaf, so the hashing runs in parallel and not
     /// on the single writer thread every commit waits for.
     hash: Hash,
@@ -21,7 +25,13 @@ pub struct PendingLeaf {
 impl PendingLeaf {
     pub fn new(record: LeafRecord, jti: Option<String>) -> Self {
         let hash = merkle::leaf_hash(&record.bytes);
-        Self { record, jti, hash }
+        let workspace = leaf::workspace_of(&record.bytes);
+        Self {
+            record,
+            jti,
+            workspace,
+            hash,
+        }
     }
 }
 
@@ -79,13 +89,13 @@ fn commit_batch(conn: &mut Connection, batch: &mut [Job]) -> rusqlite::Result<(V
     let mut outcomes = Vec::with_capacity(batch.len());
     {
         let mut insert_leaf =
-            tx.prepare_cached("INSERT OR IGNORE INTO leaves (idx, bytes, mac) VALUES (?1, ?2, ?3)")?;
+            tx.prepare_cached("INSERT OR IGNORE INTO leaves (idx, bytes, mac, workspace_id) VALUES (?1, ?2, ?3, ?4)")?;
         let mut insert_token = tx.prepare_cached("INSERT OR IGNORE INTO tokens (jti, idx) VALUES (?1, ?2)")?;
         for job in batch.iter() {
             for leaf in &job.leaves {
                 let r = &leaf.record;
                 let idx = r.index as i64;
-                if insert_leaf.execute(params![idx, r.bytes.as_slice(), r.mac.as_slice()])? == 1 {
+                if insert_leaf.execute(params![idx, r.bytes.as_slice(), r.mac.as_slice(), leaf.workspace])? == 1 {
                     committed.push((r.index, leaf.hash));
                 }
                 if let Some(jti) = &leaf.jti {

@@ -128,20 +128,34 @@ fn hashes(v: &Value) -> Vec<Hash> {
         .collect()
 }
 
-/// Leaves `[start, end)` exactly as served (at most 1000 per call, so this pages).
+/// One entry of `/v1/audit/entries`: index, hash, and the bytes when readable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub index: u64,
+    pub hash: Hash,
+    pub leaf: Option<Vec<u8>>,
+}
+
+/// `/v1/audit/entries` pages `[start, end)` read with `key`, as served.
 #[track_caller]
-pub fn entries(api: &Api, start: u64, end: u64) -> Vec<Vec<u8>> {
+pub fn entries_as(api: &Api, key: &str, start: u64, end: u64) -> Vec<Entry> {
     let mut out = Vec::new();
     let mut at = start;
     while at < end {
         let to = (at + 1000).min(end);
-        let (s, v) = api.get(&format!("/v1/audit/entries?start={at}&end={to}"), None);
+        let (s, v) = api.get(&format!("/v1/audit/entries?start={at}&end={to}"), Some(key));
         assert_eq!(s, 200, "entries [{at}, {to}): {v}");
-        let page: Vec<Vec<u8>> = v["entries"]
+        let page: Vec<Entry> = v["entries"]
             .as_array()
             .unwrap_or_else(|| panic!("no entries: {v}"))
             .iter()
-            .map(b64)
+            .map(|e| Entry {
+                index: e["index"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("entry without index: {e}")),
+                hash: merkle::to_hash(&b64(&e["hash"])).expect("32-byte hash"),
+                leaf: e.get("leaf").map(b64),
+            })
             .collect();
         if page.is_empty() {
             break;
@@ -150,6 +164,49 @@ pub fn entries(api: &Api, start: u64, end: u64) -> Vec<Vec<u8>> {
         out.extend(page);
     }
     out
+}
+
+/// Public leaf hashes `[start, end)` from `/v1/audit/hashes` (pages of at most 1000).
+#[track_caller]
+pub fn public_hashes(api: &Api, start: u64, end: u64) -> Vec<Hash> {
+    let mut out = Vec::new();
+    let mut at = start;
+    while at < end {
+        let to = (at + 1000).min(end);
+        let (s, v) = api.get(&format!("/v1/audit/hashes?start={at}&end={to}"), None);
+        assert_eq!(s, 200, "hashes [{at}, {to}): {v}");
+        let page = hashes(&v["hashes"]);
+        if page.is_empty() {
+            break;
+        }
+        at += page.len() as u64;
+        out.extend(page);
+    }
+    out
+}
+
+/// Leaves `[start, end)` exactly as served, read with the operator key (the operator's
+/// auditor reads every leaf; at most 1000 per call, so this pages).
+#[track_caller]
+pub fn entries(api: &Api, start: u64, end: u64) -> Vec<Vec<u8>> {
+    let key = api
+        .operator_key()
+        .expect("audit contents need the operator key: make the Api with Deployment::api()");
+    entries_as(api, &key, start, end)
+        .into_iter()
+        .map(|e| {
+            let bytes = e
+                .leaf
+                .unwrap_or_else(|| panic!("the operator key was not served leaf {}", e.index));
+            assert_eq!(
+                merkle::leaf_hash(&bytes),
+                e.hash,
+                "leaf {} does not hash to its served hash",
+                e.index
+            );
+            bytes
+        })
+        .collect()
 }
 
 /// Every leaf `[0, size)`, each checked to parse and to carry its own index (no gap,
@@ -202,10 +259,17 @@ pub fn consistency_proof(api: &Api, from: u64, to: u64) -> Vec<Hash> {
     hashes(&v["proof"])
 }
 
-/// `GET /v1/audit/tokens/{jti}`: the index and leaf bytes.
+/// `GET /v1/audit/tokens/{jti}` read with the operator key: the index and leaf bytes.
 #[track_caller]
 pub fn token_record(api: &Api, jti: &str) -> (u64, Vec<u8>) {
-    let (s, v) = api.get(&format!("/v1/audit/tokens/{jti}"), None);
+    let key = api.operator_key().expect("the operator key");
+    token_record_as(api, jti, &key)
+}
+
+/// `GET /v1/audit/tokens/{jti}` presenting `bearer` (a key, or the token itself).
+#[track_caller]
+pub fn token_record_as(api: &Api, jti: &str, bearer: &str) -> (u64, Vec<u8>) {
+    let (s, v) = api.get(&format!("/v1/audit/tokens/{jti}"), Some(bearer));
     assert_eq!(s, 200, "token lookup {jti}: {v}");
     assert_eq!(v["jti"], jti, "{v}");
     let index = v["index"].as_u64().unwrap_or_else(|| panic!("no index: {v}"));
@@ -217,7 +281,8 @@ pub fn token_record(api: &Api, jti: &str) -> (u64, Vec<u8>) {
 /// very JWT, and it is included in the signed checkpoint `cp`.
 #[track_caller]
 pub fn prove_token(api: &Api, cp: &Checkpoint, m: &Minted) -> TokenIssued {
-    let (index, bytes) = token_record(api, &m.jti);
+    // The holder reads its own leaf by presenting the token.
+    let (index, bytes) = token_record_as(api, &m.jti, &m.token);
     assert_eq!(
         index, m.log_index,
         "token {} was reported at index {} but the log has it at {index}",
@@ -316,7 +381,8 @@ pub fn expect_exit(code: i32, (got, out): (i32, String)) -> String {
 }
 
 /// A GET-only HTTP proxy that plays a lying host: each request is fetched from the
-/// upstream `route(path)` names, and its body passes through `rewrite(path, body)`.
+/// upstream `route(path)` names (with the request's `Authorization`, if any), and its body
+/// passes through `rewrite(path, body)`.
 /// Returns the proxy's URL; it serves until the test process ends.
 pub fn proxy<R, W>(route: R, rewrite: W) -> String
 where
@@ -333,11 +399,21 @@ where
                 let mut request_line = String::new();
                 reader.read_line(&mut request_line)?;
                 let mut line = String::new();
+                let mut auth = None;
                 while reader.read_line(&mut line)? > 0 && line != "\r\n" {
+                    if let Some((name, value)) = line.split_once(':') {
+                        if name.eq_ignore_ascii_case("authorization") {
+                            auth = Some(value.trim().to_string());
+                        }
+                    }
                     line.clear();
                 }
                 let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
-                let (status, body) = match ureq::get(&format!("{}{path}", route(&path))).call() {
+                let mut req = ureq::get(&format!("{}{path}", route(&path)));
+                if let Some(a) = &auth {
+                    req = req.header("Authorization", a);
+                }
+                let (status, body) = match req.call() {
                     Ok(mut r) => (r.status().as_u16(), r.body_mut().read_to_vec().unwrap_or_default()),
                     Err(ureq::Error::StatusCode(c)) => (c, b"{}".to_vec()),
                     Err(_) => (502, b"{}".to_vec()),
