@@ -269,6 +269,12 @@ impl FaultLayer {
         self.shared.check_trust.store(true, Ordering::Relaxed);
     }
 
+    /// Undoes [`FaultLayer::check_trust_policies`] (for moto with IAM auth on, which
+    /// checks same-account trust itself and refuses the layer's unsigned `GetRole`).
+    pub fn stop_checking_trust_policies(&self) {
+        self.shared.check_trust.store(false, Ordering::Relaxed);
+    }
+
     /// Moves the token check's clock `seconds` ahead (negative: back), so expiry is
     /// tested with real tokens without waiting for them to expire.
     pub fn set_clock_offset(&self, seconds: i64) {
