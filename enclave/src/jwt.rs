@@ -93,7 +93,11 @@ pub fn sign(signer: &dyn Es256, header: &str, f: &TokenFields<'_>) -> Result<Str
                 agent: [f.agent],
                 grant: f.grant.map(|g| [g]),
             },
-            transitive_tag_keys: if f.grant.is_some() { GRANT_TAG_KEYS } else { AGENT_TAG_KEYS },
+            transitive_tag_keys: if f.grant.is_some() {
+                GRANT_TAG_KEYS
+            } else {
+                AGENT_TAG_KEYS
+            },
         },
     })
     .map_err(|_| SignError::Sign)?;

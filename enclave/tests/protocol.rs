@@ -450,14 +450,19 @@ fn mint_validates_every_field() {
             let payload = m.token.split('.').nth(1).unwrap();
             use base64::Engine;
             let claims: serde_json::Value = serde_json::from_slice(
-                &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap(),
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(payload)
+                    .unwrap(),
             )
             .unwrap();
             assert_eq!(claims["sub"], "ws:ws_1:grant:gr_1");
             let tags = &claims["https://aws.amazon.com/tags"];
             assert_eq!(tags["principal_tags"]["sealgate:grant"], serde_json::json!(["gr_1"]));
             assert_eq!(tags["principal_tags"]["sealgate:agent"], serde_json::json!(["ag_1"]));
-            assert_eq!(tags["principal_tags"]["sealgate:workspace"], serde_json::json!(["ws_1"]));
+            assert_eq!(
+                tags["principal_tags"]["sealgate:workspace"],
+                serde_json::json!(["ws_1"])
+            );
             assert_eq!(
                 tags["transitive_tag_keys"],
                 serde_json::json!(["sealgate:workspace", "sealgate:agent", "sealgate:grant"])

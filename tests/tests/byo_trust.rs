@@ -59,7 +59,10 @@ fn byo_confused_deputy_role_without_external_id_condition_is_refused() {
     create_bucket(&byo.moto_url, &bucket, "us-east-1");
     let lax = json!({ "Version": "2012-10-17", "Statement": [{ "Effect": "Allow", "Principal": { "AWS": "*" }, "Action": "sts:AssumeRole" }] });
     let role = create_role(&byo, &unique("lax-reader"), &lax);
-    let (s, v) = byo.register(&ws, &json!({ "role_arn": role, "bucket": bucket, "region": "us-east-1" }));
+    let (s, v) = byo.register(
+        &ws,
+        &json!({ "role_arn": role, "bucket": bucket, "region": "us-east-1" }),
+    );
     assert_eq!(s, 201, "{v}");
     let ext = v["grant"]["external_id"].as_str().expect("external id").to_string();
     assert_eq!(v["grant"]["status"], "failed", "{v}");
@@ -91,7 +94,12 @@ fn byo_confused_deputy_role_without_external_id_condition_is_refused() {
         .filter(|e| e["event_type"] == "sts:AssumeRole(wrong-external-id)")
         .collect();
     assert_eq!(wrong.len(), 2, "one per probe: {entries:?}");
-    assert!(wrong.iter().any(|e| e["outcome"] == "error" && e["error_code"] == "AccessDenied"), "{wrong:?}");
+    assert!(
+        wrong
+            .iter()
+            .any(|e| e["outcome"] == "error" && e["error_code"] == "AccessDenied"),
+        "{wrong:?}"
+    );
 }
 
 #[test]
@@ -126,7 +134,11 @@ fn byo_confused_deputy_other_workspace_role_refuses_our_external_id() {
     assert!(sent[0].faulted && !sent[0].forwarded && sent[0].status == 403);
     assert!(byo.fault.requests_for("s3", "HeadBucket").is_empty());
     assert_error(
-        byo.api.post(&a.path("/artifacts/byo"), Some(&a.key), &json!({ "s3_uri": format!("s3://{bucket}/x") })),
+        byo.api.post(
+            &a.path("/artifacts/byo"),
+            Some(&a.key),
+            &json!({ "s3_uri": format!("s3://{bucket}/x") }),
+        ),
         409,
         "BYO_GRANT_NOT_ACTIVE",
     );

@@ -230,7 +230,10 @@ fn web_identity_end_to_end_verified_by_the_fault_layer() {
     let claim_tags = &claims["https://aws.amazon.com/tags"];
     assert_eq!(claim_tags["principal_tags"]["sealgate:grant"], json!([id]));
     assert_eq!(claim_tags["principal_tags"]["sealgate:agent"], json!([e.t.agent]));
-    assert_eq!(claim_tags["principal_tags"]["sealgate:workspace"], json!([e.t.workspace]));
+    assert_eq!(
+        claim_tags["principal_tags"]["sealgate:workspace"],
+        json!([e.t.workspace])
+    );
 
     // The token is in the log (an enclave leaf), linked from the issue leaf.
     let issued = e.leaves("grant.credentials.issued");

@@ -146,7 +146,10 @@ fn hard_revoke_puts_a_deny_on_the_role_and_the_sweeper_prunes_it() {
     let (s, r) = e.release(&soft, &json!({ "hard": true }));
     assert_eq!((s, r["hard_revoked"].as_bool()), (200, Some(true)), "{r}");
     assert!(revoke_policy(&e, &role_name, &soft).is_some());
-    assert!(revoke_policy(&e, &role_name, &id).is_some(), "one policy lists both grants");
+    assert!(
+        revoke_policy(&e, &role_name, &id).is_some(),
+        "one policy lists both grants"
+    );
     assert_eq!(e.leaves("grant.revoked").len(), 1);
 
     // Pruned once no session can be alive: time travel past the grants' maximum life.

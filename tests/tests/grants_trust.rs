@@ -39,16 +39,20 @@ fn set_trust(e: &Env, account: &str, arn: &str, trust: &Value) {
 }
 
 fn policies_of(e: &Env, ws: &str, admin: &str, account: &str) -> Value {
-    let (s, v) = e
-        .api
-        .get(&format!("/v1/workspaces/{ws}/aws/accounts/{account}/policies"), Some(admin));
+    let (s, v) = e.api.get(
+        &format!("/v1/workspaces/{ws}/aws/accounts/{account}/policies"),
+        Some(admin),
+    );
     assert_eq!(s, 200, "GET policies: {v}");
     v
 }
 
 fn check(e: &Env, account: &str) -> (u16, Value) {
-    e.api
-        .post(&format!("{}/check", e.ceiling_path(account)), Some(&e.admin), &json!({}))
+    e.api.post(
+        &format!("{}/check", e.ceiling_path(account)),
+        Some(&e.admin),
+        &json!({}),
+    )
 }
 
 /// A ceiling for `account` (the helpers' default is `ACCOUNT`).
@@ -85,15 +89,32 @@ fn confused_deputy_workspace_a_cannot_use_workspace_b_role() {
 
     // A's admin names B's role: refused, nothing stored.
     e.fault.clear_requests();
-    let (s, v) = put(&e.api, &e.ceiling_path(OTHER), Some(&e.admin), &ceiling_in(&b_role, "assume_role"));
+    let (s, v) = put(
+        &e.api,
+        &e.ceiling_path(OTHER),
+        Some(&e.admin),
+        &ceiling_in(&b_role, "assume_role"),
+    );
     assert_error((s, v.clone()), 403, "GRANT_STS_ACCESS_DENIED");
     let msg = v["error"]["message"].as_str().unwrap();
     assert!(msg.contains(&a_xid) && msg.contains("sts:ExternalId"), "{msg}");
-    assert_eq!(e.api.get(&e.ceiling_path(OTHER), Some(&e.admin)).0, 404, "nothing stored");
+    assert_eq!(
+        e.api.get(&e.ceiling_path(OTHER), Some(&e.admin)).0,
+        404,
+        "nothing stored"
+    );
     let sent = e.fault.requests_for("sts", "AssumeRole");
-    assert_eq!(sent.len(), 1, "the right-ID probe failed, so no wrong-ID probe: {sent:?}");
+    assert_eq!(
+        sent.len(),
+        1,
+        "the right-ID probe failed, so no wrong-ID probe: {sent:?}"
+    );
     assert_eq!(sent[0].params.get("ExternalId"), Some(&a_xid), "A's ID was sent");
-    assert!(sent[0].faulted && !sent[0].forwarded && sent[0].status == 403, "{:?}", sent[0]);
+    assert!(
+        sent[0].faulted && !sent[0].forwarded && sent[0].status == 403,
+        "{:?}",
+        sent[0]
+    );
     let probes = e.leaves("grant.role.probed");
     assert!(
         probes
@@ -137,12 +158,24 @@ fn confused_deputy_role_without_external_id_condition_is_refused() {
     let role = e.lax_role(&unique("lax-role"));
     let xid = str_of(&e.policies(ACCOUNT), "external_id").to_string();
     e.fault.clear_requests();
-    let (s, v) = put(&e.api, &e.ceiling_path(ACCOUNT), Some(&e.admin), &open_ceiling(&role, "assume_role"));
+    let (s, v) = put(
+        &e.api,
+        &e.ceiling_path(ACCOUNT),
+        Some(&e.admin),
+        &open_ceiling(&role, "assume_role"),
+    );
     assert_error((s, v.clone()), 409, "GRANT_EXTERNAL_ID_NOT_ENFORCED");
     let msg = v["error"]["message"].as_str().unwrap();
     let condition = json!({ "StringEquals": { "sts:ExternalId": xid } }).to_string();
-    assert!(msg.contains(&condition), "the message gives the exact Condition {condition}: {msg}");
-    assert_eq!(e.api.get(&e.ceiling_path(ACCOUNT), Some(&e.admin)).0, 404, "nothing stored");
+    assert!(
+        msg.contains(&condition),
+        "the message gives the exact Condition {condition}: {msg}"
+    );
+    assert_eq!(
+        e.api.get(&e.ceiling_path(ACCOUNT), Some(&e.admin)).0,
+        404,
+        "nothing stored"
+    );
 
     // Probed twice: the right ID, then a wrong one, which the lax role accepted.
     let sent = e.fault.requests_for("sts", "AssumeRole");
@@ -225,7 +258,10 @@ fn confused_deputy_check_catches_a_trust_policy_loosened_later() {
     assert_error(check(&e, ACCOUNT), 409, "GRANT_EXTERNAL_ID_NOT_ENFORCED");
     e.fault.clear_requests();
     assert_error(e.credentials(&id), 409, "GRANT_EXTERNAL_ID_UNVERIFIED");
-    assert!(e.fault.requests_for("sts", "AssumeRole").is_empty(), "STS was not asked");
+    assert!(
+        e.fault.requests_for("sts", "AssumeRole").is_empty(),
+        "STS was not asked"
+    );
 
     // Restored: checked again, credentials again.
     set_trust(&e, ACCOUNT, &role, &e.trust_for(ACCOUNT));
@@ -239,9 +275,16 @@ fn web_identity_bypass_agent_token_refused_for_grant_role() {
     e.fault.trust_issuer(&e.d.url, STS_AUD);
     let role = e.role(&unique("wi-grant-role"));
     let p = e.policies(ACCOUNT);
-    let host = e.d.url.trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/');
+    let host =
+        e.d.url
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .trim_end_matches('/');
     let cond = &p["trust_policies"]["web_identity"]["Statement"][0]["Condition"];
-    assert_eq!(cond["StringLike"][format!("{host}:sub")], format!("ws:{}:grant:*", e.t.workspace));
+    assert_eq!(
+        cond["StringLike"][format!("{host}:sub")],
+        format!("ws:{}:grant:*", e.t.workspace)
+    );
     assert_eq!(cond["StringEquals"][format!("{host}:aud")], STS_AUD);
     e.set_ceiling(ACCOUNT, &open_ceiling(&role, "web_identity"));
 
@@ -253,7 +296,10 @@ fn web_identity_bypass_agent_token_refused_for_grant_role() {
     // The agent's own token (same issuer, same audience, genuine signature), sent
     // straight to STS with the AWS SDK as an agent would: refused by the trust policy.
     let own = mint_with(&e.api, &e.t.agent_key, &json!({ "audience": STS_AUD })).token;
-    assert!(jwt_claims(&own)["sub"].as_str().unwrap().starts_with(&format!("ws:{}:agent:", e.t.workspace)));
+    assert!(jwt_claims(&own)["sub"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("ws:{}:agent:", e.t.workspace)));
     let (url, role2) = (e.fault.url.clone(), role.clone());
     let got = aws::block_on(async move {
         aws::sts(&url, REGION)
@@ -267,13 +313,20 @@ fn web_identity_bypass_agent_token_refused_for_grant_role() {
             .map(|_| ())
             .map_err(|e| e.code().unwrap_or("no code").to_string())
     });
-    assert_eq!(got, Err("AccessDenied".to_string()), "the agent's own token must not work");
+    assert_eq!(
+        got,
+        Err("AccessDenied".to_string()),
+        "the agent's own token must not work"
+    );
     let calls = e.fault.requests_for("sts", "AssumeRoleWithWebIdentity");
     let bypass = calls
         .iter()
         .find(|r| r.params.get("RoleSessionName").map(String::as_str) == Some("agent-bypass"))
         .expect("the bypass attempt reached the fault layer");
-    assert!(bypass.faulted && !bypass.forwarded && bypass.status == 403, "{bypass:?}");
+    assert!(
+        bypass.faulted && !bypass.forwarded && bypass.status == 403,
+        "{bypass:?}"
+    );
 }
 
 /// Hole 3: without a revoker role in the grant role's account, a hard release says so
@@ -290,16 +343,26 @@ fn hard_revoke_wrong_role_without_revoker_is_unavailable_and_changes_nothing() {
     e.fault.clear_requests();
     let (s, v) = e.release(&id, &json!({ "hard": true }));
     assert_error((s, v.clone()), 409, "GRANT_HARD_REVOKE_UNAVAILABLE");
-    assert!(v["error"]["message"].as_str().unwrap().contains("revoker_role_arn"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("revoker_role_arn"),
+        "{v}"
+    );
     let g = e.get(&id);
-    assert_eq!((g["status"].as_str(), g["hard_revoked"].as_bool()), (Some("active"), Some(false)));
+    assert_eq!(
+        (g["status"].as_str(), g["hard_revoked"].as_bool()),
+        (Some("active"), Some(false))
+    );
     assert_eq!(log_size(&e.api), before, "no leaf");
     assert!(
         e.fault.requests().iter().all(|r| r.service != "iam"),
         "IAM was not touched"
     );
     assert!(e.deny_policy(ACCOUNT, &role_name).is_none());
-    assert_eq!(e.release(&id, &json!({})).1["status"], "released", "a soft release works");
+    assert_eq!(
+        e.release(&id, &json!({})).1["status"],
+        "released",
+        "a soft release works"
+    );
 }
 
 /// Hole 3: the deny policy lands on the grant role in its own account, written by the
@@ -325,12 +388,25 @@ fn hard_revoke_wrong_role_revoker_acts_in_the_roles_own_account() {
     e.fault.clear_requests();
     for id in [&a, &b] {
         let (s, r) = e.release(id, &json!({ "hard": true }));
-        assert_eq!((s, r["hard_revoked"].as_bool()), (200, Some(true)), "{r}\n{}", e.host_log());
+        assert_eq!(
+            (s, r["hard_revoked"].as_bool()),
+            (200, Some(true)),
+            "{r}\n{}",
+            e.host_log()
+        );
     }
-    let doc = e.deny_policy(OTHER, &name).expect("the deny policy is on the role in its account");
-    assert!(denies_grant(&doc, &a) && denies_grant(&doc, &b), "one policy, both grants: {doc}");
+    let doc = e
+        .deny_policy(OTHER, &name)
+        .expect("the deny policy is on the role in its account");
+    assert!(
+        denies_grant(&doc, &a) && denies_grant(&doc, &b),
+        "one policy, both grants: {doc}"
+    );
     assert_eq!(doc["Statement"].as_array().map(Vec::len), Some(2), "{doc}");
-    assert!(e.deny_policy(ACCOUNT, &name).is_none(), "the host account's same-named role got nothing");
+    assert!(
+        e.deny_policy(ACCOUNT, &name).is_none(),
+        "the host account's same-named role got nothing"
+    );
 
     // The revoker was assumed with the account's External ID, then IAM was called.
     let assumed = e.fault.requests_for("sts", "AssumeRole");
@@ -369,5 +445,8 @@ fn hard_revoke_wrong_role_revoker_must_share_the_roles_account() {
     c["revoker_role_arn"] = json!(format!("arn:aws:iam::{OTHER}:role/revoker"));
     let (s, v) = put(&e.api, &e.ceiling_path(ACCOUNT), Some(&e.admin), &c);
     assert_error((s, v.clone()), 400, "GRANT_INVALID_CEILING");
-    assert!(v["error"]["message"].as_str().unwrap().contains("revoker_role_arn"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("revoker_role_arn"),
+        "{v}"
+    );
 }

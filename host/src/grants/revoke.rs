@@ -125,9 +125,10 @@ pub async fn revoker_for(app: &App, ws: &str, account: &str) -> Result<Revoker, 
             format!("the ceiling for account {account} names no revoker_role_arn, so sealgate cannot put a deny policy on the role"),
         )
     })?;
-    let external_id = stored.external_id.clone().ok_or_else(|| {
-        unavailable(ws, account, format!("account {account} has no External ID yet"))
-    })?;
+    let external_id = stored
+        .external_id
+        .clone()
+        .ok_or_else(|| unavailable(ws, account, format!("account {account} has no External ID yet")))?;
     Ok(Revoker {
         role_arn,
         external_id,
@@ -220,7 +221,13 @@ pub async fn write(app: &App, r: &Revoker, role_arn: &str, grant_ids: &[String])
     let iam = revoker_iam(app, r).await?;
     let name = role_name(role_arn);
     if grant_ids.is_empty() {
-        return match iam.delete_role_policy().role_name(name).policy_name(POLICY_NAME).send().await {
+        return match iam
+            .delete_role_policy()
+            .role_name(name)
+            .policy_name(POLICY_NAME)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some("NoSuchEntity") => Ok(()),
             Err(e) => Err(iam_failed(
@@ -300,7 +307,10 @@ mod tests {
             s[0]["Condition"]["StringEquals"]["aws:PrincipalTag/sealgate:grant"],
             json!(["gr_a", "gr_b"])
         );
-        assert_eq!(s[1]["Condition"]["StringLike"]["aws:userid"], json!(["*:gr_a", "*:gr_b"]));
+        assert_eq!(
+            s[1]["Condition"]["StringLike"]["aws:userid"],
+            json!(["*:gr_a", "*:gr_b"])
+        );
         assert!(s.as_array().unwrap().iter().all(|st| st["Effect"] == "Deny"));
     }
 }

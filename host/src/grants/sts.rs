@@ -279,8 +279,9 @@ pub fn to_parts(f: &Failure, cx: &Context<'_>) -> (StatusCode, &'static str, Str
                 "GRANT_STS_ACCESS_DENIED",
                 format!(
                     "STS refused to let the web identity assume {}: the role's trust policy must allow \
-                     sts:AssumeRoleWithWebIdentity for the IAM OIDC provider of {} in account {} \
-                     (audience sts.amazonaws.com), and the role must allow the session policy's actions",
+                     sts:AssumeRoleWithWebIdentity and sts:TagSession for the IAM OIDC provider of {} in account {} \
+                     (audience sts.amazonaws.com, subject StringLike ws:<workspace>:grant:* — GET …/policies gives \
+                     the document), and the role must allow the session policy's actions",
                     cx.role_arn, cx.issuer, cx.account_id
                 ),
             ),

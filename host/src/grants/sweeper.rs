@@ -124,7 +124,9 @@ async fn prune(app: &App) -> Result<(), ApiError> {
                  JOIN grants g ON g.id = r.grant_id \
                  WHERE r.pruned_at IS NULL AND r.prune_after <= ?1 ORDER BY r.prune_after LIMIT ?2",
             )?;
-            let rows = st.query_map(params![now, BATCH], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            let rows = st.query_map(params![now, BATCH], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?;
             rows.collect()
         })
         .await?;

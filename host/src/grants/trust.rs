@@ -460,9 +460,7 @@ mod tests {
         let a = new_external_id();
         assert_ne!(a, new_external_id());
         assert!(a.len() >= 32, "{a}");
-        assert!(a
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+=,.@:/-_".contains(c)));
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@:/-_".contains(c)));
     }
 
     #[test]

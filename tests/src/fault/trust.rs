@@ -125,7 +125,8 @@ fn statement_allows(s: &Value, p: &Presented<'_>) -> bool {
         Value::Null => true,
         Value::Object(ops) => ops.iter().all(|(op, keys)| {
             let Value::Object(keys) = keys else { return false };
-            keys.iter().all(|(key, want)| condition_holds(op, key, &strings(want), p))
+            keys.iter()
+                .all(|(key, want)| condition_holds(op, key, &strings(want), p))
         }),
         _ => false,
     }
@@ -293,8 +294,12 @@ mod tests {
         assert!(allows(&lax, &assume(Some("anything"))));
         let unknown_op = json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:*",
             "Condition": {"ForAnyValue:StringEquals": {"sts:ExternalId": "x"}}}]});
-        assert!(!allows(&unknown_op, &assume(Some("x"))), "unmodelled operators never pass");
-        let federated_only = json!({"Statement": [{"Effect": "Allow", "Principal": {"Federated": "p"}, "Action": "sts:*"}]});
+        assert!(
+            !allows(&unknown_op, &assume(Some("x"))),
+            "unmodelled operators never pass"
+        );
+        let federated_only =
+            json!({"Statement": [{"Effect": "Allow", "Principal": {"Federated": "p"}, "Action": "sts:*"}]});
         assert!(!allows(&federated_only, &assume(None)));
     }
 

@@ -238,9 +238,10 @@ pub fn uuid_shaped_trust() -> Value {
 pub fn ensure_role(moto_url: &str, arn: &str) {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
     let (account, name) = match parts.as_slice() {
-        ["arn", _, "iam", "", account, resource] if resource.starts_with("role/") && account.len() == 12 => {
-            (account.to_string(), resource.rsplit('/').next().unwrap_or("").to_string())
-        }
+        ["arn", _, "iam", "", account, resource] if resource.starts_with("role/") && account.len() == 12 => (
+            account.to_string(),
+            resource.rsplit('/').next().unwrap_or("").to_string(),
+        ),
         _ => return,
     };
     if name.is_empty() || name.len() > 64 {

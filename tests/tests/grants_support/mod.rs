@@ -250,9 +250,7 @@ impl Env {
                 .send()
                 .await
             {
-                Ok(out) => Some(
-                    serde_json::from_str(&url_decode(out.policy_document())).expect("deny policy JSON"),
-                ),
+                Ok(out) => Some(serde_json::from_str(&url_decode(out.policy_document())).expect("deny policy JSON")),
                 Err(e) => {
                     use aws_sdk_iam::error::ProvideErrorMetadata;
                     assert_eq!(e.code(), Some("NoSuchEntity"), "GetRolePolicy: {e:?}");
@@ -427,9 +425,12 @@ pub fn denies_grant(doc: &Value, grant: &str) -> bool {
     let statements = doc["Statement"].as_array().cloned().unwrap_or_default();
     let all_deny = statements.iter().all(|s| s["Effect"] == "Deny" && s["Action"] == "*");
     let has = |v: &Value, want: &str| v.as_array().is_some_and(|a| a.iter().any(|x| x == want));
-    let by_tag = statements
-        .iter()
-        .any(|s| has(&s["Condition"]["StringEquals"]["aws:PrincipalTag/sealgate:grant"], grant));
+    let by_tag = statements.iter().any(|s| {
+        has(
+            &s["Condition"]["StringEquals"]["aws:PrincipalTag/sealgate:grant"],
+            grant,
+        )
+    });
     let by_session = statements
         .iter()
         .any(|s| has(&s["Condition"]["StringLike"]["aws:userid"], &format!("*:{grant}")));
