@@ -253,12 +253,14 @@ pub fn ensure_role(moto_url: &str, arn: &str) {
         if iam.get_role().role_name(&name).send().await.is_ok() {
             return;
         }
-        iam.create_role()
+        // Best effort: a name IAM refuses belongs to a registration that validation
+        // refuses, or whose probe then finds no role (as in AWS).
+        let _ = iam
+            .create_role()
             .role_name(&name)
             .assume_role_policy_document(trust)
             .send()
-            .await
-            .expect("create the customer's role in moto");
+            .await;
     });
 }
 
