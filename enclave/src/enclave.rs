@@ -445,10 +445,17 @@ impl Enclave {
     fn mint(&self, r: MintRequest) -> Result<Minted, WireError> {
         let cfg = self.config()?;
         let bad = |m: String| err(ErrorCode::BadRequest, m);
-        if !ids::valid_id(&r.workspace) || !ids::valid_id(&r.agent) || !r.task.as_deref().is_none_or(ids::valid_id) {
+        if !ids::valid_id(&r.workspace)
+            || !ids::valid_id(&r.agent)
+            || !r.task.as_deref().is_none_or(ids::valid_id)
+            || !r.grant.as_deref().is_none_or(ids::valid_id)
+        {
             return Err(bad(
-                "workspace, agent and task ids must match [A-Za-z0-9][A-Za-z0-9._-]{0,63}".into(),
+                "workspace, agent, task and grant ids must match [A-Za-z0-9][A-Za-z0-9._-]{0,63}".into(),
             ));
+        }
+        if r.grant.is_some() && r.task.is_some() {
+            return Err(bad("a grant token has no task: set grant or task, not both".into()));
         }
         if !cfg.audiences.contains(&r.audience) {
             return Err(bad(format!(
@@ -477,13 +484,19 @@ impl Enclave {
             .fill(&mut raw[6..])
             .map_err(|_| err(ErrorCode::Internal, "RNG failed"))?;
         let jti = hex::encode(raw);
-        let sub = ids::subject(&r.workspace, &r.agent, r.task.as_deref());
+        // The grant namespace is built here, never taken from the host, so no request
+        // without `grant` (every `/v1/tokens` request) can produce a grant subject.
+        let sub = match r.grant.as_deref() {
+            Some(g) => ids::grant_subject(&r.workspace, g),
+            None => ids::subject(&r.workspace, &r.agent, r.task.as_deref()),
+        };
         let fields = jwt::TokenFields {
             issuer: &cfg.issuer,
             subject: &sub,
             audience: &r.audience,
             workspace: &r.workspace,
             agent: &r.agent,
+            grant: r.grant.as_deref(),
             iat,
             exp,
             jti: &jti,

@@ -13,10 +13,13 @@ struct Header<'a> {
     kid: &'a str,
 }
 
+/// AWS session tags as `AssumeRoleWithWebIdentity` reads them from a token
+/// (`https://aws.amazon.com/tags`: `principal_tags` maps each key to a one-element list,
+/// `transitive_tag_keys` lists the keys that survive role chaining).
 #[derive(Serialize)]
 struct AwsTags<'a> {
     principal_tags: PrincipalTags<'a>,
-    transitive_tag_keys: [&'static str; 2],
+    transitive_tag_keys: &'static [&'static str],
 }
 
 #[derive(Serialize)]
@@ -25,7 +28,13 @@ struct PrincipalTags<'a> {
     workspace: [&'a str; 1],
     #[serde(rename = "sealgate:agent")]
     agent: [&'a str; 1],
+    /// Grant-path tokens only: hard revocation denies the grant's sessions by this tag.
+    #[serde(rename = "sealgate:grant", skip_serializing_if = "Option::is_none")]
+    grant: Option<[&'a str; 1]>,
 }
+
+const AGENT_TAG_KEYS: &[&str] = &["sealgate:workspace", "sealgate:agent"];
+const GRANT_TAG_KEYS: &[&str] = &["sealgate:workspace", "sealgate:agent", "sealgate:grant"];
 
 #[derive(Serialize)]
 struct Claims<'a> {
@@ -48,6 +57,8 @@ pub struct TokenFields<'a> {
     pub audience: &'a str,
     pub workspace: &'a str,
     pub agent: &'a str,
+    /// The grant a grant-path token is for (its subject is then the grant's).
+    pub grant: Option<&'a str>,
     pub iat: u64,
     pub exp: u64,
     pub jti: &'a str,
@@ -80,8 +91,13 @@ pub fn sign(signer: &dyn Es256, header: &str, f: &TokenFields<'_>) -> Result<Str
             principal_tags: PrincipalTags {
                 workspace: [f.workspace],
                 agent: [f.agent],
+                grant: f.grant.map(|g| [g]),
             },
-            transitive_tag_keys: ["sealgate:workspace", "sealgate:agent"],
+            transitive_tag_keys: if f.grant.is_some() {
+                GRANT_TAG_KEYS
+            } else {
+                AGENT_TAG_KEYS
+            },
         },
     })
     .map_err(|_| SignError::Sign)?;

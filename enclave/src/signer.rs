@@ -126,6 +126,7 @@ mod tests {
             audience: "sts.amazonaws.com",
             workspace: "w",
             agent: "a",
+            grant: None,
             iat: now,
             exp: now + 300,
             jti: "j1",

@@ -58,6 +58,7 @@ fn mint_req() -> MintRequest {
         audience: "sts.amazonaws.com".into(),
         ttl_seconds: 300,
         caller: "key_1".into(),
+        grant: None,
     }
 }
 
@@ -177,6 +178,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
                 audience,
                 ttl_seconds,
                 caller,
+                grant: None,
             })
         });
     let bytes = || proptest::collection::vec(any::<u8>(), 0..70).prop_map(ByteBuf::from);
@@ -415,6 +417,12 @@ fn mint_validates_every_field() {
         |r| r.ttl_seconds = 59,
         |r| r.ttl_seconds = 3601,
         |r| r.caller = "has space".into(),
+        |r| {
+            r.task = None;
+            r.grant = Some("gr:1".into());
+        },
+        // A grant token has no task.
+        |r| r.grant = Some("gr_1".into()),
     ];
     for (i, f) in cases.into_iter().enumerate() {
         let mut r = mint_req();
@@ -427,6 +435,38 @@ fn mint_validates_every_field() {
             assert_eq!(leaf.kind, "token.issued");
             assert_eq!(leaf.data["sub"], "ws:ws_1:agent:ag_1:task:t1");
             assert_eq!(m.exp - m.iat, 300);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Issue 9, hole 2: the grant path's subject is a namespace of its own, built by the
+    // enclave, and the grant id rides along as a session tag.
+    let mut r = mint_req();
+    r.task = None;
+    r.grant = Some("gr_1".into());
+    match e.handle(Op::MintToken(r)) {
+        Reply::Minted(m) => {
+            let leaf = sealgate_shared::leaf::parse(&m.leaf.bytes).unwrap();
+            assert_eq!(leaf.data["sub"], "ws:ws_1:grant:gr_1");
+            let payload = m.token.split('.').nth(1).unwrap();
+            use base64::Engine;
+            let claims: serde_json::Value = serde_json::from_slice(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(payload)
+                    .unwrap(),
+            )
+            .unwrap();
+            assert_eq!(claims["sub"], "ws:ws_1:grant:gr_1");
+            let tags = &claims["https://aws.amazon.com/tags"];
+            assert_eq!(tags["principal_tags"]["sealgate:grant"], serde_json::json!(["gr_1"]));
+            assert_eq!(tags["principal_tags"]["sealgate:agent"], serde_json::json!(["ag_1"]));
+            assert_eq!(
+                tags["principal_tags"]["sealgate:workspace"],
+                serde_json::json!(["ws_1"])
+            );
+            assert_eq!(
+                tags["transitive_tag_keys"],
+                serde_json::json!(["sealgate:workspace", "sealgate:agent", "sealgate:grant"])
+            );
         }
         other => panic!("{other:?}"),
     }

@@ -1,6 +1,11 @@
 //! Identifier rules shared by host and enclave. Subjects are `ws:<ws>:agent:<agent>`
-//! `[:task:<task>]`, so an identifier must never contain `:`; AWS trust policies match
-//! these strings with `StringLike`, so we also keep out `*` and `?`.
+//! `[:task:<task>]` for tokens agents mint with `/v1/tokens`, and `ws:<ws>:grant:<grant>`
+//! for the tokens the grant path mints for `AssumeRoleWithWebIdentity`. The two
+//! namespaces never overlap (the third segment is `agent` or `grant`), which is what
+//! lets a grant role's trust policy (`StringLike sub = ws:<ws>:grant:*`) refuse an
+//! agent's own token: otherwise an agent could call STS directly and step around the
+//! ceiling. An identifier must never contain `:`; AWS trust policies match these
+//! strings with `StringLike`, so we also keep out `*` and `?`.
 
 /// Longest identifier accepted for a workspace, agent or task.
 pub const MAX_ID_LEN: usize = 64;
@@ -23,6 +28,12 @@ pub fn subject(workspace: &str, agent: &str, task: Option<&str>) -> String {
     }
 }
 
+/// The token subject for the grant path: only the enclave builds it, and only when the
+/// host's mint request names a grant (which `/v1/tokens` never does).
+pub fn grant_subject(workspace: &str, grant: &str) -> String {
+    format!("ws:{workspace}:grant:{grant}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -34,5 +45,10 @@ mod tests {
             assert!(!valid_id(bad), "{bad:?}");
         }
         assert_eq!(subject("w", "a", Some("t")), "ws:w:agent:a:task:t");
+        assert_eq!(grant_subject("w", "gr_1"), "ws:w:grant:gr_1");
+        // No agent or task subject can fall inside the grant namespace.
+        for s in [subject("w", "grant", None), subject("w", "a", Some("grant"))] {
+            assert!(!s.starts_with("ws:w:grant:"), "{s}");
+        }
     }
 }

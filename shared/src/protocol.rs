@@ -81,6 +81,11 @@ pub struct MintRequest {
     pub ttl_seconds: u64,
     /// The API key id the host authenticated (recorded, host-reported).
     pub caller: String,
+    /// Set only by the grant path (never by `/v1/tokens`): the token's subject becomes
+    /// `ws:<workspace>:grant:<grant>` and it carries the grant id as the
+    /// `sealgate:grant` session tag. Validated like the other ids; exclusive with `task`.
+    #[serde(default)]
+    pub grant: Option<String>,
 }
 
 /// A log leaf as the enclave hands it out: its index, exact bytes, and a MAC under a

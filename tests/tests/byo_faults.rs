@@ -231,7 +231,9 @@ fn throttling_is_retried_then_reported() {
     let (s, v) = byo.register(&ws, &grant_body(&bucket, REGION));
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["grant"]["status"], "active", "{v}");
-    assert_eq!(byo.seen("sts", "AssumeRole"), 3);
+    // Three attempts, then the probe's deliberately wrong External ID (refused; it has
+    // its own audit label, so the attempts below are the three).
+    assert_eq!(byo.seen("sts", "AssumeRole"), 4);
     let all = byo.audit(&ws, None, 50);
     let assumes: Vec<&Value> = all.iter().filter(|e| e["event_type"] == "sts:AssumeRole").collect();
     assert_eq!(assumes.len(), 3);

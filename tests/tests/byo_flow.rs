@@ -66,7 +66,13 @@ fn happy_path_end_to_end() {
 
     // What sealgate really sent to STS (moto ignores ExternalId; the fault layer sees it).
     let assumes = byo.fault.requests_for("sts", "AssumeRole");
-    assert_eq!(assumes.len(), 1);
+    assert_eq!(assumes.len(), 2, "the External ID, then a wrong one (issue 9)");
+    let wrong = &assumes[1];
+    assert_ne!(wrong.params.get("ExternalId"), Some(&ext));
+    assert!(
+        wrong.faulted && !wrong.forwarded && wrong.status == 403,
+        "refused by the trust policy: {wrong:?}"
+    );
     let a = &assumes[0];
     assert_eq!(a.params.get("ExternalId"), Some(&ext));
     assert_eq!(a.params.get("RoleArn").map(String::as_str), g["role_arn"].as_str());
@@ -129,9 +135,11 @@ fn happy_path_end_to_end() {
         .to_string();
     aws::block_on(async {
         let iam = aws::iam(&byo.moto_url).await;
-        iam.create_role()
+        // The role exists (the harness created it for the registration); pin it to the
+        // exact External ID as the customer would.
+        iam.update_assume_role_policy()
             .role_name(&role_name)
-            .assume_role_policy_document(docs["trust_policy"].to_string())
+            .policy_document(docs["trust_policy"].to_string())
             .send()
             .await
             .expect("IAM accepts the trust policy");
@@ -173,8 +181,12 @@ fn happy_path_end_to_end() {
         Some("ENABLED")
     );
     let artifact_assume = byo.fault.requests_for("sts", "AssumeRole");
-    assert_eq!(artifact_assume.len(), 2, "a fresh session per operation");
-    assert!(artifact_assume[1].params["RoleSessionName"].starts_with("sealgate-artifact-"));
+    assert_eq!(
+        artifact_assume.len(),
+        3,
+        "a fresh session per operation (after the probe's two)"
+    );
+    assert!(artifact_assume[2].params["RoleSessionName"].starts_with("sealgate-artifact-"));
 
     // One without: sealgate streams it through SHA-256.
     let (s, art2) = byo.artifact(
@@ -235,6 +247,7 @@ fn happy_path_end_to_end() {
         event_types(&all),
         [
             "sts:AssumeRole",
+            "sts:AssumeRole(wrong-external-id)",
             "s3:HeadBucket",
             "s3:GetBucketLocation",
             "sts:AssumeRole",
@@ -247,7 +260,16 @@ fn happy_path_end_to_end() {
         ]
     );
     assert_distinct_leaves(&all);
-    for e in &all {
+    // The probe's wrong External ID was refused (by the fault layer's trust check).
+    assert_eq!(all[1]["outcome"], "error", "{}", all[1]);
+    assert_eq!(all[1]["error_code"], "AccessDenied", "{}", all[1]);
+    assert!(is_fault_request_id(
+        all[1]["aws_request_id"].as_str().unwrap_or_default()
+    ));
+    for e in all
+        .iter()
+        .filter(|e| e["event_type"] != "sts:AssumeRole(wrong-external-id)")
+    {
         let rid = e["aws_request_id"].as_str().unwrap_or_default();
         assert!(is_moto_request_id(rid), "not a moto request id: {e}");
         assert_eq!(e["outcome"], "ok", "{e}");
@@ -263,13 +285,13 @@ fn happy_path_end_to_end() {
     }
     let ids: std::collections::HashSet<&str> = all.iter().filter_map(|e| e["aws_request_id"].as_str()).collect();
     assert_eq!(ids.len(), all.len(), "one request id per call");
-    assert!(all[..3]
+    assert!(all[..4]
         .iter()
         .all(|e| e["run_id"] == "setup-1" && e["artifact_id"].is_null()));
-    assert_eq!(all[4]["s3_key"], "runs/7/report.csv");
-    assert_eq!(all[4]["artifact_id"], report_id.as_str());
-    assert_eq!(all[7]["bytes_read"], plain.len(), "{}", all[7]);
-    assert_eq!(all[7]["artifact_id"], art2["id"]);
+    assert_eq!(all[5]["s3_key"], "runs/7/report.csv");
+    assert_eq!(all[5]["artifact_id"], report_id.as_str());
+    assert_eq!(all[8]["bytes_read"], plain.len(), "{}", all[8]);
+    assert_eq!(all[8]["artifact_id"], art2["id"]);
 
     let run = byo.audit(&ws, Some("run-42"), 2);
     assert_eq!(
@@ -378,7 +400,8 @@ fn artifact_errors_leave_nothing_behind() {
     assert_eq!(s, 200);
     assert_eq!(list["artifacts"], json!([]), "{list}");
     let all = byo.audit(&ws, None, 50);
-    let artifact_calls = &all[3..];
+    // After the probe's four calls (one the deliberately wrong External ID).
+    let artifact_calls = &all[4..];
     assert_eq!(
         event_types(artifact_calls),
         [

@@ -164,7 +164,14 @@ fn one_grant_rotation_and_disconnect() {
     let (s, c) = byo.check(&ws);
     assert_eq!(s, 200, "{c}");
     assert_eq!(c["grant"]["status"], "active");
-    let last = byo.fault.requests_for("sts", "AssumeRole").pop().expect("assume");
+    // The last AssumeRole with the grant's ID (the probe's wrong-ID one follows it).
+    let last = byo
+        .fault
+        .requests_for("sts", "AssumeRole")
+        .into_iter()
+        .rev()
+        .find(|r| !r.params["RoleSessionName"].contains("wrong-id"))
+        .expect("assume");
     assert_eq!(
         last.params.get("ExternalId"),
         Some(&ext2),
@@ -281,14 +288,14 @@ fn audit_pages_cover_every_row_once() {
         );
         assert_eq!(s, 200, "{c}");
     }
-    // 5 probes × 3 calls.
+    // 5 probes × 4 calls (the External ID, a wrong one, HeadBucket, GetBucketLocation).
     let full = byo.audit(&ws, None, 500);
-    assert_eq!(full.len(), 15);
+    assert_eq!(full.len(), 20);
     let (s, default) = byo.api.get(&ws.path("/byo/audit"), Some(&ws.key));
     assert_eq!(s, 200);
     assert_eq!(
         default["entries"].as_array().map(Vec::len),
-        Some(15),
+        Some(20),
         "default limit 50"
     );
     assert_eq!(default["next_cursor"], Value::Null);
@@ -297,7 +304,7 @@ fn audit_pages_cover_every_row_once() {
         let paged = byo.audit(&ws, None, limit);
         assert_eq!(paged, full, "limit {limit}: the chain covers every row once, in order");
     }
-    // The exact page shapes for limit 4: 4, 4, 4, 3, then null.
+    // The exact page shapes for limit 4: five pages of 4, then null.
     let (_, p1) = byo.api.get(&ws.path("/byo/audit?limit=4"), Some(&ws.key));
     assert_eq!(p1["entries"].as_array().map(Vec::len), Some(4));
     let c1 = p1["next_cursor"].as_str().expect("cursor").to_string();
@@ -309,7 +316,7 @@ fn audit_pages_cover_every_row_once() {
 
     let run0 = byo.audit(&ws, Some("run-0"), 2);
     let run1 = byo.audit(&ws, Some("run-1"), 2);
-    assert_eq!((run0.len(), run1.len()), (6, 6));
+    assert_eq!((run0.len(), run1.len()), (8, 8));
     assert!(run0.iter().all(|e| e["run_id"] == "run-0"));
     let none = byo.audit(&ws, Some("run-unknown"), 10);
     assert!(none.is_empty());

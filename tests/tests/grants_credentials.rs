@@ -224,7 +224,16 @@ fn web_identity_end_to_end_verified_by_the_fault_layer() {
     let claims = jwt_claims(token);
     assert_eq!(claims["iss"], e.d.url);
     assert_eq!(claims["aud"], STS_AUD);
-    assert_eq!(claims["sub"], format!("ws:{}:agent:{}", e.t.workspace, e.t.agent));
+    // The grant path's own subject namespace, and the grant as a session tag (issue 9,
+    // hole 2): the role's trust policy matches only `ws:<ws>:grant:*`.
+    assert_eq!(claims["sub"], format!("ws:{}:grant:{id}", e.t.workspace));
+    let claim_tags = &claims["https://aws.amazon.com/tags"];
+    assert_eq!(claim_tags["principal_tags"]["sealgate:grant"], json!([id]));
+    assert_eq!(claim_tags["principal_tags"]["sealgate:agent"], json!([e.t.agent]));
+    assert_eq!(
+        claim_tags["principal_tags"]["sealgate:workspace"],
+        json!([e.t.workspace])
+    );
 
     // The token is in the log (an enclave leaf), linked from the issue leaf.
     let issued = e.leaves("grant.credentials.issued");
@@ -265,7 +274,9 @@ fn web_identity_end_to_end_verified_by_the_fault_layer() {
 fn federation_check_refuses_a_token_from_another_key() {
     let e = Env::start();
     e.fault.trust_issuer(&e.d.url, STS_AUD);
-    let role = e.role(&unique("fed-role"));
+    // This test is about signatures, so the role trusts any subject of the provider
+    // (the agent's own token would be refused by a grant role's trust policy).
+    let role = e.lax_role(&unique("fed-role"));
     let (_, jwks) = e.api.get("/.well-known/jwks.json", None);
     let kid = jwks["keys"][0]["kid"].as_str().expect("kid").to_string();
 

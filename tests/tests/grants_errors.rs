@@ -291,7 +291,7 @@ fn grant_checks_before_sts() {
     assert_error((s, v.clone()), 409, "GRANT_OUTSIDE_CEILING");
     assert!(v["error"]["message"].as_str().unwrap().contains("s3:GetObject"), "{v}");
     // A ceiling whose role changed, or one deleted: the same.
-    let mut moved = open_ceiling(&format!("arn:aws:iam::{ACCOUNT}:role/elsewhere"), "assume_role");
+    let mut moved = open_ceiling(&e.role(&unique("elsewhere")), "assume_role");
     moved["actions"] = json!(["s3:*"]);
     e.set_ceiling(ACCOUNT, &moved);
     assert_error(e.credentials(&active), 409, "GRANT_OUTSIDE_CEILING");

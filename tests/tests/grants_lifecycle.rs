@@ -7,53 +7,12 @@ mod grants_support;
 
 use common::*;
 use grants_support::*;
-use sealgate_tests::aws;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-/// The revocation policy on `role_name` for `grant`, if any (moto over IAM, directly).
-fn revoke_policy(e: &Env, role_name: &str, grant: &str) -> Option<String> {
-    let (url, role, name) = (
-        e.moto.url.clone(),
-        role_name.to_string(),
-        format!("sealgate-revoke-{grant}"),
-    );
-    aws::block_on(async move {
-        match aws::iam(&url)
-            .await
-            .get_role_policy()
-            .role_name(role)
-            .policy_name(name)
-            .send()
-            .await
-        {
-            Ok(out) => Some(out.policy_document().to_string()),
-            Err(e) => {
-                use aws_sdk_iam::error::ProvideErrorMetadata;
-                assert_eq!(e.code(), Some("NoSuchEntity"), "GetRolePolicy: {e:?}");
-                None
-            }
-        }
-    })
-}
-
-/// `%XX` decoding (IAM returns policy documents URL-encoded).
-fn url_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8(out).unwrap()
+/// Whether sealgate's deny policy on `role_name` (in `ACCOUNT`) lists `grant`.
+fn revoke_policy(e: &Env, role_name: &str, grant: &str) -> Option<Value> {
+    e.deny_policy(ACCOUNT, role_name).filter(|d| denies_grant(d, grant))
 }
 
 #[test]
@@ -154,7 +113,9 @@ fn hard_revoke_puts_a_deny_on_the_role_and_the_sweeper_prunes_it() {
     let e = Env::start();
     let role_name = unique("revoke-role");
     let role = e.role(&role_name);
-    e.set_ceiling(ACCOUNT, &open_ceiling(&role, "assume_role"));
+    let mut c = open_ceiling(&role, "assume_role");
+    c["revoker_role_arn"] = json!(e.revoker_in(ACCOUNT, &unique("revoker")));
+    e.set_ceiling(ACCOUNT, &c);
 
     let id = str_of(&e.grant(&access("b", &["s3:GetObject"], 1800)), "grant_id").to_string();
     assert_eq!(e.credentials(&id).0, 200);
@@ -166,30 +127,11 @@ fn hard_revoke_puts_a_deny_on_the_role_and_the_sweeper_prunes_it() {
         (Some("released"), Some(true))
     );
 
-    let doc: Value = serde_json::from_str(&url_decode(
-        &revoke_policy(&e, &role_name, &id).expect("the deny policy is on the role"),
-    ))
-    .expect("policy JSON");
-    let statements = doc["Statement"].as_array().expect("statements");
-    assert!(
-        statements.iter().all(|s| s["Effect"] == "Deny" && s["Action"] == "*"),
-        "{doc}"
-    );
-    assert!(
-        statements
-            .iter()
-            .any(|s| s["Condition"]["StringEquals"]["aws:PrincipalTag/sealgate:grant"] == json!(id)),
-        "keyed on the grant's session tag: {doc}"
-    );
-    assert!(
-        statements
-            .iter()
-            .any(|s| s["Condition"]["StringLike"]["aws:userid"] == json!(format!("*:{id}"))),
-        "and on the session name (web identity sessions carry no tags): {doc}"
-    );
+    let doc = revoke_policy(&e, &role_name, &id).expect("the deny policy lists the grant");
+    assert!(denies_grant(&doc, &id), "by session tag and by session name: {doc}");
     let l = &e.leaves("grant.released")[0].data;
     assert_eq!(l["hard"], true);
-    assert_eq!(l["policy_name"], format!("sealgate-revoke-{id}"));
+    assert_eq!(l["policy_name"], "sealgate-revoked");
     assert_eq!(l["role_arn"], role);
     // Idempotent: nothing more to do.
     let (s, again) = e.release(&id, &json!({ "hard": true }));
@@ -204,18 +146,19 @@ fn hard_revoke_puts_a_deny_on_the_role_and_the_sweeper_prunes_it() {
     let (s, r) = e.release(&soft, &json!({ "hard": true }));
     assert_eq!((s, r["hard_revoked"].as_bool()), (200, Some(true)), "{r}");
     assert!(revoke_policy(&e, &role_name, &soft).is_some());
+    assert!(
+        revoke_policy(&e, &role_name, &id).is_some(),
+        "one policy lists both grants"
+    );
     assert_eq!(e.leaves("grant.revoked").len(), 1);
 
     // Pruned once no session can be alive: time travel past the grants' maximum life.
     assert!(e.leaves("grant.revoke.pruned").is_empty());
     assert_eq!(e.db_exec("UPDATE grant_revocations SET prune_after = 0", &[]), 2);
     wait_for(
-        "the sweeper to prune both deny policies",
+        "the sweeper to prune both grants (and so the policy)",
         Duration::from_secs(20),
-        || {
-            (revoke_policy(&e, &role_name, &id).is_none() && revoke_policy(&e, &role_name, &soft).is_none())
-                .then_some(())
-        },
+        || e.deny_policy(ACCOUNT, &role_name).is_none().then_some(()),
     );
     wait_for("the prune leaves", Duration::from_secs(20), || {
         (e.leaves("grant.revoke.pruned").len() == 2).then_some(())
@@ -225,9 +168,13 @@ fn hard_revoke_puts_a_deny_on_the_role_and_the_sweeper_prunes_it() {
 #[test]
 fn a_revocation_iam_refuses_changes_nothing() {
     let e = Env::start();
-    // The role does not exist in IAM, so PutRolePolicy fails (NoSuchEntity).
-    let ghost = format!("arn:aws:iam::{ACCOUNT}:role/{}", unique("ghost"));
-    e.set_ceiling(ACCOUNT, &open_ceiling(&ghost, "assume_role"));
+    // The role is deleted from IAM after the ceiling was stored (storing probes it), so
+    // PutRolePolicy fails (NoSuchEntity).
+    let ghost = e.role(&unique("ghost"));
+    let mut c = open_ceiling(&ghost, "assume_role");
+    c["revoker_role_arn"] = json!(e.revoker_in(ACCOUNT, &unique("revoker")));
+    e.set_ceiling(ACCOUNT, &c);
+    e.delete_role(&ghost);
     let id = str_of(&e.grant(&access("b", &["s3:GetObject"], 1800)), "grant_id").to_string();
     let before = log_size(&e.api);
     let (s, v) = e.release(&id, &json!({ "hard": true }));

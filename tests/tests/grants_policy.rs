@@ -42,7 +42,7 @@ fn body(actions: &[&str], resources: &[&str], regions: &[&str], ttl: u64) -> Val
 #[test]
 fn decision_table_through_preview_and_request() {
     let e = Env::start();
-    let role = format!("arn:aws:iam::{ACCOUNT}:role/table");
+    let role = e.role(&unique("table"));
     e.set_ceiling(ACCOUNT, &table_ceiling(&role));
     let obj = ["arn:aws:s3:::data-bucket/x"];
     let us = ["us-east-1"];
@@ -231,7 +231,7 @@ fn decision_table_through_preview_and_request() {
 #[test]
 fn rule_order_decides() {
     let e = Env::start();
-    let role = format!("arn:aws:iam::{ACCOUNT}:role/order");
+    let role = e.role(&unique("order"));
     let req = body(&["s3:GetObject"], &["arn:aws:s3:::b/k"], &["us-east-1"], 900);
     let first = json!({ "decision": "auto_approve", "reason": "allow first" });
     let second = json!({ "decision": "hard_deny", "reason": "deny first" });
@@ -260,7 +260,7 @@ fn rule_order_decides() {
 #[test]
 fn preview_writes_nothing() {
     let e = Env::start();
-    let role = format!("arn:aws:iam::{ACCOUNT}:role/preview");
+    let role = e.role(&unique("preview"));
     e.set_ceiling(ACCOUNT, &open_ceiling(&role, "assume_role"));
     let before = log_size(&e.api);
     for req in [
@@ -404,7 +404,7 @@ fn ceilings_crud_validation_and_audit() {
 #[test]
 fn requests_are_validated() {
     let e = Env::start();
-    let role = format!("arn:aws:iam::{ACCOUNT}:role/validate");
+    let role = e.role(&unique("validate"));
     e.set_ceiling(ACCOUNT, &open_ceiling(&role, "assume_role"));
     let good = access("b", &["s3:GetObject"], 900);
     let before = log_size(&e.api);
@@ -456,7 +456,7 @@ fn requests_are_validated() {
 #[test]
 fn idempotent_requests() {
     let e = Env::start();
-    let role = format!("arn:aws:iam::{ACCOUNT}:role/idem");
+    let role = e.role(&unique("idem"));
     e.set_ceiling(ACCOUNT, &open_ceiling(&role, "assume_role"));
     let req = access("b", &["s3:GetObject"], 900);
     let key = e.t.agent_key.clone();

@@ -98,6 +98,8 @@ pub async fn mint(
         audience,
         ttl_seconds: ttl,
         caller: who.key_id.clone(),
+        // Never a grant: that subject namespace belongs to the grant path alone.
+        grant: None,
     };
     let minted = mint_token(&app, req).await?;
     Ok(Json(

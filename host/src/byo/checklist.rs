@@ -22,6 +22,17 @@ fn text(code: &str, g: &Grant) -> (&'static str, String) {
                 ext = g.external_id
             ),
         ),
+        "BYO_EXTERNAL_ID_NOT_ENFORCED" => (
+            "the role accepts any External ID",
+            format!(
+                "The trust policy of {role} lets sealgate assume it with a wrong External ID, so another \
+                 sealgate workspace naming this role could read your bucket. Add the Condition {cond} to the \
+                 statement that trusts sealgate's principal (the exact trust policy is in {policies}). Then \
+                 {check}.",
+                role = g.role_arn,
+                cond = super::probe::external_id_condition(&g.external_id)
+            ),
+        ),
         "BYO_BUCKET_NOT_FOUND" => (
             "the bucket does not exist",
             format!(
@@ -97,6 +108,7 @@ mod tests {
     /// Every code a probe or a call into the customer's account can end with.
     const CODES: &[&str] = &[
         "BYO_ASSUME_ROLE_FAILED",
+        "BYO_EXTERNAL_ID_NOT_ENFORCED",
         "BYO_BUCKET_NOT_FOUND",
         "BYO_ACCESS_DENIED",
         "BYO_REGION_MISMATCH",
@@ -138,6 +150,10 @@ mod tests {
             .as_str()
             .unwrap_or_default()
             .contains("0f0e-ext"));
+        assert!(entry("BYO_EXTERNAL_ID_NOT_ENFORCED", &g)["fix"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(r#"{"StringEquals":{"sts:ExternalId":"0f0e-ext"}}"#));
         assert!(entry("BYO_ACCESS_DENIED", &g)["fix"]
             .as_str()
             .unwrap_or_default()

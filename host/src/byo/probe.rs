@@ -252,11 +252,58 @@ fn location_region(constraint: Option<&str>) -> String {
     }
 }
 
-/// The readiness probe: assume the role, `HeadBucket`, `GetBucketLocation` compared
-/// with the registered region, and `DescribeKey` on the KMS key when one is set (it
-/// must be enabled and usable for encryption). Stops at the first failure.
+/// The audit label of the probe's deliberate wrong-External-ID `AssumeRole` (CloudTrail
+/// shows it as a refused `AssumeRole`; the label says it was meant to be refused).
+pub const WRONG_EXTERNAL_ID_EVENT: &str = "sts:AssumeRole(wrong-external-id)";
+
+/// The Condition the role's trust policy needs, as JSON text.
+pub fn external_id_condition(external_id: &str) -> String {
+    json!({ "StringEquals": { "sts:ExternalId": external_id } }).to_string()
+}
+
+/// `AssumeRole` with a deliberately wrong External ID must be refused: a trust policy
+/// without the `sts:ExternalId` condition lets any sealgate workspace that names this
+/// role assume it (the confused deputy, issue 9). The session, if one is granted, is
+/// never used.
+async fn external_id_enforced(app: &App, t: &Target, log: &mut CallLog) -> Result<(), Problem> {
+    let sts = app.aws.sts(&t.region).await;
+    let sts = aws_sdk_sts::Client::from_conf(sts.config().to_builder().retry_config(RetryConfig::disabled()).build());
+    let name = session_name("probe-wrong-id", &t.workspace_id);
+    let wrong = format!("sealgate-wrong-{}", super::store::uuid_v4());
+    let deny_all = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*"}]}"#;
+    let out = log
+        .run(WRONG_EXTERNAL_ID_EVENT, None, || {
+            sts.assume_role()
+                .role_arn(&t.role_arn)
+                .role_session_name(&name)
+                .external_id(&wrong)
+                .policy(deny_all)
+                .duration_seconds(SESSION_SECONDS)
+                .send()
+        })
+        .await;
+    match out {
+        Ok(_) => Err(Problem::new(
+            "BYO_EXTERNAL_ID_NOT_ENFORCED",
+            format!(
+                "the trust policy of {} accepts any External ID, so another sealgate workspace naming this role \
+                 could read the bucket. Add this Condition to the statement that trusts sealgate's principal: {}",
+                t.role_arn,
+                external_id_condition(&t.external_id)
+            ),
+        )),
+        Err(f) if f.is("AccessDenied") || f.status == Some(403) => Ok(()),
+        Err(f) => Err(sts_problem(&f, t)),
+    }
+}
+
+/// The readiness probe: assume the role, check that a wrong External ID is refused,
+/// `HeadBucket`, `GetBucketLocation` compared with the registered region, and
+/// `DescribeKey` on the KMS key when one is set (it must be enabled and usable for
+/// encryption). Stops at the first failure.
 pub async fn run(app: &App, t: &Target, log: &mut CallLog) -> Result<(), Problem> {
     let creds = assume(app, t, "probe", log).await?;
+    external_id_enforced(app, t, log).await?;
     let s3 = s3(app, creds.clone(), &t.region).await;
 
     let head = log

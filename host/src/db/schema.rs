@@ -56,6 +56,17 @@ CREATE TABLE IF NOT EXISTS grant_ceilings (
     updated_at              INTEGER NOT NULL,
     PRIMARY KEY (workspace_id, account_id)
 );
+-- The External ID sealgate sends when assuming a workspace's role in an account (issue 9):
+-- minted on first need, kept when the ceiling is replaced or deleted (trust policies name
+-- it); verified_at is when a probe last proved the role refuses any other.
+CREATE TABLE IF NOT EXISTS grant_external_ids (
+    workspace_id TEXT NOT NULL REFERENCES workspaces(id),
+    account_id   TEXT NOT NULL,
+    external_id  TEXT NOT NULL UNIQUE,
+    created_at   INTEGER NOT NULL,
+    verified_at  INTEGER,
+    PRIMARY KEY (workspace_id, account_id)
+);
 CREATE TABLE IF NOT EXISTS grants (
     id              TEXT PRIMARY KEY,
     workspace_id    TEXT NOT NULL REFERENCES workspaces(id),

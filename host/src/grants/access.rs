@@ -392,7 +392,8 @@ pub async fn release(
     Ok(Json(v))
 }
 
-/// Puts the deny policy on the role first (nothing is recorded if IAM refuses), then
+/// Puts the deny policy on the role first, in the role's own account through the
+/// ceiling's revoker (nothing is recorded if there is none or IAM refuses), then
 /// records the release and the revocation to prune later, in one transaction.
 /// Also used by [`super::offboard`] when an agent is disabled.
 pub(crate) async fn hard_revoke(
@@ -403,9 +404,14 @@ pub(crate) async fn hard_revoke(
     now: i64,
     by: &str,
 ) -> Result<(Grant, sealgate_shared::protocol::LeafRecord), ApiError> {
-    revoke::put(app, &before.role_arn, &before.id).await?;
+    // No revoker in the role's account: say so before anything changes (issue 9).
+    let revoker = revoke::revoker_for(app, &before.workspace_id, &before.account_id).await?;
+    // Held until the row is committed: the role's one deny policy lists every revoked
+    // grant, read from those rows.
+    let _role_guard = revoke::lock_role(&before.role_arn).await;
+    revoke::add(app, &revoker, &before.role_arn, &before.id).await?;
     after.hard_revoked = true;
-    let policy_name = revoke::policy_name(&before.id);
+    let policy_name = revoke::POLICY_NAME.to_string();
     let prune_after = revoke::prune_after(before.expires_at.unwrap_or(now), before.max_ttl_seconds);
     let (gid, role, name) = (before.id.clone(), before.role_arn.clone(), policy_name.clone());
     let more: crate::db::Apply = Box::new(move |c| {

@@ -4,6 +4,9 @@
 //! the workspace read the resolved ceiling as their scope. The ceiling is stored as the
 //! JSON of [`Ceiling`] next to one setting of our own, `pending_timeout_seconds` (how
 //! long a routed request waits for an approver), which is not part of the policy.
+//!
+//! An `assume_role` ceiling is stored only after its role passed the External ID probe
+//! ([`super::trust`]); its view shows the External ID the role's trust policy requires.
 
 use super::policy::{self, Ceiling, Invalid};
 use crate::api::JsonBody;
@@ -46,6 +49,10 @@ pub struct Stored {
     pub ceiling: Ceiling,
     pub pending_timeout_seconds: u64,
     pub updated_at: i64,
+    /// The workspace's External ID for this account (kept when the ceiling is replaced).
+    pub external_id: Option<String>,
+    /// When a probe last proved the role enforces it.
+    pub external_id_verified_at: Option<i64>,
 }
 
 impl Stored {
@@ -55,6 +62,8 @@ impl Stored {
         v["account_id"] = json!(account);
         v["pending_timeout_seconds"] = json!(self.pending_timeout_seconds);
         v["updated_at"] = json!(self.updated_at);
+        v["external_id"] = json!(self.external_id);
+        v["external_id_verified_at"] = json!(self.external_id_verified_at);
         v
     }
 }
@@ -66,15 +75,25 @@ pub async fn load(app: &App, workspace: &str, account: &str) -> Result<Option<St
         .db
         .read(move |c| {
             c.query_row(
-                "SELECT ceiling, pending_timeout_seconds, updated_at FROM grant_ceilings \
-                 WHERE workspace_id = ?1 AND account_id = ?2",
+                "SELECT c.ceiling, c.pending_timeout_seconds, c.updated_at, x.external_id, x.verified_at \
+                 FROM grant_ceilings c LEFT JOIN grant_external_ids x \
+                 ON x.workspace_id = c.workspace_id AND x.account_id = c.account_id \
+                 WHERE c.workspace_id = ?1 AND c.account_id = ?2",
                 params![ws, acct],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)),
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, Option<i64>>(4)?,
+                    ))
+                },
             )
             .optional()
         })
         .await?;
-    let Some((json, timeout, updated_at)) = row else {
+    let Some((json, timeout, updated_at, external_id, external_id_verified_at)) = row else {
         return Ok(None);
     };
     let ceiling: Ceiling = serde_json::from_str(&json)
@@ -83,6 +102,8 @@ pub async fn load(app: &App, workspace: &str, account: &str) -> Result<Option<St
         ceiling,
         pending_timeout_seconds: timeout.max(1) as u64,
         updated_at,
+        external_id,
+        external_id_verified_at,
     }))
 }
 
@@ -147,6 +168,14 @@ pub async fn put(
     }
     crate::api::workspace_exists(&app, &ws).await?;
     let existed = load(&app, &ws, &account).await?.is_some();
+    // Minted before the probe and kept whatever it finds: the admin puts this ID into
+    // the trust policy and tries again.
+    let xid = super::trust::ensure_external_id(&app, &ws, &account, &who.key_id).await?;
+    let mut verified_at = xid.verified_at;
+    if ceiling.credential_mode == policy::CredentialMode::AssumeRole {
+        super::trust::probe(&app, &ws, &account, &ceiling, &xid.value, &who.key_id).await?;
+        verified_at = Some(super::model::now());
+    }
     let stored_json =
         serde_json::to_string(&ceiling).map_err(|e| ApiError::Internal(format!("serialising the ceiling: {e}")))?;
     let digest = hex::encode(Sha256::digest(stored_json.as_bytes()));
@@ -155,6 +184,7 @@ pub async fn put(
         "account_id": account,
         "ceiling_sha256": digest,
         "pending_timeout_seconds": timeout,
+        "external_id_sha256": hex::encode(Sha256::digest(xid.value.as_bytes())),
         "by": who.key_id,
     });
     if stored_json.len() <= LEAF_INLINE_MAX {
@@ -183,6 +213,8 @@ pub async fn put(
         ceiling,
         pending_timeout_seconds: timeout,
         updated_at: now,
+        external_id: Some(xid.value),
+        external_id_verified_at: verified_at,
     };
     let mut v = stored.view(&ws, &account);
     v["log_index"] = json!(leaf.index);

@@ -112,6 +112,26 @@ pub async fn credentials(
         (TAG_AGENT, g.agent_id.as_str()),
         (TAG_GRANT, g.id.as_str()),
     ];
+    // assume_role: only a role proven to enforce this workspace's External ID, and the
+    // ID goes on the call (issue 9, hole 1).
+    let external_id = match ceiling.credential_mode {
+        CredentialMode::WebIdentity => None,
+        CredentialMode::AssumeRole => match (&stored.external_id, stored.external_id_verified_at) {
+            (Some(x), Some(_)) => Some(x.as_str()),
+            _ => {
+                return Err(ApiError::coded(
+                    StatusCode::CONFLICT,
+                    "GRANT_EXTERNAL_ID_UNVERIFIED",
+                    format!(
+                        "no probe has shown that {} requires this workspace's External ID: an admin must apply \
+                         the trust policy from GET /v1/workspaces/{}/aws/accounts/{}/policies and POST \
+                         …/check (or PUT the ceiling again)",
+                        g.role_arn, g.workspace_id, g.account_id
+                    ),
+                ))
+            }
+        },
+    };
     let call = Call {
         role_arn: &g.role_arn,
         session_name: &g.id,
@@ -119,6 +139,7 @@ pub async fn credentials(
         duration_seconds: duration as i32,
         source_identity: &g.agent_id,
         tags: &tags,
+        external_id,
     };
     let client = sts::client(&app, &ceiling.sts_region).await;
     let issuer = app.ledger.config.issuer.clone();
@@ -148,6 +169,9 @@ pub async fn credentials(
                     audience: STS_AUDIENCE.into(),
                     ttl_seconds: ttl,
                     caller: who.key_id.clone(),
+                    // Subject `ws:<ws>:grant:<grant>`: the namespace grant roles trust,
+                    // which no `/v1/tokens` token can carry (issue 9, hole 2).
+                    grant: Some(g.id.clone()),
                 },
             )
             .await?;

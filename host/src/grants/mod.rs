@@ -5,6 +5,7 @@
 //! - [`ceilings`]: admins' ceilings and agents' scope.
 //! - [`access`]: preview, request, long-poll, release; [`credentials`] and [`sts`]: STS.
 //! - [`approvals`] and [`webhook`]: humans in the loop.
+//! - [`trust`]: External IDs, the trust policies roles need, and the role probe.
 //! - [`revoke`]: hard revocation on the role; [`sweeper`]: expiry, timeouts, pruning.
 //! - [`offboard`]: ending the grants of an agent that is disabled.
 //! - [`model`], [`transitions`], [`coordination`]: the grant row, its leaf-and-row
@@ -23,6 +24,7 @@ pub mod revoke;
 pub mod sts;
 pub mod sweeper;
 pub mod transitions;
+pub mod trust;
 pub mod webhook;
 
 use crate::App;
@@ -40,6 +42,14 @@ pub fn routes() -> Router<Arc<App>> {
         .route(
             "/v1/workspaces/{ws}/aws/accounts/{account_id}/scope",
             get(ceilings::scope),
+        )
+        .route(
+            "/v1/workspaces/{ws}/aws/accounts/{account_id}/policies",
+            get(trust::policies),
+        )
+        .route(
+            "/v1/workspaces/{ws}/aws/accounts/{account_id}/check",
+            post(trust::check),
         )
         .route(
             "/v1/workspaces/{ws}/webhook",

@@ -93,6 +93,11 @@ pub struct Ceiling {
     pub sts_region: String,
     #[serde(default)]
     pub rules: Vec<Rule>,
+    /// A role in the same account that the broker assumes (with the account's External
+    /// ID) to put and delete its deny policy on `role_arn`; without one, hard
+    /// revocation is unavailable (see `revoke`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoker_role_arn: Option<String>,
 }
 
 /// What an agent asks for. Actions and resources may contain wildcards; regions are
@@ -222,6 +227,20 @@ impl Ceiling {
                     self.role_arn
                 ),
             ));
+        }
+        if let Some(r) = &self.revoker_role_arn {
+            if !valid_role_arn(r) {
+                return Err(invalid(
+                    "revoker_role_arn",
+                    format!("{r:?} is not an IAM role ARN (arn:aws:iam::<12 digits>:role/<name>)"),
+                ));
+            }
+            if role_account(r) != role_account(&self.role_arn) {
+                return Err(invalid(
+                    "revoker_role_arn",
+                    "must be in the same account as role_arn: it acts on the grant role in that account",
+                ));
+            }
         }
         check_list("actions", &self.actions, valid_action, ACTION_SHAPE)?;
         check_list("resources", &self.resources, valid_resource, RESOURCE_SHAPE)?;
@@ -492,6 +511,7 @@ mod tests {
             max_ttl_seconds: 3600,
             sts_region: "us-east-1".into(),
             rules,
+            revoker_role_arn: None,
         }
     }
 

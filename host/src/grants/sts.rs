@@ -172,6 +172,9 @@ pub struct Call<'a> {
     pub duration_seconds: i32,
     pub source_identity: &'a str,
     pub tags: &'a [(&'a str, &'a str)],
+    /// `AssumeRole` only: the ceiling's External ID, sent on every call (issue 9, hole
+    /// 1: without it any workspace naming another's role would get its credentials).
+    pub external_id: Option<&'a str>,
 }
 
 /// `AssumeRole` with the host's default credential chain.
@@ -182,7 +185,8 @@ pub async fn assume_role(sts: &aws_sdk_sts::Client, call: &Call<'_>) -> Result<I
         .role_session_name(call.session_name)
         .policy(call.policy)
         .duration_seconds(call.duration_seconds)
-        .source_identity(call.source_identity);
+        .source_identity(call.source_identity)
+        .set_external_id(call.external_id.map(str::to_string));
     for (k, v) in call.tags {
         let tag = Tag::builder().key(*k).value(*v).build().map_err(|e| Failure {
             code: None,
@@ -197,10 +201,11 @@ pub async fn assume_role(sts: &aws_sdk_sts::Client, call: &Call<'_>) -> Result<I
     issued(out.credentials(), out.request_id())
 }
 
-/// `AssumeRoleWithWebIdentity` with an enclave-minted token. Source identity and
-/// session tags cannot be passed here: STS takes them from the token's claims
-/// (`https://aws.amazon.com/source_identity`, `https://aws.amazon.com/tags`), and the
-/// enclave's tokens carry neither today.
+/// `AssumeRoleWithWebIdentity` with an enclave-minted grant-path token. Source identity
+/// and session tags cannot be passed here: STS takes the tags from the token's
+/// `https://aws.amazon.com/tags` claim, which the enclave fills with the workspace,
+/// agent and grant (`sealgate:grant`); the token's subject is `ws:<ws>:grant:<grant>`,
+/// a namespace `/v1/tokens` can never produce.
 pub async fn assume_role_with_web_identity(
     sts: &aws_sdk_sts::Client,
     call: &Call<'_>,
@@ -231,6 +236,13 @@ pub struct Context<'a> {
 
 /// The typed error for a failed credential request.
 pub fn to_api(f: &Failure, cx: &Context<'_>) -> ApiError {
+    let (status, typed, message) = to_parts(f, cx);
+    ApiError::coded(status, typed, message)
+}
+
+/// [`to_api`]'s status, code and message, for callers that add to the message (the
+/// role probe names the External ID condition).
+pub fn to_parts(f: &Failure, cx: &Context<'_>) -> (StatusCode, &'static str, String) {
     let code = f.code.as_deref().unwrap_or("");
     let aws = format!(
         "(STS said {}: {}{})",
@@ -267,8 +279,9 @@ pub fn to_api(f: &Failure, cx: &Context<'_>) -> ApiError {
                 "GRANT_STS_ACCESS_DENIED",
                 format!(
                     "STS refused to let the web identity assume {}: the role's trust policy must allow \
-                     sts:AssumeRoleWithWebIdentity for the IAM OIDC provider of {} in account {} \
-                     (audience sts.amazonaws.com), and the role must allow the session policy's actions",
+                     sts:AssumeRoleWithWebIdentity and sts:TagSession for the IAM OIDC provider of {} in account {} \
+                     (audience sts.amazonaws.com, subject StringLike ws:<workspace>:grant:* — GET …/policies gives \
+                     the document), and the role must allow the session policy's actions",
                     cx.role_arn, cx.issuer, cx.account_id
                 ),
             ),
@@ -277,9 +290,10 @@ pub fn to_api(f: &Failure, cx: &Context<'_>) -> ApiError {
                 "GRANT_STS_ACCESS_DENIED",
                 format!(
                     "STS refused to let the host assume {}: the role's trust policy must trust the host's \
-                     AWS principal with sts:AssumeRole, sts:TagSession and sts:SetSourceIdentity, and the \
-                     host's identity must be allowed to call them",
-                    cx.role_arn
+                     AWS principal with sts:AssumeRole, sts:TagSession and sts:SetSourceIdentity under the \
+                     condition StringEquals sts:ExternalId (GET /v1/workspaces/{{ws}}/aws/accounts/{}/policies \
+                     gives the exact trust policy), and the host's identity must be allowed to call them",
+                    cx.role_arn, cx.account_id
                 ),
             ),
             "InvalidClientTokenId" | "SignatureDoesNotMatch" | "UnrecognizedClientException" => (
@@ -365,5 +379,5 @@ pub fn to_api(f: &Failure, cx: &Context<'_>) -> ApiError {
             ),
         }
     };
-    ApiError::coded(status, typed, format!("{fix} {aws}"))
+    (status, typed, format!("{fix} {aws}"))
 }

@@ -3,8 +3,9 @@
 //!
 //! - expires active grants past `expires_at` (`grant.expired`),
 //! - times out pending grants past `decide_by` (`grant.timed_out`, and the webhook),
-//! - prunes hard-revocation policies whose grant can no longer have a live session
-//!   (`grant.revoke.pruned`).
+//! - prunes grants that can no longer have a live session from their role's deny
+//!   policy (`grant.revoke.pruned`; the policy is rewritten through the ceiling's
+//!   revoker role, or deleted when its list is empty).
 //!
 //! Readers never depend on it for correctness (an overdue grant already reads as
 //! expired, see [`super::model::Grant::status_at`]); it makes the log and the row say
@@ -16,6 +17,7 @@ use crate::error::ApiError;
 use crate::App;
 use rusqlite::params;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -113,39 +115,68 @@ async fn round(app: &App) -> Result<(), ApiError> {
 
 async fn prune(app: &App) -> Result<(), ApiError> {
     let now = model::now();
-    let due: Vec<(String, String, String)> = app
+    let due: Vec<(String, String, String, String)> = app
         .ledger
         .db
         .read(move |c| {
             let mut st = c.prepare(
-                "SELECT grant_id, role_arn, policy_name FROM grant_revocations \
-                 WHERE pruned_at IS NULL AND prune_after <= ?1 ORDER BY prune_after LIMIT ?2",
+                "SELECT r.grant_id, r.role_arn, g.workspace_id, g.account_id FROM grant_revocations r \
+                 JOIN grants g ON g.id = r.grant_id \
+                 WHERE r.pruned_at IS NULL AND r.prune_after <= ?1 ORDER BY r.prune_after LIMIT ?2",
             )?;
-            let rows = st.query_map(params![now, BATCH], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            let rows = st.query_map(params![now, BATCH], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?;
             rows.collect()
         })
         .await?;
-    for (grant_id, role_arn, policy_name) in due {
-        if let Err(e) = revoke::prune(app, &role_arn, &policy_name).await {
-            // Left for the next round; the deny only over-restricts a dead grant.
-            tracing::warn!(grant = %grant_id, "pruning {policy_name} from {role_arn}: {e}");
+    // One rewrite of each role's deny policy per round, whatever number of its grants
+    // aged out.
+    let mut by_role: BTreeMap<(String, String, String), Vec<String>> = BTreeMap::new();
+    for (grant_id, role_arn, ws, account) in due {
+        by_role.entry((role_arn, ws, account)).or_default().push(grant_id);
+    }
+    for ((role_arn, ws, account), grants) in by_role {
+        let revoker = match revoke::revoker_for(app, &ws, &account).await {
+            Ok(r) => r,
+            Err(e) => {
+                // Left listed: the deny only over-restricts dead grants.
+                tracing::warn!(role = %role_arn, "cannot prune revocations without a revoker: {e}");
+                continue;
+            }
+        };
+        let _role_guard = revoke::lock_role(&role_arn).await;
+        let remaining: Vec<String> = revoke::listed(app, &role_arn)
+            .await?
+            .into_iter()
+            .filter(|g| !grants.contains(g))
+            .collect();
+        if let Err(e) = revoke::write(app, &revoker, &role_arn, &remaining).await {
+            tracing::warn!(role = %role_arn, "pruning {}: {e}", revoke::POLICY_NAME);
             continue;
         }
-        let gid = grant_id.clone();
-        let now = model::now();
-        app.ledger
-            .record(
-                "grant.revoke.pruned",
-                json!({ "grant_id": grant_id, "role_arn": role_arn, "policy_name": policy_name }),
-                Some(Box::new(move |c| {
-                    c.execute(
-                        "UPDATE grant_revocations SET pruned_at = ?2 WHERE grant_id = ?1",
-                        params![gid, now],
-                    )?;
-                    Ok(())
-                })),
-            )
-            .await?;
+        for grant_id in grants {
+            let gid = grant_id.clone();
+            let now = model::now();
+            app.ledger
+                .record(
+                    "grant.revoke.pruned",
+                    json!({
+                        "grant_id": grant_id,
+                        "role_arn": role_arn,
+                        "policy_name": revoke::POLICY_NAME,
+                        "still_listed": remaining.len(),
+                    }),
+                    Some(Box::new(move |c| {
+                        c.execute(
+                            "UPDATE grant_revocations SET pruned_at = ?2 WHERE grant_id = ?1",
+                            params![gid, now],
+                        )?;
+                        Ok(())
+                    })),
+                )
+                .await?;
+        }
     }
     Ok(())
 }

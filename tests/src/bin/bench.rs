@@ -225,6 +225,7 @@ fn policy_rate() -> Result<(f64, f64), String> {
         max_ttl_seconds: 3600,
         sts_region: "us-east-1".into(),
         rules,
+        revoker_role_arn: None,
     };
     ceiling.validate().map_err(|e| e.to_string())?;
     let req = AccessRequest {

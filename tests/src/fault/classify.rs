@@ -194,7 +194,7 @@ pub(super) fn parse_form(s: &[u8]) -> BTreeMap<String, String> {
     out
 }
 
-fn decode_component(s: &[u8]) -> String {
+pub(super) fn decode_component(s: &[u8]) -> String {
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {

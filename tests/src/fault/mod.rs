@@ -9,6 +9,10 @@
 //!   which accepts any token.
 //! - It rewrites moto's EC2-style IAM-auth errors into the query-XML shape real STS and
 //!   IAM answer, so the SDK reports their code.
+//! - When asked ([`FaultLayer::check_trust_policies`]), it evaluates the role's trust
+//!   policy (as stored in moto) for `AssumeRole` (`sts:ExternalId`) and
+//!   `AssumeRoleWithWebIdentity` (the token's `sub`/`aud`), which moto ignores; see
+//!   [`trust`] for why and what exactly it evaluates.
 //! - It records every request, because moto ignores most of what the host sends
 //!   (session policies, tags, ExternalId, SourceIdentity…) and tests must still see it.
 //!
@@ -18,10 +22,11 @@
 mod classify;
 mod proxy;
 mod shapes;
+mod trust;
 mod webid;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -160,6 +165,8 @@ struct Shared {
     trusted: Mutex<Vec<(String, String)>>,
     /// Seconds the token check's clock runs ahead of the real one.
     clock_offset: AtomicI64,
+    /// Evaluate trust policies for `AssumeRole` and `AssumeRoleWithWebIdentity`.
+    check_trust: AtomicBool,
     next_request_id: AtomicU64,
 }
 
@@ -208,6 +215,7 @@ impl FaultLayer {
             seen: Mutex::new(Vec::new()),
             trusted: Mutex::new(Vec::new()),
             clock_offset: AtomicI64::new(0),
+            check_trust: AtomicBool::new(false),
             next_request_id: AtomicU64::new(1),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the fault layer");
@@ -251,6 +259,20 @@ impl FaultLayer {
         let issuer = issuer.to_string();
         t.retain(|(i, _)| *i != issuer);
         t.push((issuer, audience.to_string()));
+    }
+
+    /// From now on, evaluate the role's trust policy before passing `AssumeRole` or
+    /// `AssumeRoleWithWebIdentity` on (see [`trust`]): the role must exist in moto, in
+    /// the account of its ARN, and a statement must admit the request's `ExternalId`
+    /// or the token's `sub`/`aud`; otherwise STS's `AccessDenied` (403), not forwarded.
+    pub fn check_trust_policies(&self) {
+        self.shared.check_trust.store(true, Ordering::Relaxed);
+    }
+
+    /// Undoes [`FaultLayer::check_trust_policies`] (for moto with IAM auth on, which
+    /// checks same-account trust itself and refuses the layer's unsigned `GetRole`).
+    pub fn stop_checking_trust_policies(&self) {
+        self.shared.check_trust.store(false, Ordering::Relaxed);
     }
 
     /// Moves the token check's clock `seconds` ahead (negative: back), so expiry is

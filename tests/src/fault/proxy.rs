@@ -9,7 +9,7 @@
 
 use super::classify::classify;
 use super::shapes::{self, full, plain, Body, BoxError};
-use super::{lock, webid, Fault, Seen, Shared};
+use super::{lock, trust, webid, Fault, Seen, Shared};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderMap, HeaderName, CONTENT_LENGTH, CONTENT_TYPE};
@@ -144,6 +144,30 @@ async fn answer(
                     false,
                 );
             }
+        }
+    }
+
+    let assume = seen.action == "AssumeRole" || seen.action == "AssumeRoleWithWebIdentity";
+    if seen.service == "sts" && assume && shared.check_trust.load(Ordering::Relaxed) {
+        // Claims of a token the check above verified (or of any token, when no issuer is
+        // trusted: then only the trust policy stands between it and moto).
+        let claims = seen
+            .params
+            .get("WebIdentityToken")
+            .and_then(|t| webid::unverified_claims(t));
+        let presented = trust::Presented {
+            action: &seen.action,
+            role_arn: seen.params.get("RoleArn").map_or("", String::as_str),
+            external_id: seen.params.get("ExternalId").map(String::as_str),
+            claims: claims.as_ref(),
+        };
+        if let Err((code, message)) = trust::check(client, &shared.upstream, &presented).await {
+            let status = if code == "AccessDenied" { 403 } else { 500 };
+            return (
+                shapes::query_error("sts", status, code, &message, &request_id),
+                true,
+                false,
+            );
         }
     }
 

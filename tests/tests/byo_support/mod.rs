@@ -24,6 +24,8 @@ pub struct Byo {
     pub d: Deployment,
     pub api: Api,
     pub operator: String,
+    /// Create the role a registration names, if missing (see [`Byo::register`]).
+    pub auto_roles: bool,
 }
 
 /// A workspace and its admin key.
@@ -50,6 +52,9 @@ impl Byo {
     /// (e.g. an IAM user's access key), `extra` adds to it.
     pub fn start_on(moto_url: &str, extra: &[(&str, &str)], overrides: &[(&str, &str)]) -> Byo {
         let fault = FaultLayer::start(moto_url);
+        // STS's trust-policy evaluation, which moto skips: every role assumed must exist
+        // and its trust policy must admit the External ID (issue 9).
+        fault.check_trust_policies();
         let mut env = Moto::host_env(&fault.url);
         for (k, v) in overrides {
             env.retain(|(name, _)| name != k);
@@ -73,6 +78,7 @@ impl Byo {
             d,
             api,
             operator,
+            auto_roles: true,
         }
     }
 
@@ -126,8 +132,14 @@ impl Byo {
         k["key"].as_str().expect("key").to_string()
     }
 
-    /// Registers a grant; returns the status and body.
+    /// Registers a grant; returns the status and body. With `auto_roles` the role it
+    /// names is first created in moto if missing (see [`ensure_role`]).
     pub fn register(&self, ws: &Ws, body: &Value) -> (u16, Value) {
+        if self.auto_roles {
+            if let Some(arn) = body["role_arn"].as_str() {
+                ensure_role(&self.moto_url, arn);
+            }
+        }
         self.api.post(&ws.path("/byo/grant"), Some(&ws.key), body)
     }
 
@@ -201,6 +213,55 @@ pub fn put(api: &Api, path: &str, key: Option<&str>, body: &Value) -> (u16, Valu
         }
         Err(e) => (0, Value::String(format!("transport error: {e}"))),
     }
+}
+
+/// The trust policy of the roles [`Byo::register`] creates: sealgate's principal with
+/// any *UUID-shaped* External ID. The ID is minted at registration, after the role must
+/// exist, so suites that are not about External IDs cannot pin the exact value; this
+/// pattern still refuses the probe's deliberately wrong ID (not UUID-shaped), so the
+/// probe passes for the right reason. `byo_trust.rs` tests exact pinning and a role
+/// without any condition.
+pub fn uuid_shaped_trust() -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "AWS": "*" },
+            "Action": "sts:AssumeRole",
+            "Condition": { "StringLike": { "sts:ExternalId": "????????-????-4???-????-????????????" } }
+        }]
+    })
+}
+
+/// Creates the role `arn` names in its moto account with [`uuid_shaped_trust`], unless
+/// it exists (or `arn` is not a role ARN: validation tests send such).
+pub fn ensure_role(moto_url: &str, arn: &str) {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let (account, name) = match parts.as_slice() {
+        ["arn", _, "iam", "", account, resource] if resource.starts_with("role/") && account.len() == 12 => (
+            account.to_string(),
+            resource.rsplit('/').next().unwrap_or("").to_string(),
+        ),
+        _ => return,
+    };
+    if name.is_empty() || name.len() > 64 {
+        return;
+    }
+    let trust = uuid_shaped_trust().to_string();
+    aws::block_on(async move {
+        let iam = aws::iam_in_account(moto_url, &account).await;
+        if iam.get_role().role_name(&name).send().await.is_ok() {
+            return;
+        }
+        // Best effort: a name IAM refuses belongs to a registration that validation
+        // refuses, or whose probe then finds no role (as in AWS).
+        let _ = iam
+            .create_role()
+            .role_name(&name)
+            .assume_role_policy_document(trust)
+            .send()
+            .await;
+    });
 }
 
 /// `{role_arn, bucket, region}` for a role named after the bucket.

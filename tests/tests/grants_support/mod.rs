@@ -50,6 +50,9 @@ impl Env {
     pub fn start() -> Env {
         let moto = Moto::shared();
         let fault = FaultLayer::start(&moto.url);
+        // STS's trust-policy evaluation, which moto skips (issue 9): every role the
+        // host assumes must exist in moto and admit the call.
+        fault.check_trust_policies();
         let mut host_env = Moto::host_env(&fault.url);
         host_env.extend(fast_env());
         let d = Deployment::start_with(Options {
@@ -85,11 +88,15 @@ impl Env {
         format!("/v1/workspaces/{}/aws/accounts/{account}", self.t.workspace)
     }
 
-    /// PUTs `body` as the ceiling for `account`, asserting success.
+    /// PUTs `body` as the ceiling for `account`, asserting success. Storing an
+    /// `assume_role` ceiling probes its role (two `AssumeRole` calls, see
+    /// `grants_trust.rs`); those requests are forgotten here so a test sees only what
+    /// its grants send.
     #[track_caller]
     pub fn set_ceiling(&self, account: &str, body: &Value) -> Value {
         let (s, v) = put(&self.api, &self.ceiling_path(account), Some(&self.admin), body);
-        assert!(s == 200 || s == 201, "PUT ceiling: {s} {v}");
+        assert!(s == 200 || s == 201, "PUT ceiling: {s} {v}\n{}", self.host_log());
+        self.fault.clear_requests();
         v
     }
 
@@ -160,18 +167,59 @@ impl Env {
         c.query_row(sql, params, |r| r.get(0)).expect("query")
     }
 
-    /// Creates an IAM role in moto (trusting anyone: moto does not check trust
-    /// policies) and returns its ARN.
+    /// `GET …/aws/accounts/{account}/policies` as this tenant's admin.
+    #[track_caller]
+    pub fn policies(&self, account: &str) -> Value {
+        let (s, v) = self
+            .api
+            .get(&format!("{}/policies", self.ceiling_path(account)), Some(&self.admin));
+        assert_eq!(s, 200, "GET policies: {v}");
+        v
+    }
+
+    /// Creates a role in `ACCOUNT` whose trust policy is exactly what sealgate's
+    /// policies endpoint tells this tenant to apply, for both credential modes (the
+    /// External ID for `assume_role`, the grant subject namespace for `web_identity`).
     pub fn role(&self, name: &str) -> String {
+        self.role_in(ACCOUNT, name, &self.trust_for(ACCOUNT))
+    }
+
+    /// Both of the tenant's trust statements for `account`, in one document.
+    pub fn trust_for(&self, account: &str) -> Value {
+        let p = self.policies(account);
+        let mut statements = p["trust_policies"]["assume_role"]["Statement"]
+            .as_array()
+            .expect("assume_role trust statements")
+            .clone();
+        statements.extend(
+            p["trust_policies"]["web_identity"]["Statement"]
+                .as_array()
+                .expect("web_identity trust statements")
+                .iter()
+                .cloned(),
+        );
+        json!({ "Version": "2012-10-17", "Statement": statements })
+    }
+
+    /// A role whose trust policy lacks the External ID condition (trusts any caller of
+    /// the right kind): what a customer who forgot the condition has.
+    pub fn lax_role(&self, name: &str) -> String {
         let trust = json!({
             "Version": "2012-10-17",
-            "Statement": [{ "Effect": "Allow", "Principal": { "AWS": "*" }, "Action": ["sts:AssumeRole", "sts:AssumeRoleWithWebIdentity", "sts:TagSession", "sts:SetSourceIdentity"] }]
-        })
-        .to_string();
+            "Statement": [
+                { "Effect": "Allow", "Principal": { "AWS": "*" }, "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"] },
+                { "Effect": "Allow", "Principal": { "Federated": "*" }, "Action": ["sts:AssumeRoleWithWebIdentity", "sts:TagSession"] }
+            ]
+        });
+        self.role_in(ACCOUNT, name, &trust)
+    }
+
+    /// Creates an IAM role with `trust` in moto account `account`; returns its ARN.
+    pub fn role_in(&self, account: &str, name: &str, trust: &Value) -> String {
         let url = self.moto.url.clone();
-        let name = name.to_string();
+        let (name, account, trust) = (name.to_string(), account.to_string(), trust.to_string());
         aws::block_on(async move {
-            let iam = aws::iam(&url).await;
+            let iam = aws::iam_in_account(&url, &account).await;
             let out = iam
                 .create_role()
                 .role_name(&name)
@@ -181,6 +229,50 @@ impl Env {
                 .expect("create role in moto");
             out.role().expect("role").arn().to_string()
         })
+    }
+
+    /// A revoker role in `account` trusted exactly as the policies endpoint says (the
+    /// host's principal with the account's External ID); returns its ARN.
+    pub fn revoker_in(&self, account: &str, name: &str) -> String {
+        let p = self.policies(account);
+        self.role_in(account, name, &p["revoker"]["trust_policy"])
+    }
+
+    /// sealgate's deny policy on role `role_name` in moto account `account`, decoded.
+    pub fn deny_policy(&self, account: &str, role_name: &str) -> Option<Value> {
+        let (url, role, account) = (self.moto.url.clone(), role_name.to_string(), account.to_string());
+        aws::block_on(async move {
+            match aws::iam_in_account(&url, &account)
+                .await
+                .get_role_policy()
+                .role_name(role)
+                .policy_name("sealgate-revoked")
+                .send()
+                .await
+            {
+                Ok(out) => Some(serde_json::from_str(&url_decode(out.policy_document())).expect("deny policy JSON")),
+                Err(e) => {
+                    use aws_sdk_iam::error::ProvideErrorMetadata;
+                    assert_eq!(e.code(), Some("NoSuchEntity"), "GetRolePolicy: {e:?}");
+                    None
+                }
+            }
+        })
+    }
+
+    /// Deletes a role (of `ACCOUNT`) from moto.
+    pub fn delete_role(&self, arn: &str) {
+        let url = self.moto.url.clone();
+        let name = arn.rsplit('/').next().unwrap_or(arn).to_string();
+        aws::block_on(async move {
+            aws::iam(&url)
+                .await
+                .delete_role()
+                .role_name(&name)
+                .send()
+                .await
+                .expect("delete role in moto");
+        });
     }
 
     /// Creates a bucket in moto.
@@ -306,4 +398,41 @@ pub fn parse(bytes: &[u8]) -> AnyLeaf {
 
 pub fn str_of<'a>(v: &'a Value, field: &str) -> &'a str {
     v[field].as_str().unwrap_or_else(|| panic!("{field} missing in {v}"))
+}
+
+/// `%XX` decoding (IAM returns policy documents URL-encoded).
+pub fn url_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8(out).expect("UTF-8 policy")
+}
+
+/// Whether sealgate's deny policy `doc` denies the sessions of `grant`, by its session
+/// tag and by its session name.
+pub fn denies_grant(doc: &Value, grant: &str) -> bool {
+    let statements = doc["Statement"].as_array().cloned().unwrap_or_default();
+    let all_deny = statements.iter().all(|s| s["Effect"] == "Deny" && s["Action"] == "*");
+    let has = |v: &Value, want: &str| v.as_array().is_some_and(|a| a.iter().any(|x| x == want));
+    let by_tag = statements.iter().any(|s| {
+        has(
+            &s["Condition"]["StringEquals"]["aws:PrincipalTag/sealgate:grant"],
+            grant,
+        )
+    });
+    let by_session = statements
+        .iter()
+        .any(|s| has(&s["Condition"]["StringLike"]["aws:userid"], &format!("*:{grant}")));
+    all_deny && by_tag && by_session
 }
