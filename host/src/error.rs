@@ -1,7 +1,7 @@
 //! The host's one error type and its single mapping to HTTP (status, code, message).
 //! Handlers return `Result<_, ApiError>`; nothing else decides a status code.
 
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -26,6 +26,9 @@ pub enum ApiError {
     LogIntegrity(String),
     #[error("{0}")]
     Internal(String),
+    /// 429 `RATE_LIMITED` with `Retry-After` (see `crate::limits`).
+    #[error("{message}")]
+    RateLimited { retry_after_secs: u64, message: String },
     /// A domain error with its own status and typed code (`BYO_*`, `GRANT_*`, …).
     #[error("{message}")]
     Coded {
@@ -69,6 +72,7 @@ impl ApiError {
             ApiError::EnclaveUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "ENCLAVE_UNAVAILABLE"),
             ApiError::LogIntegrity(_) => (StatusCode::SERVICE_UNAVAILABLE, "LOG_INTEGRITY_FAILURE"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
             ApiError::Coded { status, code, .. } => (*status, code),
         }
     }
@@ -81,6 +85,9 @@ impl IntoResponse for ApiError {
             tracing::warn!(code, "{self}");
         }
         let body = Json(json!({ "error": { "code": code, "message": self.to_string() } }));
+        if let ApiError::RateLimited { retry_after_secs, .. } = &self {
+            return (status, [(header::RETRY_AFTER, retry_after_secs.to_string())], body).into_response();
+        }
         (status, body).into_response()
     }
 }

@@ -4,7 +4,8 @@
 //! - [`policy`] and [`pattern`]: the ceiling, the request, and the pure decision.
 //! - [`ceilings`]: admins' ceilings and agents' scope.
 //! - [`access`]: preview, request, long-poll, release; [`credentials`] and [`sts`]: STS.
-//! - [`approvals`] and [`webhook`]: humans in the loop.
+//! - [`approvals`] and [`webhook`]: humans in the loop; [`webhook_net`]: where and how
+//!   webhook deliveries connect.
 //! - [`revoke`]: hard revocation on the role; [`sweeper`]: expiry, timeouts, pruning.
 //! - [`model`], [`transitions`], [`coordination`]: the grant row, its leaf-and-row
 //!   writes, and the locks and wake-ups that keep concurrent changes honest.
@@ -22,6 +23,7 @@ pub mod sts;
 pub mod sweeper;
 pub mod transitions;
 pub mod webhook;
+pub mod webhook_net;
 
 use crate::App;
 use axum::routing::{get, post};

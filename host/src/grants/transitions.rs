@@ -94,7 +94,7 @@ pub async fn create(
             })),
         )
         .await?;
-    super::coordination::changed();
+    super::coordination::changed(&g.id);
     Ok((g, leaf))
 }
 
@@ -135,6 +135,6 @@ pub async fn commit(
             })),
         )
         .await?;
-    super::coordination::changed();
+    super::coordination::changed(&after.id);
     Ok((after, leaf))
 }

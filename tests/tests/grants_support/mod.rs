@@ -48,12 +48,20 @@ pub fn fast_env() -> Vec<(String, String)> {
 
 impl Env {
     pub fn start() -> Env {
+        Self::start_with_args(sealgate_tests::webhook_receiver::host_args())
+    }
+
+    /// The same, with these `sealgate serve` arguments instead of the default ones
+    /// (which trust the test webhook CA and allow loopback webhook receivers).
+    pub fn start_with_args(host_args: Vec<String>) -> Env {
         let moto = Moto::shared();
         let fault = FaultLayer::start(&moto.url);
         let mut host_env = Moto::host_env(&fault.url);
         host_env.extend(fast_env());
+        // Webhook receivers in these suites are HTTPS on loopback (see webhook_receiver).
         let d = Deployment::start_with(Options {
             host_env,
+            host_args,
             ..Default::default()
         });
         let api = d.api();
