@@ -8,8 +8,8 @@ mod grants_support;
 
 use common::*;
 use grants_support::*;
-use serde_json::{json, Value};
 use sealgate_tests::webhook_receiver::Delivery;
+use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -351,7 +351,10 @@ fn webhooks_are_signed_retried_and_logged() {
     assert_eq!(attempts[1].data["state"], "delivered");
     // The host only: no scheme, port, path or query (issue 9, hole 5).
     assert_eq!(attempts[0].data["target"], "127.0.0.1");
-    assert_eq!(got[0].path, "/hooks/sealgate?token=abc123", "the path and query are sent");
+    assert_eq!(
+        got[0].path, "/hooks/sealgate?token=abc123",
+        "the path and query are sent"
+    );
     let log = e.log_text();
     assert!(!log.contains(&secret), "the webhook secret is in the log");
     assert!(!log.contains("abc123"), "the webhook URL's token is in the log");

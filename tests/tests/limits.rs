@@ -22,7 +22,9 @@ fn deployment(args: &[&str]) -> Deployment {
 
 /// One HTTP/1.1 exchange on `stream` (kept alive): `(status, headers, body)`.
 fn exchange(stream: &mut TcpStream, method: &str, path: &str, key: Option<&str>, body: &str) -> (u16, String, String) {
-    let auth = key.map(|k| format!("authorization: Bearer {k}\r\n")).unwrap_or_default();
+    let auth = key
+        .map(|k| format!("authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nhost: x\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
@@ -67,11 +69,16 @@ fn connect(d: &Deployment) -> TcpStream {
 /// A connection from another loopback source address (127.0.0.2), to show a
 /// per-address limit counts addresses apart.
 fn connect_from(d: &Deployment, source: &str) -> TcpStream {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let stream = rt.block_on(async {
         let s = tokio::net::TcpSocket::new_v4().unwrap();
         s.bind(format!("{source}:0").parse().unwrap()).unwrap();
-        s.connect(format!("127.0.0.1:{}", d.port).parse().unwrap()).await.unwrap()
+        s.connect(format!("127.0.0.1:{}", d.port).parse().unwrap())
+            .await
+            .unwrap()
     });
     let s = stream.into_std().unwrap();
     s.set_nonblocking(false).unwrap();
@@ -113,7 +120,10 @@ fn rate_limit_per_key_on_minting_answers_429_with_retry_after() {
     assert_eq!(s, 200, "{body}");
     let (_, _, m) = exchange(&mut c, "GET", "/metrics", None, "");
     assert!(m.contains("sealgate_limit{name=\"rate_mint_per_key\"} 3"), "{m}");
-    assert!(m.contains("sealgate_rate_limited_total{class=\"mint\",scope=\"key\"} 1"), "{m}");
+    assert!(
+        m.contains("sealgate_rate_limited_total{class=\"mint\",scope=\"key\"} 1"),
+        "{m}"
+    );
 }
 
 #[test]
@@ -201,7 +211,10 @@ fn long_poll_cap_per_key_answers_429_and_the_decision_wakes_the_waiters() {
         let ((s, g), took) = p.join().unwrap();
         assert_eq!(s, 200, "{g}");
         assert_eq!(g["status"], "active", "{g}");
-        assert!(took < Duration::from_secs(20), "woken by the decision, not the deadline");
+        assert!(
+            took < Duration::from_secs(20),
+            "woken by the decision, not the deadline"
+        );
     }
     let (_, m) = e.api.get_text("/metrics", None);
     assert!(m.contains("sealgate_long_polls_refused_total{scope=\"key\"} 1"), "{m}");

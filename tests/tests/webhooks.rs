@@ -10,8 +10,8 @@ mod grants_support;
 
 use common::*;
 use grants_support::*;
-use sealgate_tests::webhook_receiver::{ca_file, https_receiver, silent_receiver};
 use sealgate_tests::wait_for;
+use sealgate_tests::webhook_receiver::{ca_file, https_receiver, silent_receiver};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -41,10 +41,18 @@ fn webhook_ssrf_put_refuses_http_userinfo_and_private_literals() {
     let hook = hook_path(&e.t.workspace);
     let set = |url: &str| put(&e.api, &hook, Some(&e.admin), &json!({ "url": url }));
 
-    for url in ["http://hooks.example.com/x", "ftp://hooks.example.com/x", "HTTP://hooks.example.com/"] {
+    for url in [
+        "http://hooks.example.com/x",
+        "ftp://hooks.example.com/x",
+        "HTTP://hooks.example.com/",
+    ] {
         let got = set(url);
         assert_error(got.clone(), 400, "GRANT_WEBHOOK_NOT_HTTPS");
-        assert!(got.1["error"]["message"].as_str().unwrap().contains("https://"), "{}", got.1);
+        assert!(
+            got.1["error"]["message"].as_str().unwrap().contains("https://"),
+            "{}",
+            got.1
+        );
     }
     for url in [
         "https://user:hunter2pass@hooks.example.com/x",
@@ -53,7 +61,11 @@ fn webhook_ssrf_put_refuses_http_userinfo_and_private_literals() {
     ] {
         let got = set(url);
         assert_error(got.clone(), 400, "GRANT_WEBHOOK_USERINFO");
-        assert!(!got.1.to_string().contains("hunter2pass"), "the password is echoed: {}", got.1);
+        assert!(
+            !got.1.to_string().contains("hunter2pass"),
+            "the password is echoed: {}",
+            got.1
+        );
     }
     for url in [
         "https://127.0.0.1:8443/x",
@@ -182,9 +194,11 @@ fn webhook_slow_receiver_of_one_workspace_does_not_delay_another() {
     );
     assert_eq!(s, 200, "{v}");
     let t0 = Instant::now();
-    let (s, g) = e
-        .api
-        .post("/v1/aws/access", Some(&b_tenant.agent_key), &access("b", &["s3:GetObject"], 1800));
+    let (s, g) = e.api.post(
+        "/v1/aws/access",
+        Some(&b_tenant.agent_key),
+        &access("b", &["s3:GetObject"], 1800),
+    );
     assert_eq!(s, 201, "{g}");
     // A's four sends would each hold a sequential sender for its 10 s timeout (40 s);
     // B's delivery arrives while A's are still hanging.

@@ -170,7 +170,9 @@ mod tests {
             .await
             .expect("a2 resolves");
         assert!(
-            tokio::time::timeout(Duration::from_millis(50), b.changed()).await.is_err(),
+            tokio::time::timeout(Duration::from_millis(50), b.changed())
+                .await
+                .is_err(),
             "b must not resolve"
         );
         // A change with nobody waiting creates no entry.

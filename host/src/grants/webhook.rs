@@ -20,11 +20,11 @@
 //! receiver never delays another's deliveries.
 
 use super::model::{self, Grant};
+use super::webhook_net::{SendError, PER_WORKSPACE};
 use crate::api::JsonBody;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::App;
-use super::webhook_net::{SendError, PER_WORKSPACE};
 use axum::extract::{Path, State};
 use axum::Json;
 use hmac::{Hmac, Mac};

@@ -205,7 +205,10 @@ impl Sender {
                 .and_then(|i| i.collect::<Result<Vec<_>, _>>())
                 .map_err(|e| format!("--webhook-ca-file {}: {e}", path.display()))?;
             if certs.is_empty() {
-                return Err(format!("--webhook-ca-file {}: no PEM certificate in it", path.display()));
+                return Err(format!(
+                    "--webhook-ca-file {}: no PEM certificate in it",
+                    path.display()
+                ));
             }
             for c in certs {
                 roots
@@ -254,18 +257,37 @@ impl Sender {
     }
 
     /// One attempt: `Ok(status)` if any response came back.
-    pub async fn send(&self, url: &str, secret: &str, delivery: &str, event: &str, body: &str) -> Result<u16, SendError> {
+    pub async fn send(
+        &self,
+        url: &str,
+        secret: &str,
+        delivery: &str,
+        event: &str,
+        body: &str,
+    ) -> Result<u16, SendError> {
         self.attempts.fetch_add(1, Ordering::Relaxed);
         let out = tokio::time::timeout(SEND_TIMEOUT, self.send_inner(url, secret, delivery, event, body))
             .await
-            .unwrap_or_else(|_| Err(SendError::Failed(format!("no response within {} s", SEND_TIMEOUT.as_secs()))));
+            .unwrap_or_else(|_| {
+                Err(SendError::Failed(format!(
+                    "no response within {} s",
+                    SEND_TIMEOUT.as_secs()
+                )))
+            });
         if matches!(out, Err(SendError::Refused(_))) {
             self.refused.fetch_add(1, Ordering::Relaxed);
         }
         out
     }
 
-    async fn send_inner(&self, url: &str, secret: &str, delivery: &str, event: &str, body: &str) -> Result<u16, SendError> {
+    async fn send_inner(
+        &self,
+        url: &str,
+        secret: &str,
+        delivery: &str,
+        event: &str,
+        body: &str,
+    ) -> Result<u16, SendError> {
         let failed = |what: &str, e: &dyn std::fmt::Display| SendError::Failed(format!("{what}: {e}"));
         let u = Url::parse(url).map_err(|e| failed("the stored URL does not parse", &e))?;
         // Stored before the https rule: refuse rather than send in clear.
@@ -274,7 +296,9 @@ impl Sender {
                 "the stored URL is not https:// without userinfo; set the webhook again".into(),
             ));
         }
-        let host = u.host().ok_or_else(|| SendError::Failed("the stored URL has no host".into()))?;
+        let host = u
+            .host()
+            .ok_or_else(|| SendError::Failed("the stored URL has no host".into()))?;
         let port = u.port_or_known_default().unwrap_or(443);
         let addr = resolve(&host, port, self.allow_private).await?;
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
@@ -465,7 +489,10 @@ mod tests {
         let a1 = s.start("d1", "ws_a").expect("first of a");
         let _a2 = s.start("d2", "ws_a").expect("second of a");
         assert!(s.start("d3", "ws_a").is_none(), "a third send of one workspace waits");
-        assert!(s.start("d1", "ws_b").is_none(), "one delivery is never sent twice at once");
+        assert!(
+            s.start("d1", "ws_b").is_none(),
+            "one delivery is never sent twice at once"
+        );
         let _b = s.start("d4", "ws_b").expect("another workspace is not held up");
         drop(a1);
         assert!(s.start("d3", "ws_a").is_some(), "a freed slot is reused");

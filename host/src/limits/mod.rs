@@ -33,10 +33,10 @@ pub struct LimitArgs {
     #[arg(long, default_value_t = 200)]
     pub rate_mint_per_addr: u32,
     /// Grant requests (`POST /v1/aws/access`) per second per API key.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 20)]
     pub rate_grant_per_key: u32,
     /// Grant requests per second per source address.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 100)]
     pub rate_grant_per_addr: u32,
     /// Attestation documents (`GET /v1/attestation`, unauthenticated) per second per
     /// source address.
@@ -64,6 +64,11 @@ pub struct LimitArgs {
     /// Seconds a client has to send a request's headers (per request, keep-alive too).
     #[arg(long, default_value_t = 10)]
     pub header_read_timeout_secs: u64,
+    /// A reverse proxy whose `X-Forwarded-For` names the client (repeatable). Requests
+    /// from it are counted by the right-most address in that header that is not itself
+    /// a trusted proxy; without this flag the header is ignored (anyone can send it).
+    #[arg(long = "trusted-proxy", value_name = "IP")]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for LimitArgs {
@@ -83,7 +88,7 @@ impl Default for LimitArgs {
 pub struct Limits {
     pub args: LimitArgs,
     pub rates: rate::Rates,
-    pub polls: polls::Polls,
+    pub polls: std::sync::Arc<polls::Polls>,
     /// Connections refused at the connection cap.
     pub connections_refused: AtomicU64,
     /// Connections closed because the headers did not arrive in time.
@@ -96,7 +101,7 @@ impl Limits {
     pub fn new(args: LimitArgs) -> Self {
         Self {
             rates: rate::Rates::new(&args),
-            polls: polls::Polls::new(args.max_polls_per_key, args.max_polls),
+            polls: std::sync::Arc::new(polls::Polls::new(args.max_polls_per_key, args.max_polls)),
             args,
             connections_refused: AtomicU64::new(0),
             header_timeouts: AtomicU64::new(0),
@@ -202,11 +207,76 @@ pub async fn by_address(
     let peer = req
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
+        .map(|c| client_address(c.0.ip(), req.headers(), &app.limits.args.trusted_proxies));
     if let (Some(class), Some(ip)) = (class, peer) {
         if let Err(e) = app.limits.rates.check_addr(class, ip) {
             return e.into_response();
         }
     }
     next.run(req).await
+}
+
+/// The address a request is counted by: the TCP peer, or, when the peer is a trusted
+/// proxy, the right-most `X-Forwarded-For` entry that is not a trusted proxy (entries
+/// further left were written by the client and prove nothing).
+pub fn client_address(
+    peer: std::net::IpAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &[std::net::IpAddr],
+) -> std::net::IpAddr {
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|t| rate::address_key(*t) == rate::address_key(*ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut hops: Vec<&str> = Vec::new();
+    for v in headers.get_all("x-forwarded-for") {
+        match v.to_str() {
+            Ok(s) => hops.extend(s.split(',').map(str::trim)),
+            Err(_) => return peer,
+        }
+    }
+    for hop in hops.iter().rev() {
+        match hop.parse::<std::net::IpAddr>() {
+            Ok(ip) if is_trusted(&ip) => continue,
+            Ok(ip) => return ip,
+            // Garbage where an address should be: count the proxy, not a made-up client.
+            Err(_) => return peer,
+        }
+    }
+    peer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderMap;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_is_read_only_from_trusted_proxies() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "6.6.6.6, 203.0.113.9".parse().unwrap());
+        let proxy = [ip("127.0.0.1")];
+        // From the proxy: the right-most entry (the one the proxy appended).
+        assert_eq!(client_address(ip("127.0.0.1"), &h, &proxy), ip("203.0.113.9"));
+        // From anyone else, or with no trusted proxy: the header is ignored.
+        assert_eq!(client_address(ip("198.51.100.1"), &h, &proxy), ip("198.51.100.1"));
+        assert_eq!(client_address(ip("127.0.0.1"), &h, &[]), ip("127.0.0.1"));
+        // Chained trusted proxies are skipped; garbage counts the proxy.
+        h.insert("x-forwarded-for", "203.0.113.9, 10.0.0.2".parse().unwrap());
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &h, &[ip("127.0.0.1"), ip("10.0.0.2")]),
+            ip("203.0.113.9")
+        );
+        h.insert("x-forwarded-for", "203.0.113.9, nonsense".parse().unwrap());
+        assert_eq!(client_address(ip("127.0.0.1"), &h, &proxy), ip("127.0.0.1"));
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &HeaderMap::new(), &proxy),
+            ip("127.0.0.1")
+        );
+    }
 }

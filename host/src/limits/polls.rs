@@ -114,9 +114,15 @@ mod tests {
         let p = Arc::new(Polls::new(2, 3));
         let a1 = p.acquire("a").expect("first");
         let _a2 = p.acquire("a").expect("second");
-        assert!(matches!(p.acquire("a"), Err(ApiError::RateLimited { .. })), "third of one key");
+        assert!(
+            matches!(p.acquire("a"), Err(ApiError::RateLimited { .. })),
+            "third of one key"
+        );
         let _b1 = p.acquire("b").expect("another key");
-        assert!(matches!(p.acquire("c"), Err(ApiError::RateLimited { .. })), "global cap");
+        assert!(
+            matches!(p.acquire("c"), Err(ApiError::RateLimited { .. })),
+            "global cap"
+        );
         assert_eq!(p.refusals(), (1, 1));
         drop(a1);
         let _c1 = p.acquire("c").expect("a slot was freed");

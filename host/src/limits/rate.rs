@@ -11,7 +11,7 @@
 
 use super::LimitArgs;
 use crate::error::ApiError;
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
@@ -32,7 +32,13 @@ pub enum Class {
     Poll,
 }
 
-const CLASSES: [Class; 5] = [Class::Mint, Class::Grant, Class::Attestation, Class::Readyz, Class::Poll];
+const CLASSES: [Class; 5] = [
+    Class::Mint,
+    Class::Grant,
+    Class::Attestation,
+    Class::Readyz,
+    Class::Poll,
+];
 
 impl Class {
     pub fn as_str(self) -> &'static str {
@@ -77,12 +83,12 @@ impl<K: std::hash::Hash + Eq + Clone> Limiter<K> {
         })
     }
 
-    fn check(&self, class: Class, scope: &str, key: &K, clock: &DefaultClock) -> Result<(), ApiError> {
+    fn check(&self, class: Class, scope: &str, key: &K) -> Result<(), ApiError> {
         match self.limiter.check_key(key) {
             Ok(()) => Ok(()),
             Err(not_until) => {
                 self.refused.fetch_add(1, Ordering::Relaxed);
-                let wait = not_until.wait_time_from(clock.now());
+                let wait = not_until.wait_time_from(self.limiter.clock().now());
                 let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                 Err(ApiError::RateLimited {
                     retry_after_secs: secs.max(1),
@@ -107,7 +113,6 @@ struct PerClass {
 /// Every rate limiter of the host.
 pub struct Rates {
     classes: Vec<PerClass>,
-    clock: DefaultClock,
 }
 
 impl Rates {
@@ -122,7 +127,10 @@ impl Rates {
                     Limiter::new(a.rate_grant_per_key, "rate-grant-per-key"),
                     Limiter::new(a.rate_grant_per_addr, "rate-grant-per-addr"),
                 ),
-                Class::Attestation => (None, Limiter::new(a.rate_attestation_per_addr, "rate-attestation-per-addr")),
+                Class::Attestation => (
+                    None,
+                    Limiter::new(a.rate_attestation_per_addr, "rate-attestation-per-addr"),
+                ),
                 Class::Readyz => (None, Limiter::new(a.rate_readyz_per_addr, "rate-readyz-per-addr")),
                 Class::Poll => (
                     Limiter::new(a.rate_poll_per_key, "rate-poll-per-key"),
@@ -133,7 +141,6 @@ impl Rates {
         };
         Self {
             classes: CLASSES.iter().map(|c| per(*c)).collect(),
-            clock: DefaultClock::default(),
         }
     }
 
@@ -141,7 +148,7 @@ impl Rates {
     pub fn check_key(&self, class: Class, key_id: &str) -> Result<(), ApiError> {
         match &self.classes[class.index()].key {
             None => Ok(()),
-            Some(l) => l.check(class, "API key", &key_id.to_string(), &self.clock),
+            Some(l) => l.check(class, "API key", &key_id.to_string()),
         }
     }
 
@@ -149,7 +156,7 @@ impl Rates {
     pub fn check_addr(&self, class: Class, ip: IpAddr) -> Result<(), ApiError> {
         match &self.classes[class.index()].addr {
             None => Ok(()),
-            Some(l) => l.check(class, "address", &address_key(ip), &self.clock),
+            Some(l) => l.check(class, "address", &address_key(ip)),
         }
     }
 
@@ -241,7 +248,10 @@ mod tests {
             r.check_key(Class::Mint, "key_a").expect("inside the burst");
         }
         match r.check_key(Class::Mint, "key_a") {
-            Err(ApiError::RateLimited { retry_after_secs, message }) => {
+            Err(ApiError::RateLimited {
+                retry_after_secs,
+                message,
+            }) => {
                 assert!(retry_after_secs >= 1, "{retry_after_secs}");
                 assert!(message.contains("--rate-mint-per-key"), "{message}");
             }
@@ -275,12 +285,21 @@ mod tests {
     fn classify_routes() {
         assert_eq!(classify(&Method::POST, "/v1/tokens", None), Some(Class::Mint));
         assert_eq!(classify(&Method::POST, "/v1/aws/access", None), Some(Class::Grant));
-        assert_eq!(classify(&Method::GET, "/v1/attestation", Some("nonce=00")), Some(Class::Attestation));
+        assert_eq!(
+            classify(&Method::GET, "/v1/attestation", Some("nonce=00")),
+            Some(Class::Attestation)
+        );
         assert_eq!(classify(&Method::GET, "/readyz", None), Some(Class::Readyz));
-        assert_eq!(classify(&Method::GET, "/v1/aws/access/g1", Some("wait=5")), Some(Class::Poll));
+        assert_eq!(
+            classify(&Method::GET, "/v1/aws/access/g1", Some("wait=5")),
+            Some(Class::Poll)
+        );
         assert_eq!(classify(&Method::GET, "/v1/aws/access/g1", Some("wait=0")), None);
         assert_eq!(classify(&Method::GET, "/v1/aws/access/g1", None), None);
-        assert_eq!(classify(&Method::GET, "/v1/aws/access/g1/credentials", Some("wait=5")), None);
+        assert_eq!(
+            classify(&Method::GET, "/v1/aws/access/g1/credentials", Some("wait=5")),
+            None
+        );
         assert_eq!(classify(&Method::GET, "/healthz", None), None);
     }
 }
