@@ -178,9 +178,6 @@ fn restart_after_crash(d: &mut Deployment, gaps: &[u64], enclave_too: bool) {
     with_logs(d, |d| d.start_host());
 }
 
-/// The kill may leave a hole in the database (concurrent commits land out of order);
-/// `host_recovers_from_a_crash_that_left_a_hole` forces that case.
-
 /// A deployment without mint rate limits: these tests mint thousands of tokens from one
 /// key and one address in a burst on purpose (the limits are tested in limits.rs).
 fn unthrottled() -> Deployment {
@@ -191,6 +188,9 @@ fn unthrottled() -> Deployment {
         ..Default::default()
     })
 }
+
+/// The kill may leave a hole in the database (concurrent commits land out of order);
+/// `host_recovers_from_a_crash_that_left_a_hole` forces that case.
 #[test]
 fn kill9_host_mid_burst_loses_no_issued_token() {
     let mut d = unthrottled();

@@ -5,7 +5,6 @@
 mod common;
 mod grants_support;
 
-use common::*;
 use grants_support::*;
 use sealgate_tests::{wait_for, Deployment, Options};
 use serde_json::{json, Value};

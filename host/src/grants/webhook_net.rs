@@ -157,6 +157,37 @@ pub async fn resolve(host: &url::Host<&str>, port: u16, allow_private: bool) -> 
     )))
 }
 
+/// A connector that always connects to one (already checked) address, whatever the
+/// URI says; TLS on top uses the URI's host for SNI and verification.
+#[derive(Clone)]
+struct FixedAddress(SocketAddr);
+
+impl tower_service::Service<hyper::Uri> for FixedAddress {
+    type Response = TokioIo<tokio::net::TcpStream>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: hyper::Uri) -> Self::Future {
+        let addr = self.0;
+        Box::pin(async move {
+            let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("connecting to {addr} took over {} s", CONNECT_TIMEOUT.as_secs()),
+                    )
+                })??;
+            let _ = tcp.set_nodelay(true);
+            Ok(TokioIo::new(tcp))
+        })
+    }
+}
+
 /// Sends in flight, by delivery and by workspace.
 #[derive(Default)]
 struct InFlight {
@@ -301,21 +332,18 @@ impl Sender {
             .ok_or_else(|| SendError::Failed("the stored URL has no host".into()))?;
         let port = u.port_or_known_default().unwrap_or(443);
         let addr = resolve(&host, port, self.allow_private).await?;
-        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
+        // TLS (SNI and certificate name from the URL's host) over a socket to the
+        // address just checked: the connector never looks the name up again.
+        let mut https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*self.tls).clone())
+            .https_only()
+            .enable_http1()
+            .wrap_connector(FixedAddress(addr));
+        let uri: hyper::Uri = url.parse().map_err(|e| failed("the stored URL", &e))?;
+        let stream = tower_service::Service::call(&mut https, uri)
             .await
-            .map_err(|_| SendError::Failed(format!("connecting took over {} s", CONNECT_TIMEOUT.as_secs())))?
             .map_err(|e| failed("connection failed", &e))?;
-        let server_name = match host {
-            url::Host::Domain(d) => rustls::pki_types::ServerName::try_from(d.to_string())
-                .map_err(|e| failed("the host is not a valid TLS name", &e))?,
-            url::Host::Ipv4(a) => rustls::pki_types::ServerName::IpAddress(IpAddr::V4(a).into()),
-            url::Host::Ipv6(a) => rustls::pki_types::ServerName::IpAddress(IpAddr::V6(a).into()),
-        };
-        let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
-            .connect(server_name, tcp)
-            .await
-            .map_err(|e| failed("TLS failed", &e))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(stream)
             .await
             .map_err(|e| failed("HTTP failed", &e))?;
         tokio::spawn(async move {

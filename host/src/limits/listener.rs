@@ -47,7 +47,8 @@ pub async fn serve(
         0 => None,
         s => Some(Duration::from_secs(s)),
     };
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Flipped once on shutdown; every connection then finishes its request and closes.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -75,11 +76,20 @@ pub async fn serve(
         });
         let mut builder = http1::Builder::new();
         builder.timer(TokioTimer::new()).header_read_timeout(header_timeout);
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         let limits = limits.clone();
+        let mut stop = stop_rx.clone();
         limits.connections_open.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = async { drop(stop.wait_for(|s| *s).await) } => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
                 if e.is_timeout() {
                     limits.header_timeouts.fetch_add(1, Ordering::Relaxed);
                 }
@@ -90,8 +100,14 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
-        tracing::warn!("connections still open after {} s; closing them", DRAIN.as_secs());
+    let _ = stop_tx.send(true);
+    let deadline = tokio::time::Instant::now() + DRAIN;
+    while limits.connections_open.load(Ordering::Relaxed) > 0 {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!("connections still open after {} s; closing them", DRAIN.as_secs());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
 }
