@@ -6,7 +6,7 @@
 //! database error names tables, columns and constraint details and is nobody's business
 //! outside the host.
 
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -31,6 +31,9 @@ pub enum ApiError {
     LogIntegrity(String),
     #[error("{0}")]
     Internal(String),
+    /// 429 `RATE_LIMITED` with `Retry-After` (see `crate::limits`).
+    #[error("{message}")]
+    RateLimited { retry_after_secs: u64, message: String },
     /// A domain error with its own status and typed code (`BYO_*`, `GRANT_*`, …).
     #[error("{message}")]
     Coded {
@@ -84,6 +87,7 @@ impl ApiError {
             ApiError::EnclaveUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "ENCLAVE_UNAVAILABLE"),
             ApiError::LogIntegrity(_) => (StatusCode::SERVICE_UNAVAILABLE, "LOG_INTEGRITY_FAILURE"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
             ApiError::Coded { status, code, .. } => (*status, code),
         }
     }
@@ -114,7 +118,11 @@ impl IntoResponse for ApiError {
         if let Some(id) = request_id {
             error["request_id"] = json!(id);
         }
-        (status, Json(json!({ "error": error }))).into_response()
+        let body = Json(json!({ "error": error }));
+        if let ApiError::RateLimited { retry_after_secs, .. } = &self {
+            return (status, [(header::RETRY_AFTER, retry_after_secs.to_string())], body).into_response();
+        }
+        (status, body).into_response()
     }
 }
 

@@ -15,6 +15,7 @@ pub mod error;
 pub mod grants;
 pub mod kms_seal;
 pub mod ledger;
+pub mod limits;
 pub mod metrics;
 pub mod sim;
 
@@ -36,6 +37,10 @@ pub struct App {
     pub mode: String,
     /// AWS clients (STS for grants, S3/KMS through customer roles for BYO storage).
     pub aws: aws::Aws,
+    /// Rate limits, long-poll caps and listener limits (issue 9, hole 6).
+    pub limits: Arc<limits::Limits>,
+    /// Where and how approval webhooks connect (issue 9, hole 5).
+    pub webhooks: grants::webhook_net::Sender,
 }
 
 pub fn now_secs() -> u64 {
@@ -56,6 +61,10 @@ pub struct ServeOptions {
     /// KMS sealing: the KMS key the enclave's data key comes from (`--kms-key-id`); the
     /// enclave must run with `--seal kms`. `None`: the enclave seals locally.
     pub kms_key_id: Option<String>,
+    /// Rate limits and listener limits (`crate::limits`).
+    pub limits: limits::LimitArgs,
+    /// Webhook address rule and TLS roots (`grants::webhook_net`).
+    pub webhooks: grants::webhook_net::WebhookArgs,
 }
 
 /// The log origin (and checkpoint key name) derived from the issuer: its host and path
@@ -77,6 +86,7 @@ pub async fn serve(
         ttl_max_seconds: sealgate_shared::TTL_MAX_SECONDS,
         log_origin: log_origin(&opts.issuer),
     };
+    let webhooks = grants::webhook_net::Sender::new(&opts.webhooks)?;
     let enclave = Arc::new(EnclaveClient::new(opts.enclave.clone(), 2));
     let ledger = {
         let (db, enclave, config) = (opts.db.clone(), enclave.clone(), config.clone());
@@ -128,7 +138,10 @@ pub async fn serve(
         metrics: Default::default(),
         mode,
         aws: Default::default(),
+        limits: Arc::new(limits::Limits::new(opts.limits.clone())),
+        webhooks,
     });
+    limits::spawn_upkeep(app.limits.clone());
     // Grant lifecycle (expiry, timeouts, revocation pruning) and approval webhooks.
     grants::spawn_background(app.clone());
 
@@ -141,9 +154,8 @@ pub async fn serve(
     println!("sealgate ({}) listening on http://{bound}", app.mode);
     println!("issuer: {}", config.issuer);
     println!("operator admin key: {}", opts.admin_key_file.display());
-    axum::serve(listener, api::router(app.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    // Not axum::serve: the listener caps connections and times out header reads.
+    limits::listener::serve(listener, api::router(app.clone()), app.limits.clone(), shutdown).await?;
     app.ledger.flush_checkpoint().await;
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! `sealgate serve …` and `sealgate sim …`.
 
 use clap::{Parser, Subcommand};
+use sealgate_host::grants::webhook_net::WebhookArgs;
+use sealgate_host::limits::LimitArgs;
 use sealgate_host::{serve, sim, ServeOptions};
 use sealgate_shared::addr::Addr;
 use std::net::SocketAddr;
@@ -43,6 +45,10 @@ enum Cmd {
         /// environment (AWS_REGION, AWS_ENDPOINT_URL_KMS, credentials chain).
         #[arg(long)]
         kms_key_id: Option<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
+        #[command(flatten)]
+        webhooks: WebhookArgs,
     },
     /// Simulator mode: start the enclave as a child and the host, on loopback.
     Sim {
@@ -56,6 +62,10 @@ enum Cmd {
         issuer: Option<String>,
         #[arg(long = "audience", default_value = "sts.amazonaws.com")]
         audiences: Vec<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
+        #[command(flatten)]
+        webhooks: WebhookArgs,
     },
 }
 
@@ -101,6 +111,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             audiences,
             admin_key_file,
             kms_key_id,
+            limits,
+            webhooks,
         } => {
             let admin_key_file = admin_key_file.unwrap_or_else(|| db.with_file_name("admin.key"));
             serve(
@@ -112,6 +124,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     audiences,
                     admin_key_file,
                     kms_key_id,
+                    limits,
+                    webhooks,
                 },
                 shutdown_signal(),
             )
@@ -122,6 +136,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             state,
             issuer,
             audiences,
+            limits,
+            webhooks,
         } => {
             std::fs::create_dir_all(state.join("enclave"))?;
             let state = std::fs::canonicalize(&state)?;
@@ -136,6 +152,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 audiences,
                 admin_key_file: state.join("admin.key"),
                 kms_key_id: None,
+                limits,
+                webhooks,
             };
             println!("mode: sim (simulated NSM and sealing; not for production)");
             serve(opts, shutdown_signal()).await

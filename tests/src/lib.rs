@@ -16,6 +16,7 @@ pub mod aws;
 pub mod cms;
 pub mod fault;
 pub mod kms_double;
+pub mod webhook_receiver;
 
 /// The cargo target profile directory holding the binaries.
 pub fn target_dir() -> PathBuf {

@@ -178,11 +178,22 @@ fn restart_after_crash(d: &mut Deployment, gaps: &[u64], enclave_too: bool) {
     with_logs(d, |d| d.start_host());
 }
 
+/// A deployment without mint rate limits: these tests mint thousands of tokens from one
+/// key and one address in a burst on purpose (the limits are tested in limits.rs).
+fn unthrottled() -> Deployment {
+    Deployment::start_with(sealgate_tests::Options {
+        host_args: ["--rate-mint-per-key", "0", "--rate-mint-per-addr", "0"]
+            .map(String::from)
+            .to_vec(),
+        ..Default::default()
+    })
+}
+
 /// The kill may leave a hole in the database (concurrent commits land out of order);
 /// `host_recovers_from_a_crash_that_left_a_hole` forces that case.
 #[test]
 fn kill9_host_mid_burst_loses_no_issued_token() {
-    let mut d = Deployment::start();
+    let mut d = unthrottled();
     let t = d.new_tenant();
     let mut minted = burst_then_kill(&mut d, &t, 1000, false);
     let jtis: HashSet<&str> = minted.iter().map(|m| m.jti.as_str()).collect();
@@ -319,7 +330,7 @@ fn jwt_claims_header_kid(token: &str) -> String {
 
 #[test]
 fn enclave_restart_keeps_keys_and_log() {
-    let mut d = Deployment::start();
+    let mut d = unthrottled();
     let t = d.new_tenant();
     let mut before = before_restart(&d, &t, 5);
 
@@ -341,7 +352,7 @@ fn kill9_both_with_an_unpersisted_tail() {
     // Checkpoints reach SQLite at most every 2 s; leaves minted just before a crash of
     // both processes lie beyond the last persisted checkpoint and must be restored from
     // their MACs.
-    let mut d = Deployment::start();
+    let mut d = unthrottled();
     let t = d.new_tenant();
     let api = d.api();
     let mut tokens: Vec<Minted> = (0..3).map(|_| mint(&api, &t.agent_key)).collect();
@@ -375,7 +386,7 @@ fn kill9_both_with_an_unpersisted_tail() {
 
 #[test]
 fn clean_host_restart_keeps_everything() {
-    let mut d = Deployment::start();
+    let mut d = unthrottled();
     let t = d.new_tenant();
     let admin = d.admin_key();
     let mut before = before_restart(&d, &t, 5);
@@ -413,7 +424,7 @@ fn clean_host_restart_keeps_everything() {
 /// commits is up to the scheduler.
 fn crash_until_gap(enclave_too: bool, attempts: usize) -> Option<(Deployment, Tenant, Vec<Minted>, Vec<u64>)> {
     for attempt in 1..=attempts {
-        let mut d = Deployment::start();
+        let mut d = unthrottled();
         let t = d.new_tenant();
         let minted = burst_then_kill(&mut d, &t, 500, enclave_too);
         let gaps = db_gaps(&d);
@@ -455,7 +466,7 @@ fn restore_of_a_long_unpersisted_tail() {
     // crash of both processes then leaves every later leaf to be restored by MAC. Here
     // the checkpoints after genesis are removed to stand for such a crash after ~3000
     // mints (a crash loop under load reaches the same state; see the report).
-    let mut d = Deployment::start();
+    let mut d = unthrottled();
     let t = d.new_tenant();
     let stop = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..16)

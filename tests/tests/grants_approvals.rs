@@ -8,9 +8,8 @@ mod grants_support;
 
 use common::*;
 use grants_support::*;
+use sealgate_tests::webhook_receiver::Delivery;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -239,54 +238,11 @@ fn pending_requests_time_out() {
     assert_eq!(q["pending"], json!([]));
 }
 
-/// One request as the receiver saw it.
-#[derive(Debug, Clone)]
-struct Delivery {
-    headers: BTreeMap<String, String>,
-    body: Vec<u8>,
-}
-
-/// A tiny HTTP receiver: answers each request with the next status of `script` (then
-/// 200) and records it.
+/// An HTTPS receiver (webhooks are https-only) answering with `script`, then 200; the
+/// URL carries a token that must never reach the log.
 fn receiver(script: Vec<u16>) -> (String, Arc<Mutex<Vec<Delivery>>>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hooks/sealgate?token=abc123", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let record = seen.clone();
-    std::thread::spawn(move || {
-        let mut script = script.into_iter();
-        for stream in listener.incoming().flatten() {
-            let status = script.next().unwrap_or(200);
-            let _ = (|| -> std::io::Result<()> {
-                let mut stream = stream;
-                let mut reader = BufReader::new(stream.try_clone()?);
-                let mut line = String::new();
-                reader.read_line(&mut line)?;
-                let mut headers = BTreeMap::new();
-                loop {
-                    let mut h = String::new();
-                    reader.read_line(&mut h)?;
-                    let h = h.trim_end();
-                    if h.is_empty() {
-                        break;
-                    }
-                    if let Some((k, v)) = h.split_once(':') {
-                        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-                    }
-                }
-                let len: usize = headers.get("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
-                let mut body = vec![0; len];
-                reader.read_exact(&mut body)?;
-                record.lock().unwrap().push(Delivery { headers, body });
-                write!(
-                    stream,
-                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                )?;
-                stream.flush()
-            })();
-        }
-    });
-    (url, seen)
+    let (base, seen) = sealgate_tests::webhook_receiver::https_receiver(script);
+    (format!("{base}/hooks/sealgate?token=abc123"), seen)
 }
 
 fn hmac_hex(secret: &str, body: &[u8]) -> String {
@@ -312,7 +268,7 @@ fn webhooks_are_signed_retried_and_logged() {
     assert_error(
         put(&e.api, &hook, Some(&e.admin), &json!({ "url": "ftp://x/y" })),
         400,
-        "GRANT_INVALID_WEBHOOK",
+        "GRANT_WEBHOOK_NOT_HTTPS",
     );
     assert_error(
         put(&e.api, &hook, Some(&e.admin), &json!({ "url": url, "secret": "short" })),
@@ -394,10 +350,12 @@ fn webhooks_are_signed_retried_and_logged() {
     assert_eq!(attempts[1].data["ok"], true);
     assert_eq!(attempts[1].data["attempt"], 2);
     assert_eq!(attempts[1].data["state"], "delivered");
-    assert!(attempts[0].data["target"]
-        .as_str()
-        .unwrap()
-        .starts_with("http://127.0.0.1:"));
+    // The host only: no scheme, port, path or query (issue 9, hole 5).
+    assert_eq!(attempts[0].data["target"], "127.0.0.1");
+    assert_eq!(
+        got[0].path, "/hooks/sealgate?token=abc123",
+        "the path and query are sent"
+    );
     let log = e.log_text();
     assert!(!log.contains(&secret), "the webhook secret is in the log");
     assert!(!log.contains("abc123"), "the webhook URL's token is in the log");

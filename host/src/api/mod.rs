@@ -75,6 +75,11 @@ pub fn router(app: Arc<App>) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed("this endpoint does not take that method; see /v1/openapi.json".into())
         })
+        // Per-address rate limits (crate::limits), inside the counter so 429s are counted.
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::limits::by_address,
+        ))
         .layer(axum::middleware::from_fn_with_state(app.clone(), ops::count_requests))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Outermost, so every response (errors of extractors and fallbacks too) has one.

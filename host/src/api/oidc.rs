@@ -65,6 +65,7 @@ pub async fn mint(
     JsonBody(body): JsonBody<MintBody>,
 ) -> Result<Json<Value>, ApiError> {
     let (ws, agent) = who.require_agent()?;
+    app.limits.rates.check_key(crate::limits::Class::Mint, &who.key_id)?;
     let cfg = &app.ledger.config;
     let audience = body.audience.unwrap_or_else(|| cfg.audiences[0].clone());
     if !cfg.audiences.contains(&audience) {

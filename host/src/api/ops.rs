@@ -56,10 +56,11 @@ pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
             l.integrity_failure().is_none() as u64,
         ),
     ];
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(&gauges),
-    )
+    // Limits, their refusals, and the webhook sender (crate::limits, grants::webhook).
+    let mut text = app.metrics.render(&gauges);
+    text.push_str(&app.limits.render());
+    text.push_str(&app.webhooks.render());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 pub async fn openapi() -> impl IntoResponse {

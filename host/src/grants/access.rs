@@ -192,6 +192,7 @@ pub async fn request(
     JsonBody(body): JsonBody<RequestBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (ws, agent) = who.require_agent()?;
+    app.limits.rates.check_key(crate::limits::Class::Grant, &who.key_id)?;
     ceilings::check_account_id(&body.account_id)?;
     check_text("reason", &body.reason, MAX_REASON_CHARS)?;
     if !sealgate_shared::ids::valid_id(&body.run_id) {
@@ -306,14 +307,22 @@ pub async fn get(
 ) -> Result<Json<Value>, ApiError> {
     let wait = Duration::from_secs(q.wait.unwrap_or(0).min(MAX_WAIT_SECONDS));
     let deadline = tokio::time::Instant::now() + wait;
+    // A long poll counts against the key's rate and holds one of the capped slots
+    // while it waits (crate::limits); a plain GET does neither.
+    let _slot = if wait.is_zero() {
+        None
+    } else {
+        app.limits.rates.check_key(crate::limits::Class::Poll, &who.key_id)?;
+        Some(app.limits.polls.acquire(&who.key_id)?)
+    };
     loop {
-        let mut rx = coordination::subscribe();
+        let mut rx = coordination::subscribe(&id);
         let g = visible(&app, &who, &id).await?;
         let pending = g.status_at(model::now()) == Status::Pending;
         if !pending || tokio::time::Instant::now() >= deadline {
             return Ok(Json(g.view()));
         }
-        // Wake on any grant change, at the pending deadline, or at our own deadline.
+        // Wake on a change of this grant, at the pending deadline, or at our own deadline.
         let until = g
             .decide_by
             .map(|d| {

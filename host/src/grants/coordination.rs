@@ -6,9 +6,11 @@
 //! read-check-record sequence of each change runs under the grant's lock. Idempotent
 //! requests lock their key the same way, so one key can never create two grants.
 //!
-//! Long polls wait on a change counter bumped after every committed change; waiters
-//! re-read their grant when it moves. One counter for all grants keeps it simple: a
-//! wake-up costs one indexed read, and grants change rarely.
+//! Long polls wait on their own grant's change counter, bumped after every committed
+//! change of that grant; waiters re-read the grant when it moves. A change wakes only
+//! the waiters of the grant that changed (one counter for all grants let any busy
+//! tenant wake every long poll of every other, each paying a read). A grant's entry
+//! exists only while someone waits on it and is removed with its last waiter.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
@@ -41,7 +43,7 @@ impl KeyedLocks {
 }
 
 static LOCKS: LazyLock<KeyedLocks> = LazyLock::new(KeyedLocks::default);
-static CHANGES: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::channel(0).0);
+static WAITERS: LazyLock<Waiters> = LazyLock::new(Waiters::default);
 static WEBHOOKS: LazyLock<Notify> = LazyLock::new(Notify::new);
 
 /// The lock for changes to grant `id`.
@@ -54,18 +56,149 @@ pub async fn lock_idempotency(workspace: &str, agent: &str, key: &str) -> OwnedM
     LOCKS.lock(&format!("idem:{workspace}:{agent}:{key}")).await
 }
 
-/// Subscribe before reading, so a change between the read and the wait is not missed.
-pub fn subscribe() -> watch::Receiver<u64> {
-    CHANGES.subscribe()
+/// Change counters of the grants someone waits on, with their waiter counts.
+#[derive(Default)]
+pub struct Waiters {
+    map: Mutex<HashMap<String, (watch::Sender<u64>, usize)>>,
 }
 
-/// Called after a change is committed: wakes long polls and the webhook sender.
-pub fn changed() {
-    CHANGES.send_modify(|n| *n = n.wrapping_add(1));
+/// One waiter on one grant. Dropping it removes the grant's entry with its last waiter.
+pub struct Subscription<'a> {
+    waiters: &'a Waiters,
+    grant_id: String,
+    rx: watch::Receiver<u64>,
+}
+
+impl Subscription<'_> {
+    /// Resolves once the grant changed after this subscription was taken (or after the
+    /// last call returned).
+    pub async fn changed(&mut self) {
+        // The sender lives in the map at least as long as this subscription.
+        let _ = self.rx.changed().await;
+    }
+
+    /// Whether a change arrived that [`Self::changed`] has not yet returned for.
+    pub fn has_changed(&self) -> bool {
+        self.rx.has_changed().unwrap_or(false)
+    }
+}
+
+impl Drop for Subscription<'_> {
+    fn drop(&mut self) {
+        let mut map = self.waiters.lock();
+        if let Some((_, n)) = map.get_mut(&self.grant_id) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.grant_id);
+            }
+        }
+    }
+}
+
+impl Waiters {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (watch::Sender<u64>, usize)>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn subscribe(&self, grant_id: &str) -> Subscription<'_> {
+        let mut map = self.lock();
+        let entry = map
+            .entry(grant_id.to_string())
+            .or_insert_with(|| (watch::channel(0).0, 0));
+        entry.1 += 1;
+        Subscription {
+            waiters: self,
+            grant_id: grant_id.to_string(),
+            rx: entry.0.subscribe(),
+        }
+    }
+
+    /// Wakes the waiters of `grant_id`, if any; nobody else.
+    pub fn changed(&self, grant_id: &str) {
+        if let Some((tx, _)) = self.lock().get(grant_id) {
+            tx.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    /// How many grants have waiters (entries in the map).
+    pub fn entries(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// Subscribe to `grant_id` before reading it, so a change between the read and the
+/// wait is not missed.
+pub fn subscribe(grant_id: &str) -> Subscription<'static> {
+    WAITERS.subscribe(grant_id)
+}
+
+/// Called after a change of `grant_id` is committed: wakes that grant's long polls and
+/// the webhook sender.
+pub fn changed(grant_id: &str) {
+    WAITERS.changed(grant_id);
     WEBHOOKS.notify_one();
+}
+
+/// Grants with at least one long poll waiting (for `/metrics`).
+pub fn waited_grants() -> usize {
+    WAITERS.entries()
 }
 
 /// What the webhook sender waits on between rounds.
 pub fn webhook_wakeup() -> &'static Notify {
     &WEBHOOKS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn only_the_changed_grants_waiters_wake() {
+        let w = Waiters::default();
+        let mut a1 = w.subscribe("g_a");
+        let mut a2 = w.subscribe("g_a");
+        let mut b = w.subscribe("g_b");
+        w.changed("g_a");
+        assert!(a1.has_changed() && a2.has_changed(), "both waiters of g_a wake");
+        assert!(!b.has_changed(), "a waiter of g_b woke for a change of g_a");
+        tokio::time::timeout(Duration::from_secs(5), a1.changed())
+            .await
+            .expect("a1 resolves");
+        tokio::time::timeout(Duration::from_secs(5), a2.changed())
+            .await
+            .expect("a2 resolves");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), b.changed())
+                .await
+                .is_err(),
+            "b must not resolve"
+        );
+        // A change with nobody waiting creates no entry.
+        w.changed("g_nobody");
+        assert_eq!(w.entries(), 2);
+    }
+
+    #[test]
+    fn entries_are_removed_with_their_last_waiter() {
+        let w = Waiters::default();
+        let a1 = w.subscribe("g_a");
+        let a2 = w.subscribe("g_a");
+        let b = w.subscribe("g_b");
+        assert_eq!(w.entries(), 2);
+        drop(a1);
+        assert_eq!(w.entries(), 2, "g_a still has a waiter");
+        drop(a2);
+        drop(b);
+        assert_eq!(w.entries(), 0, "no waiter, no entry");
+    }
+
+    #[test]
+    fn a_change_before_the_wait_is_not_missed() {
+        let w = Waiters::default();
+        let s = w.subscribe("g_a");
+        w.changed("g_a");
+        assert!(s.has_changed());
+    }
 }

@@ -4,7 +4,8 @@
 //! - [`policy`] and [`pattern`]: the ceiling, the request, and the pure decision.
 //! - [`ceilings`]: admins' ceilings and agents' scope.
 //! - [`access`]: preview, request, long-poll, release; [`credentials`] and [`sts`]: STS.
-//! - [`approvals`] and [`webhook`]: humans in the loop.
+//! - [`approvals`] and [`webhook`]: humans in the loop; [`webhook_net`]: where and how
+//!   webhook deliveries connect.
 //! - [`trust`]: External IDs, the trust policies roles need, and the role probe.
 //! - [`revoke`]: hard revocation on the role; [`sweeper`]: expiry, timeouts, pruning.
 //! - [`offboard`]: ending the grants of an agent that is disabled.
@@ -26,6 +27,7 @@ pub mod sweeper;
 pub mod transitions;
 pub mod trust;
 pub mod webhook;
+pub mod webhook_net;
 
 use crate::App;
 use axum::routing::{get, post};

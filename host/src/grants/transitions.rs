@@ -96,7 +96,7 @@ pub async fn create(
             })),
         )
         .await?;
-    super::coordination::changed();
+    super::coordination::changed(&g.id);
     Ok((g, leaf))
 }
 
@@ -137,6 +137,6 @@ pub async fn commit(
             })),
         )
         .await?;
-    super::coordination::changed();
+    super::coordination::changed(&after.id);
     Ok((after, leaf))
 }

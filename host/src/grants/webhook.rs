@@ -12,28 +12,30 @@
 //! exponential backoff (`SEALGATE_WEBHOOK_BACKOFF_MS`, default 1000 ms, doubling) up to
 //! [`MAX_ATTEMPTS`]. Every attempt is a log leaf naming the target host and the outcome,
 //! never the secret or the full URL (webhook URLs often embed tokens).
+//!
+//! A webhook URL is chosen by a tenant and fetched by the host, so it is an SSRF probe
+//! unless fenced: only `https://`, no userinfo, and every delivery resolves the host
+//! and connects only to a public address it checked ([`super::webhook_net`]). Sends
+//! run concurrently, a few per workspace, with short timeouts, so one workspace's dead
+//! receiver never delays another's deliveries.
 
 use super::model::{self, Grant};
+use super::webhook_net::{SendError, PER_WORKSPACE};
 use crate::api::JsonBody;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::App;
 use axum::extract::{Path, State};
-use axum::http::Uri;
 use axum::Json;
 use hmac::{Hmac, Mac};
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 use rand::RngCore;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Sha256;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
+use url::Url;
 
 pub const EVENT_REQUESTED: &str = "approval.requested";
 pub const EVENT_RESOLVED: &str = "approval.resolved";
@@ -43,7 +45,6 @@ pub const DELIVERY_HEADER: &str = "x-sealgate-delivery";
 pub const EVENT_HEADER: &str = "x-sealgate-event";
 /// Attempts per delivery before it is given up (and recorded as failed).
 pub const MAX_ATTEMPTS: i64 = 6;
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_URL_LEN: usize = 2048;
 
 fn now_ms() -> i64 {
@@ -120,28 +121,61 @@ impl Outgoing {
     }
 }
 
-/// Scheme and authority only: what the log may say about a target.
+/// The host only: what the log may say about a target (never userinfo, path or query,
+/// which often carry tokens).
 fn target(url: &str) -> String {
-    url.parse::<Uri>()
+    Url::parse(url)
         .ok()
-        .and_then(|u| Some(format!("{}://{}", u.scheme_str()?, u.authority()?)))
+        .and_then(|u| u.host_str().map(str::to_string))
         .unwrap_or_else(|| "(unparseable)".into())
 }
 
-fn check_url(url: &str) -> Result<(), ApiError> {
+/// The rules for a webhook URL, checked at `PUT` (the address is checked again at
+/// every delivery, after resolving; see [`super::webhook_net`]).
+fn check_url(url: &str, allow_private: bool) -> Result<Url, ApiError> {
     let bad = |why: &str| ApiError::bad_code("GRANT_INVALID_WEBHOOK", format!("url: {why}"));
     if url.len() > MAX_URL_LEN {
         return Err(bad(&format!("at most {MAX_URL_LEN} characters")));
     }
-    let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
-    match uri.scheme_str() {
-        Some("https") | Some("http") => {}
-        _ => return Err(bad("must be an http:// or https:// URL")),
+    let u = Url::parse(url).map_err(|e| bad(&format!("not a URL ({e}); send https://HOST[:PORT]/PATH")))?;
+    if u.scheme() != "https" {
+        return Err(ApiError::bad_code(
+            "GRANT_WEBHOOK_NOT_HTTPS",
+            format!(
+                "url: the scheme is {:?}; only https:// URLs are accepted (deliveries carry grant details)",
+                u.scheme()
+            ),
+        ));
     }
-    if uri.authority().is_none_or(|a| a.host().is_empty()) {
-        return Err(bad("must name a host"));
+    if !u.username().is_empty() || u.password().is_some() {
+        // Never echo the URL: its userinfo is the secret we refuse to store.
+        return Err(ApiError::bad_code(
+            "GRANT_WEBHOOK_USERINFO",
+            "url: user:password@ in the URL is not accepted (it would be stored and shown);              remove it and verify deliveries by their X-Sealgate-Signature instead",
+        ));
     }
-    Ok(())
+    let host = match u.host() {
+        Some(h) => h,
+        None => return Err(bad("must name a host")),
+    };
+    // An IP literal can be judged now; a name is judged at each delivery.
+    if !allow_private {
+        let ip = match host {
+            url::Host::Ipv4(a) => Some(std::net::IpAddr::V4(a)),
+            url::Host::Ipv6(a) => Some(std::net::IpAddr::V6(a)),
+            url::Host::Domain(_) => None,
+        };
+        if let Some(why) = ip.and_then(super::webhook_net::refused) {
+            return Err(ApiError::bad_code(
+                "GRANT_WEBHOOK_PRIVATE_ADDRESS",
+                format!(
+                    "url: {} is {why}; webhooks must reach a public address (the operator can allow                      private targets with --allow-private-webhooks)",
+                    u.host_str().unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    Ok(u)
 }
 
 #[derive(Deserialize)]
@@ -160,7 +194,7 @@ pub async fn put(
     JsonBody(body): JsonBody<WebhookBody>,
 ) -> Result<Json<Value>, ApiError> {
     who.require_admin_of(&ws)?;
-    check_url(&body.url)?;
+    let url = check_url(&body.url, app.webhooks.allow_private())?.to_string();
     let generated = body.secret.is_none();
     let secret = match body.secret {
         Some(s) if (16..=512).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic()) => s,
@@ -177,12 +211,12 @@ pub async fn put(
         }
     };
     crate::api::workspace_exists(&app, &ws).await?;
-    let (rws, rurl, rsecret, now) = (ws.clone(), body.url.clone(), secret.clone(), model::now());
+    let (rws, rurl, rsecret, now) = (ws.clone(), url.clone(), secret.clone(), model::now());
     let leaf = app
         .ledger
         .record(
             "grant.webhook.set",
-            json!({ "workspace_id": ws, "target": target(&body.url), "secret_generated": generated, "by": who.key_id }),
+            json!({ "workspace_id": ws, "target": target(&url), "secret_generated": generated, "by": who.key_id }),
             Some(Box::new(move |c| {
                 c.execute(
                     "INSERT INTO grant_webhooks (workspace_id, url, secret, updated_at) VALUES (?1, ?2, ?3, ?4) \
@@ -194,7 +228,7 @@ pub async fn put(
             })),
         )
         .await?;
-    let mut v = json!({ "workspace_id": ws, "url": body.url, "log_index": leaf.index });
+    let mut v = json!({ "workspace_id": ws, "url": url, "log_index": leaf.index });
     if generated {
         v["secret"] = json!(secret);
     }
@@ -260,46 +294,6 @@ pub async fn delete(
     ))
 }
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-/// One client for all deliveries: TLS with the system's roots (rustls, aws-lc-rs).
-static CLIENT: LazyLock<Option<HttpClient>> = LazyLock::new(|| {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = match hyper_rustls::HttpsConnectorBuilder::new().with_provider_and_native_roots(provider.clone()) {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::warn!("no system TLS roots ({e}); https webhooks will fail, http ones work");
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .ok()?
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth();
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
-        }
-    };
-    let connector = builder.https_or_http().enable_http1().build();
-    Some(Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector))
-});
-
-/// Sends one attempt: `Ok(status)` if any response came back.
-async fn send(url: &str, secret: &str, delivery: &str, event: &str, body: &str) -> Result<u16, String> {
-    let client = CLIENT.as_ref().ok_or("no HTTP client (TLS set-up failed)")?;
-    let req = hyper::Request::post(url)
-        .header("content-type", "application/json")
-        .header("user-agent", "sealgate-webhook")
-        .header(SIGNATURE_HEADER, sign(secret, body.as_bytes()))
-        .header(TIMESTAMP_HEADER, model::now().to_string())
-        .header(DELIVERY_HEADER, delivery)
-        .header(EVENT_HEADER, event)
-        .body(Full::new(Bytes::from(body.to_string())))
-        .map_err(|e| format!("building the request: {e}"))?;
-    match tokio::time::timeout(SEND_TIMEOUT, client.request(req)).await {
-        Err(_) => Err(format!("no response within {} s", SEND_TIMEOUT.as_secs())),
-        Ok(Err(e)) => Err(format!("connection failed: {e}")),
-        Ok(Ok(resp)) => Ok(resp.status().as_u16()),
-    }
-}
-
 struct Due {
     id: String,
     workspace_id: String,
@@ -309,18 +303,23 @@ struct Due {
     attempts: i64,
 }
 
-/// Sends every due delivery once; returns when the next one is due (ms), if any.
-async fn round(app: &App) -> Result<Option<i64>, ApiError> {
+/// Starts every due delivery the concurrency bounds allow; returns when the next
+/// not-yet-due one falls due (ms), if any. Deliveries skipped for a busy workspace are
+/// picked up when one of its sends finishes (which wakes the sender).
+async fn round(app: &Arc<App>) -> Result<Option<i64>, ApiError> {
     let now = now_ms();
+    // At most a few per workspace, so one workspace's backlog cannot fill the batch.
     let due: Vec<Due> = app
         .ledger
         .db
         .read(move |c| {
             let mut st = c.prepare(
-                "SELECT id, workspace_id, grant_id, event, body, attempts FROM grant_webhook_deliveries \
-                 WHERE state = 'pending' AND next_attempt_ms <= ?1 ORDER BY next_attempt_ms LIMIT 20",
+                "SELECT id, workspace_id, grant_id, event, body, attempts FROM ( \
+                   SELECT *, ROW_NUMBER() OVER (PARTITION BY workspace_id ORDER BY next_attempt_ms) AS n \
+                   FROM grant_webhook_deliveries WHERE state = 'pending' AND next_attempt_ms <= ?1) \
+                 WHERE n <= ?2 ORDER BY next_attempt_ms LIMIT 200",
             )?;
-            let rows = st.query_map(params![now], |r| {
+            let rows = st.query_map(params![now, PER_WORKSPACE as i64 * 2], |r| {
                 Ok(Due {
                     id: r.get(0)?,
                     workspace_id: r.get(1)?,
@@ -334,71 +333,91 @@ async fn round(app: &App) -> Result<Option<i64>, ApiError> {
         })
         .await?;
     for d in due {
-        let hook = load(app, &d.workspace_id).await?;
-        let attempt = d.attempts + 1;
-        let (outcome, url_target) = match &hook {
-            None => (Err("the workspace's webhook was removed".to_string()), String::new()),
-            Some((url, secret, _)) => (send(url, secret, &d.id, &d.event, &d.body).await, target(url)),
+        let Some(ticket) = app.webhooks.start(&d.id, &d.workspace_id) else {
+            continue;
         };
-        let ok = matches!(outcome, Ok(s) if (200..300).contains(&s));
-        let give_up = !ok && (hook.is_none() || attempt >= MAX_ATTEMPTS);
-        let state = if ok {
-            "delivered"
-        } else if give_up {
-            "failed"
-        } else {
-            "pending"
-        };
-        let error = match &outcome {
-            Ok(s) if !ok => Some(format!("HTTP {s}")),
-            Ok(_) => None,
-            Err(e) => Some(e.clone()),
-        };
-        let next = now_ms() + backoff_base_ms().saturating_mul(1 << (attempt - 1).min(16));
-        let event = json!({
-            "delivery_id": d.id,
-            "grant_id": d.grant_id,
-            "workspace_id": d.workspace_id,
-            "event": d.event,
-            "attempt": attempt,
-            "target": url_target,
-            "http_status": outcome.as_ref().ok(),
-            "ok": ok,
-            "error": error,
-            "state": state,
+        let app = app.clone();
+        tokio::spawn(async move {
+            let id = d.id.clone();
+            if let Err(e) = deliver(&app, d).await {
+                tracing::warn!(delivery = %id, "webhook delivery failed: {e}");
+            }
+            drop(ticket);
+            super::coordination::webhook_wakeup().notify_one();
         });
-        let (id, err) = (d.id.clone(), error.clone());
-        let recorded = app
-            .ledger
-            .record(
-                "grant.webhook.attempt",
-                event,
-                Some(Box::new(move |c| {
-                    c.execute(
-                        "UPDATE grant_webhook_deliveries SET attempts = ?2, state = ?3, next_attempt_ms = ?4, \
-                         last_error = ?5 WHERE id = ?1",
-                        params![id, attempt, state, next, err],
-                    )?;
-                    Ok(())
-                })),
-            )
-            .await;
-        if let Err(e) = recorded {
-            tracing::warn!(delivery = %d.id, "recording a webhook attempt failed: {e}");
-        }
     }
     let next: Option<i64> = app
         .ledger
         .db
-        .read(|c| {
+        .read(move |c| {
             c.query_row(
-                "SELECT MIN(next_attempt_ms) FROM grant_webhook_deliveries WHERE state = 'pending'",
-                [],
+                "SELECT MIN(next_attempt_ms) FROM grant_webhook_deliveries WHERE state = 'pending' \
+                 AND next_attempt_ms > ?1",
+                params![now],
                 |r| r.get(0),
             )
         })
         .await?;
     Ok(next)
+}
+
+/// One attempt of one delivery, and its leaf.
+async fn deliver(app: &App, d: Due) -> Result<(), ApiError> {
+    let hook = load(app, &d.workspace_id).await?;
+    let attempt = d.attempts + 1;
+    let (outcome, url_target) = match &hook {
+        None => (Err(SendError::Gone), String::new()),
+        Some((url, secret, _)) => (
+            app.webhooks.send(url, secret, &d.id, &d.event, &d.body).await,
+            target(url),
+        ),
+    };
+    let ok = matches!(outcome, Ok(s) if (200..300).contains(&s));
+    // A refused address or a removed hook is not retried: neither gets better by waiting.
+    let final_failure = matches!(outcome, Err(SendError::Refused(_)) | Err(SendError::Gone));
+    let give_up = !ok && (final_failure || attempt >= MAX_ATTEMPTS);
+    let state = if ok {
+        "delivered"
+    } else if give_up {
+        "failed"
+    } else {
+        "pending"
+    };
+    let error = match &outcome {
+        Ok(s) if !ok => Some(format!("HTTP {s}")),
+        Ok(_) => None,
+        Err(e) => Some(e.to_string()),
+    };
+    let next = now_ms() + backoff_base_ms().saturating_mul(1 << (attempt - 1).min(16));
+    let event = json!({
+        "delivery_id": d.id,
+        "grant_id": d.grant_id,
+        "workspace_id": d.workspace_id,
+        "event": d.event,
+        "attempt": attempt,
+        "target": url_target,
+        "http_status": outcome.as_ref().ok(),
+        "ok": ok,
+        "refused": matches!(outcome, Err(SendError::Refused(_))),
+        "error": error,
+        "state": state,
+    });
+    let (id, err) = (d.id.clone(), error.clone());
+    app.ledger
+        .record(
+            "grant.webhook.attempt",
+            event,
+            Some(Box::new(move |c| {
+                c.execute(
+                    "UPDATE grant_webhook_deliveries SET attempts = ?2, state = ?3, next_attempt_ms = ?4, \
+                     last_error = ?5 WHERE id = ?1",
+                    params![id, attempt, state, next, err],
+                )?;
+                Ok(())
+            })),
+        )
+        .await?;
+    Ok(())
 }
 
 /// The delivery task: a round whenever something changes or a retry falls due.

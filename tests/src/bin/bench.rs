@@ -91,6 +91,10 @@ impl Sim {
         let child = Command::new(bin("sealgate"))
             .args(["sim", "--listen", &format!("127.0.0.1:{port}"), "--state"])
             .arg(dir.path().join("state"))
+            // The bench is one agent key on one address, far above any sane per-key or
+            // per-address mint rate: raise both so the limiter runs (its cost is part
+            // of the figure) but never refuses. Connections stay under the default cap.
+            .args(["--rate-mint-per-key", "100000000", "--rate-mint-per-addr", "100000000"])
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)

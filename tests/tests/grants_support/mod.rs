@@ -48,6 +48,12 @@ pub fn fast_env() -> Vec<(String, String)> {
 
 impl Env {
     pub fn start() -> Env {
+        Self::start_with_args(sealgate_tests::webhook_receiver::host_args())
+    }
+
+    /// The same, with these `sealgate serve` arguments instead of the default ones
+    /// (which trust the test webhook CA and allow loopback webhook receivers).
+    pub fn start_with_args(host_args: Vec<String>) -> Env {
         let moto = Moto::shared();
         let fault = FaultLayer::start(&moto.url);
         // STS's trust-policy evaluation, which moto skips (issue 9): every role the
@@ -55,8 +61,10 @@ impl Env {
         fault.check_trust_policies();
         let mut host_env = Moto::host_env(&fault.url);
         host_env.extend(fast_env());
+        // Webhook receivers in these suites are HTTPS on loopback (see webhook_receiver).
         let d = Deployment::start_with(Options {
             host_env,
+            host_args,
             ..Default::default()
         });
         let api = d.api();
