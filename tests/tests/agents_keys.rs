@@ -39,17 +39,17 @@ fn hole7_disabled_agent_keys_are_refused_its_mints_too_and_its_grants_released()
     let role = e.role(&unique("disable-role"));
     let bucket = unique("disable-bucket");
     e.bucket(&bucket);
-    e.set_ceiling(
-        ACCOUNT,
-        &ceiling(
-            &role,
-            "assume_role",
-            json!([
-                { "decision": "auto_approve", "actions": ["s3:Get*"], "reason": "reads" },
-                { "decision": "route_to_approver", "reason": "writes need a human" }
-            ]),
-        ),
+    let mut c = ceiling(
+        &role,
+        "assume_role",
+        json!([
+            { "decision": "auto_approve", "actions": ["s3:Get*"], "reason": "reads" },
+            { "decision": "route_to_approver", "reason": "writes need a human" }
+        ]),
     );
+    // Hard revocation acts through a revoker role in the grant role's account.
+    c["revoker_role_arn"] = json!(e.revoker_in(ACCOUNT, &unique("disable-revoker")));
+    e.set_ceiling(ACCOUNT, &c);
     let (_, second_key) = agent_key(&e, &e.t.agent);
     // An active grant with credentials out, an active one without, a pending one.
     let used = str_of(&e.grant(&access(&bucket, &["s3:GetObject"], 900)), "grant_id").to_string();

@@ -21,9 +21,7 @@ use std::time::Duration;
 /// How a route decides who may use it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scope {
-    /// No key needed; no tenant data by design (health, keys, proofs). The contents of
-    /// `/v1/audit/entries` are hole 4's (another part of issue 9), listed here as public
-    /// because today they are.
+    /// No key needed; no tenant data by design (health, keys, hashes, proofs).
     Public,
     /// The operator key only: every workspace key is refused.
     Operator,
@@ -49,7 +47,8 @@ const MATRIX: &[(&str, &str, Scope)] = &[
     ("GET", "/v1/attestation", Public),
     ("GET", "/v1/audit/checkpoint", Public),
     ("GET", "/v1/audit/key", Public),
-    ("GET", "/v1/audit/entries", Public),
+    ("GET", "/v1/audit/hashes", Public),
+    ("GET", "/v1/audit/entries", Caller),
     ("GET", "/v1/audit/proof/inclusion", Public),
     ("GET", "/v1/audit/proof/consistency", Public),
     ("GET", "/v1/audit/tokens/{jti}", Public),
@@ -67,6 +66,12 @@ const MATRIX: &[(&str, &str, Scope)] = &[
     ("PUT", "/v1/workspaces/{ws}/aws/accounts/{account_id}", Workspace),
     ("DELETE", "/v1/workspaces/{ws}/aws/accounts/{account_id}", Workspace),
     ("GET", "/v1/workspaces/{ws}/aws/accounts/{account_id}/scope", Workspace),
+    (
+        "GET",
+        "/v1/workspaces/{ws}/aws/accounts/{account_id}/policies",
+        Workspace,
+    ),
+    ("POST", "/v1/workspaces/{ws}/aws/accounts/{account_id}/check", Workspace),
     ("GET", "/v1/workspaces/{ws}/webhook", Workspace),
     ("PUT", "/v1/workspaces/{ws}/webhook", Workspace),
     ("DELETE", "/v1/workspaces/{ws}/webhook", Workspace),
@@ -336,7 +341,11 @@ fn every_route_refuses_other_tenants_and_other_agents() {
             vec![a.active.as_str()]
         };
         for grant in grants {
-            let url = fill(path, &a, grant);
+            let mut url = fill(path, &a, grant);
+            if path == "/v1/audit/entries" {
+                // The whole log so far: another tenant's keys must see none of A's leaves.
+                url.push_str("?start=0&end=1000");
+            }
             let body = body_for(method, path, &a);
             let callers: Vec<(&str, &str)> = match scope {
                 Public => continue,

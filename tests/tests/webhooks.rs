@@ -177,7 +177,13 @@ fn webhook_slow_receiver_of_one_workspace_does_not_delay_another() {
 
     // Workspace B: a healthy receiver; its delivery must not queue behind A's.
     let (b_tenant, b_admin, _) = e.other_tenant();
-    let role_b = e.role(&unique("slow-b"));
+    // B's role trusts B's own External ID (a role made for A would refuse it).
+    let (s, p) = e.api.get(
+        &format!("/v1/workspaces/{}/aws/accounts/{ACCOUNT}/policies", b_tenant.workspace),
+        Some(&b_admin),
+    );
+    assert_eq!(s, 200, "{p}");
+    let role_b = e.role_in(ACCOUNT, &unique("slow-b"), &p["trust_policies"]["assume_role"]);
     let (s, v) = put(
         &e.api,
         &format!("/v1/workspaces/{}/aws/accounts/{ACCOUNT}", b_tenant.workspace),

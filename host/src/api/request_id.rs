@@ -29,9 +29,10 @@ pub fn well_formed(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
+/// Not a secret, so the thread-local CSPRNG (no system call per request) is enough.
 pub fn generate() -> String {
     let mut b = [0u8; 12];
-    rand::rngs::OsRng.fill_bytes(&mut b);
+    rand::thread_rng().fill_bytes(&mut b);
     format!("req_{}", hex::encode(b))
 }
 

@@ -292,6 +292,7 @@ mod tests {
             "CREATE TABLE agents (id TEXT PRIMARY KEY, workspace_id TEXT, name TEXT, created_at INTEGER);
              CREATE TABLE api_keys (id TEXT PRIMARY KEY, created_at INTEGER);
              CREATE TABLE grants (id TEXT PRIMARY KEY);
+             CREATE TABLE leaves (idx INTEGER PRIMARY KEY, bytes BLOB NOT NULL, mac BLOB NOT NULL);
              INSERT INTO grants (id) VALUES ('g1');",
         )
         .unwrap();

@@ -48,7 +48,11 @@ pub fn fast_env() -> Vec<(String, String)> {
 
 impl Env {
     pub fn start() -> Env {
-        Self::start_with_args(sealgate_tests::webhook_receiver::host_args())
+        let mut args = sealgate_tests::webhook_receiver::host_args();
+        // These suites file grants back to back from one key and one address, faster
+        // than the default per-key limit allows; tests/tests/limits.rs tests the limits.
+        args.extend(["--rate-grant-per-key", "0", "--rate-grant-per-addr", "0"].map(String::from));
+        Self::start_with_args(args)
     }
 
     /// The same, with these `sealgate serve` arguments instead of the default ones
