@@ -34,14 +34,15 @@ fmt-check:
 fmt:
 	$(CARGO) fmt --all
 
-## Every target of the workspace (libs, tests, the bench driver), linted as it compiles,
-## then the plain binaries the end-to-end tests start (`cargo test` builds a bin only for
-## its own package's tests; `sealgate` has none), from the same artifacts. The enclave's
-## pure-Rust signer is compiled into its unit tests, so no feature-flagged build is needed.
+## Every target of the workspace (libs, bins, tests, the bench driver), linted as it
+## compiles. Each package with a binary has integration tests, so this one command also
+## builds the plain binaries the end-to-end tests start (see host/tests/cli.rs); a
+## separate `cargo build --bins` would resolve features without dev-dependencies and
+## compile the AWS SDK a second time. The enclave's pure-Rust signer is compiled into
+## its unit tests, so no feature-flagged build is needed either.
 build:
 	@test -n "$(CLIPPY_DRIVER)" || { echo "clippy-driver not found: rustup component add clippy" >&2; exit 1; }
 	$(LINTED) $(CARGO) test --workspace --all-targets --no-run
-	$(LINTED) $(CARGO) build --workspace --bins
 
 release:
 	$(CARGO) build --release --workspace --bins
