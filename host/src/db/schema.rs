@@ -230,7 +230,6 @@ pub fn migrate(c: &Connection) -> rusqlite::Result<()> {
     if !has_column(c, "leaves", "workspace_id")? {
         backfill_leaf_workspaces(c)?;
     }
-    c.execute_batch("CREATE INDEX IF NOT EXISTS leaves_by_workspace ON leaves (workspace_id, idx);")?;
     for (table, column, definition) in ADDED_COLUMNS {
         if !has_column(c, table, column)? {
             c.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"))?;
