@@ -56,10 +56,11 @@ pub async fn lock_idempotency(workspace: &str, agent: &str, key: &str) -> OwnedM
     LOCKS.lock(&format!("idem:{workspace}:{agent}:{key}")).await
 }
 
-/// Change counters of the grants someone waits on, with their waiter counts.
+/// Change counters of the grants someone waits on. The counter's receivers are its
+/// waiters, so the sender's `receiver_count` is the waiter count (no count of our own).
 #[derive(Default)]
 pub struct Waiters {
-    map: Mutex<HashMap<String, (watch::Sender<u64>, usize)>>,
+    map: Mutex<HashMap<String, watch::Sender<u64>>>,
 }
 
 /// One waiter on one grant. Dropping it removes the grant's entry with its last waiter.
@@ -85,37 +86,33 @@ impl Subscription<'_> {
 
 impl Drop for Subscription<'_> {
     fn drop(&mut self) {
+        // Under the map's lock, so no subscriber can join between the count and the
+        // removal; this subscription's own receiver is still counted here.
         let mut map = self.waiters.lock();
-        if let Some((_, n)) = map.get_mut(&self.grant_id) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.grant_id);
-            }
+        if map.get(&self.grant_id).is_some_and(|tx| tx.receiver_count() <= 1) {
+            map.remove(&self.grant_id);
         }
     }
 }
 
 impl Waiters {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (watch::Sender<u64>, usize)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<u64>>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn subscribe(&self, grant_id: &str) -> Subscription<'_> {
         let mut map = self.lock();
-        let entry = map
-            .entry(grant_id.to_string())
-            .or_insert_with(|| (watch::channel(0).0, 0));
-        entry.1 += 1;
+        let tx = map.entry(grant_id.to_string()).or_insert_with(|| watch::channel(0).0);
         Subscription {
             waiters: self,
             grant_id: grant_id.to_string(),
-            rx: entry.0.subscribe(),
+            rx: tx.subscribe(),
         }
     }
 
     /// Wakes the waiters of `grant_id`, if any; nobody else.
     pub fn changed(&self, grant_id: &str) {
-        if let Some((tx, _)) = self.lock().get(grant_id) {
+        if let Some(tx) = self.lock().get(grant_id) {
             tx.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
