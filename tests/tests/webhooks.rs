@@ -93,6 +93,20 @@ fn webhook_ssrf_put_refuses_http_userinfo_and_private_literals() {
     let set_leaf = e.leaves("grant.webhook.set");
     assert_eq!(set_leaf[0].data["target"], "hooks.example.com", "host only");
     assert!(!e.log_text().contains("t0ken"));
+
+    // A URL stored with userinfo before the rule existed: GET never shows the password.
+    let ws = e.t.workspace.clone();
+    e.db_exec(
+        "UPDATE grant_webhooks SET url = ?1 WHERE workspace_id = ?2",
+        &[&"https://ops:hunter2pass@hooks.example.com/x", &ws],
+    );
+    let (s, v) = e.api.get(&hook, Some(&e.admin));
+    assert_eq!(s, 200, "{v}");
+    assert!(
+        !v.to_string().contains("hunter2pass"),
+        "GET shows a stored password: {v}"
+    );
+    assert_eq!(v["url"], "https://hooks.example.com/x");
 }
 
 #[test]

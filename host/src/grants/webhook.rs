@@ -130,9 +130,10 @@ fn target(url: &str) -> String {
         .unwrap_or_else(|| "(unparseable)".into())
 }
 
-/// The rules for a webhook URL, checked at `PUT` (the address is checked again at
-/// every delivery, after resolving; see [`super::webhook_net`]).
-fn check_url(url: &str, allow_private: bool) -> Result<Url, ApiError> {
+/// The rules for a webhook URL, checked at `PUT` and again before every delivery (a
+/// URL stored before these rules is refused, not sent); the address a name resolves to
+/// is checked at delivery, see [`super::webhook_net`].
+pub(super) fn check_url(url: &str, allow_private: bool) -> Result<Url, ApiError> {
     let bad = |why: &str| ApiError::bad_code("GRANT_INVALID_WEBHOOK", format!("url: {why}"));
     if url.len() > MAX_URL_LEN {
         return Err(bad(&format!("at most {MAX_URL_LEN} characters")));
@@ -151,7 +152,8 @@ fn check_url(url: &str, allow_private: bool) -> Result<Url, ApiError> {
         // Never echo the URL: its userinfo is the secret we refuse to store.
         return Err(ApiError::bad_code(
             "GRANT_WEBHOOK_USERINFO",
-            "url: user:password@ in the URL is not accepted (it would be stored and shown);              remove it and verify deliveries by their X-Sealgate-Signature instead",
+            "url: user:password@ in the URL is not accepted (it would be stored and shown); \
+             remove it and verify deliveries by their X-Sealgate-Signature instead",
         ));
     }
     let host = match u.host() {
@@ -169,7 +171,8 @@ fn check_url(url: &str, allow_private: bool) -> Result<Url, ApiError> {
             return Err(ApiError::bad_code(
                 "GRANT_WEBHOOK_PRIVATE_ADDRESS",
                 format!(
-                    "url: {} is {why}; webhooks must reach a public address (the operator can allow                      private targets with --allow-private-webhooks)",
+                    "url: {} is {why}; webhooks must reach a public address (the operator can allow \
+                     private targets with --allow-private-webhooks)",
                     u.host_str().unwrap_or_default()
                 ),
             ));
@@ -258,8 +261,21 @@ pub async fn get(State(app): State<Arc<App>>, Path(ws): Path<String>, who: Princ
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("workspace {ws} has no webhook")))?;
     Ok(Json(
-        json!({ "workspace_id": ws, "url": url, "updated_at": updated_at }),
+        json!({ "workspace_id": ws, "url": without_userinfo(&url), "updated_at": updated_at }),
     ))
+}
+
+/// `url` as it may be shown: a URL stored before userinfo was refused keeps its
+/// password in the database, never in an answer.
+fn without_userinfo(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// `DELETE /v1/workspaces/{ws}/webhook` (admin). Queued deliveries are dropped.

@@ -26,7 +26,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use url::Url;
 
 use super::webhook::{sign, DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
@@ -320,13 +319,9 @@ impl Sender {
         body: &str,
     ) -> Result<u16, SendError> {
         let failed = |what: &str, e: &dyn std::fmt::Display| SendError::Failed(format!("{what}: {e}"));
-        let u = Url::parse(url).map_err(|e| failed("the stored URL does not parse", &e))?;
-        // Stored before the https rule: refuse rather than send in clear.
-        if u.scheme() != "https" || !u.username().is_empty() || u.password().is_some() {
-            return Err(SendError::Refused(
-                "the stored URL is not https:// without userinfo; set the webhook again".into(),
-            ));
-        }
+        // The PUT rules again: a URL stored before them is refused rather than sent.
+        let u = super::webhook::check_url(url, self.allow_private)
+            .map_err(|e| SendError::Refused(format!("the stored URL breaks the webhook rules ({e}); set it again")))?;
         let host = u
             .host()
             .ok_or_else(|| SendError::Failed("the stored URL has no host".into()))?;
@@ -419,6 +414,7 @@ impl Sender {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use url::Url;
 
     #[test]
     fn webhook_ssrf_address_classifier() {
