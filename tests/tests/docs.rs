@@ -1,5 +1,7 @@
 //! The README is part of the interface: its "Try it" block runs as written against a
-//! fresh simulator, and its command table names every flag the binaries take.
+//! fresh simulator, and its command table names every flag the binaries take. The
+//! laptop recipe for grants and BYO storage (`docs/local-aws.md`) runs as written
+//! against moto.
 //!
 //! The block is meant to be pasted into a second terminal while `make run` runs in the
 //! first, at the repository root. So the test builds a directory that looks like the
@@ -32,12 +34,49 @@ fn section<'a>(readme: &'a str, heading: &str) -> &'a str {
     &rest[..end]
 }
 
+/// Every fenced ```sh block of `text`, exactly as written, in order.
+fn sh_blocks(text: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find("```sh\n") {
+        let body = &rest[open + "```sh\n".len()..];
+        let len = body.find("```\n").expect("the block is closed");
+        blocks.push(body[..len].to_string());
+        rest = &body[len..];
+    }
+    blocks
+}
+
 /// The first fenced ```sh block of the "Try it" section, exactly as written.
 fn try_it_block(readme: &str) -> String {
-    let text = section(readme, "Try it");
-    let open = text.find("```sh\n").expect("a ```sh block in \"Try it\"") + "```sh\n".len();
-    let len = text[open..].find("```\n").expect("the block is closed");
-    text[open..open + len].to_string()
+    sh_blocks(section(readme, "Try it"))
+        .into_iter()
+        .next()
+        .expect("a ```sh block in \"Try it\"")
+}
+
+/// Runs `script` with `bash -euo pipefail` in `dir`, in a process group of its own that
+/// is killed afterwards, so background servers the script starts (and does not stop,
+/// when it fails half-way) go with it.
+fn run_bash(dir: &Path, script: &str, env: &[(&str, &str)], limit: Duration) -> Output {
+    use std::os::unix::process::CommandExt;
+    let child = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", script])
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run bash");
+    let group = child.id().to_string();
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| output_within(child, limit)));
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{group}")])
+        .stderr(Stdio::null())
+        .status();
+    out.unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
 fn command_exists(name: &str) -> bool {
@@ -148,16 +187,7 @@ fn readme_try_it_block_runs_as_written() {
         .expect("spawn sealgate sim");
 
     let script = format!("{block}declare -p WS AG KEY TOKEN\n");
-    let child = Command::new("bash")
-        .args(["-euo", "pipefail", "-c", &script])
-        .current_dir(repo.path())
-        .env("URL", &url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run bash");
-    let out = output_within(child, Duration::from_secs(120));
+    let out = run_bash(repo.path(), &script, &[("URL", &url)], Duration::from_secs(120));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let sim_log = std::fs::read_to_string(repo.path().join("sim.log")).unwrap_or_default();
@@ -299,4 +329,93 @@ fn flag_parser_reads_clap_help() {
     assert!(!mentions("`--max-polls-per-key`", "--max-polls"));
     let top = "Commands:\n  log     Verify\n  attest  Verify\n  help    Print\n\nOptions:\n";
     assert_eq!(subcommands(top), ["log", "attest"]);
+}
+
+/// The workspace's `.venv` (where `make moto` installs the emulator).
+fn venv() -> PathBuf {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv");
+    assert!(
+        venv.join("bin/moto_server").exists(),
+        "{} has no moto_server: run `make moto` (make test does)",
+        venv.display()
+    );
+    venv
+}
+
+#[test]
+fn local_aws_recipe_runs_as_written() {
+    if !command_exists("curl") {
+        eprintln!("SKIPPED local_aws_recipe_runs_as_written: `curl` is not installed, and docs/local-aws.md needs it");
+        return;
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/local-aws.md");
+    let doc = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let blocks = sh_blocks(&doc);
+    assert!(blocks.len() >= 6, "docs/local-aws.md has {} sh blocks", blocks.len());
+    assert!(blocks[0].starts_with("MOTO_PORT=${MOTO_PORT:-5000}\n"), "{}", blocks[0]);
+    assert!(
+        blocks
+            .iter()
+            .any(|b| b.starts_with("LISTEN=${LISTEN:-127.0.0.1:8081}\n")),
+        "the recipe defines LISTEN with a default"
+    );
+
+    // The repository as `make moto` and `make run` leave it.
+    let repo = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::symlink(venv(), repo.path().join(".venv")).expect("symlink .venv");
+    let release = repo.path().join("target/release");
+    std::fs::create_dir_all(&release).expect("target/release");
+    for name in ["sealgate", "sealgate-verify"] {
+        std::os::unix::fs::symlink(bin(name), release.join(name)).expect("symlink");
+    }
+
+    let (moto_port, listen) = (free_port().to_string(), format!("127.0.0.1:{}", free_port()));
+    let env = [
+        ("MOTO_PORT", moto_port.as_str()),
+        ("LISTEN", listen.as_str()),
+        // Nothing of the developer's own AWS set-up takes part.
+        ("AWS_CONFIG_FILE", "/dev/null"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let out = run_bash(repo.path(), &blocks.concat(), &env, Duration::from_secs(180));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let logs = ["moto.log", "sim.log"]
+        .map(|f| std::fs::read_to_string(repo.path().join("state/local-aws").join(f)).unwrap_or_default());
+    assert!(
+        out.status.success(),
+        "the recipe failed ({}):\n{stdout}\n{}\nhost:\n{}\nmoto:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        logs[1],
+        logs[0]
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    let line = |want: &str| lines.contains(&want);
+    for want in [
+        "user sealgate-host, bucket acme-data",
+        "roles sealgate-grant, sealgate-grant-revoker",
+        // The grant's credentials read the object; the hard release ends it.
+        "us,42",
+        "after a hard release the grant is released",
+        // BYO: failed before the role exists, active after, the artifact registered.
+        "failed",
+        "role sealgate-byo-reader",
+        "after the check the BYO grant is active",
+        "byo-s3://acme-data/reports/q1.csv",
+    ] {
+        assert!(line(want), "the recipe did not print the line {want:?}:\n{stdout}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("grant gr_") && l.ends_with(" is active")),
+        "the grant is active at once:\n{stdout}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("sealgate-revoked: {") && l.contains("\"Effect\": \"Deny\"")),
+        "the hard release put the deny policy on the role:\n{stdout}"
+    );
 }
