@@ -87,6 +87,15 @@ fn command_exists(name: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// A child process killed when the test ends, passed or failed.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        kill9(&mut self.0);
+    }
+}
+
 /// `child`'s output, killing it if it has not finished by `limit` (a guard so a broken
 /// block fails the test instead of hanging it, not a timing assertion).
 fn output_within(mut child: Child, limit: Duration) -> Output {
@@ -177,14 +186,16 @@ fn readme_try_it_block_runs_as_written() {
             .map(Stdio::from)
             .expect("sim.log")
     };
-    let mut sim = Command::new(bin("sealgate"))
-        .args(["sim", "--listen", &format!("127.0.0.1:{port}"), "--state"])
-        .arg(&state)
-        .stdin(Stdio::null())
-        .stdout(log())
-        .stderr(log())
-        .spawn()
-        .expect("spawn sealgate sim");
+    let _sim = KillOnDrop(
+        Command::new(bin("sealgate"))
+            .args(["sim", "--listen", &format!("127.0.0.1:{port}"), "--state"])
+            .arg(&state)
+            .stdin(Stdio::null())
+            .stdout(log())
+            .stderr(log())
+            .spawn()
+            .expect("spawn sealgate sim"),
+    );
 
     let script = format!("{block}declare -p WS AG KEY TOKEN\n");
     let out = run_bash(repo.path(), &script, &[("URL", &url)], Duration::from_secs(120));
@@ -227,7 +238,6 @@ fn readme_try_it_block_runs_as_written() {
     // The last line is `sealgate-verify log`; bash -e exits with its status, 0 here.
     assert!(stdout.contains("\nok    root: "), "{stdout}");
     assert!(stdout.contains("\nVERIFIED\n"), "{stdout}");
-    kill9(&mut sim);
 }
 
 /// Long flags a `--help` text defines (its option lines: `      --url <URL>` or
