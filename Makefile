@@ -75,7 +75,8 @@ $(CFN_LINT_STAMP): .venv/bin/pip
 	touch $@
 
 ## The local AWS emulator the end-to-end tests run against (moto in server mode, in .venv,
-## installed once); see ../shared/AWS-EMULATOR.md. The test harness starts and stops it.
+## installed once). The test harness starts and stops it; docs/local-aws.md runs the host
+## against it by hand, and lists what it does not check.
 .PHONY: moto
 MOTO_VERSION      ?= 5.2.5
 MOTO_STAMP        := .venv/.moto-$(MOTO_VERSION)

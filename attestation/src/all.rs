@@ -167,6 +167,7 @@ pub fn verify_all(attest_src: &dyn AttestSource, log_src: &dyn LogSource, opts: 
             pinned_key: Some(vk.clone()),
             tokens: opts.tokens.clone(),
             scan: opts.scan,
+            judged_at: Some(opts.attest.at.unwrap_or(now)),
         },
     );
     // The pin is the attested key, not a --key.

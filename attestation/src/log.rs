@@ -55,6 +55,11 @@ pub struct LogOptions {
     pub tokens: Vec<Token>,
     /// Hashes only, or contents too.
     pub scan: Scan,
+    /// The Unix time at which each proven token's expiry is judged (`--at`, else now).
+    /// An expired token is still proven: the log shows it was issued, which is what an
+    /// auditor holding an old token asks; the report only says that it expired, so
+    /// nobody mistakes "in the log" for "valid now". `None` says nothing about expiry.
+    pub judged_at: Option<u64>,
 }
 
 /// Why a token is not proven to be in the log (exit code 6).
@@ -334,7 +339,7 @@ pub fn verify_log(src: &dyn LogSource, opts: &LogOptions) -> LogReport {
     }
 
     for (token, lookup) in opts.tokens.iter().zip(lookups) {
-        let result = lookup.and_then(|record| prove_token(src, &cp, token, &record, &kept));
+        let result = lookup.and_then(|record| prove_token(src, &cp, token, &record, &kept, opts.judged_at));
         report.push(format!("token {}", token.jti), result);
     }
     report
@@ -573,6 +578,7 @@ fn prove_token(
     token: &Token,
     record: &TokenRecord,
     log_hashes: &BTreeMap<u64, Hash>,
+    judged_at: Option<u64>,
 ) -> Result<String, LogError> {
     let fail = |problem| LogError::Token {
         jti: token.jti.clone(),
@@ -626,7 +632,23 @@ fn prove_token(
         None => return Err(fail(TokenProblem::LogEntryUnread(index))),
     }
     Ok(format!(
-        "leaf {index} is token.issued for this JWT (sub {}, aud {}, exp {}); inclusion proof verifies against the checkpoint root and the leaf matches the log",
-        data.sub, data.aud, data.exp
+        "leaf {index} is token.issued for this JWT (sub {}, aud {}, exp {}); inclusion proof verifies against the checkpoint root and the leaf matches the log{}",
+        data.sub,
+        data.aud,
+        data.exp,
+        expiry_note(data.exp, judged_at)
     ))
+}
+
+/// What a proven token's `exp` (from its logged leaf) means at the judging time.
+/// JWT `exp` is the first second the token must not be accepted (RFC 7519 §4.1.4).
+fn expiry_note(exp: u64, judged_at: Option<u64>) -> String {
+    match judged_at {
+        None => String::new(),
+        Some(at) if at >= exp => format!(
+            "; the token EXPIRED {} s before the judging time {at}: its inclusion is still proven (it was issued and logged), but it is no longer valid",
+            at - exp
+        ),
+        Some(at) => format!("; not expired at the judging time {at} ({} s left)", exp - at),
+    }
 }

@@ -1,7 +1,8 @@
 //! `sealgate-verify`: the auditor's command-line tool.
 //!
 //! ```text
-//! sealgate-verify log --url URL [--key sg_…] [--token JWT]... [--verifier-key VKEY] [--json]
+//! sealgate-verify log --url URL [--key sg_…] [--token JWT]... [--verifier-key VKEY]
+//!                     [--at UNIX_SECONDS] [--json]
 //! sealgate-verify attest --url URL [--nonce HEX] [--pcr N=HEX]... [--sim-root FILE]
 //!                        [--max-age SECS] [--at UNIX_SECONDS] [--json]
 //! sealgate-verify attest --document FILE [--url URL] [--commitment FILE] [...same]
@@ -30,7 +31,7 @@
 //! the first failing check.
 #![forbid(unsafe_code)]
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 use sealgate_attestation::all::{verify_all, AllOptions};
 use sealgate_attestation::attest::{verify_attestation, AttestOptions, DEFAULT_MAX_AGE_SECS};
 use sealgate_attestation::fetch::AttestSource;
@@ -69,7 +70,9 @@ enum Command {
     /// Verify an attestation document: its certificate chain to the AWS Nitro root (or
     /// --sim-root), its COSE signature, freshness, nonce, PCRs, and that its user_data
     /// commits to the keys and configuration the host serves now.
-    #[command(after_help = EXIT_CODES_HELP)]
+    // Two forms, so the usage line names both: clap's generated one shows only --url,
+    // and an auditor with a saved document would not learn it can work offline.
+    #[command(after_help = EXIT_CODES_HELP, override_usage = ATTEST_USAGE)]
     Attest(AttestArgs),
     /// Everything, in order: attest the host; verify the checkpoint under the attested
     /// checkpoint key, the full log and each --token; with --since, that the log only
@@ -77,6 +80,12 @@ enum Command {
     #[command(after_help = EXIT_CODES_HELP)]
     All(AllArgs),
 }
+
+/// `attest`'s usage line (clap prefixes `Usage: `): fetch from a host, or verify a saved
+/// document offline against a commitment file (or against what a host serves now).
+const ATTEST_USAGE: &str = "\
+sealgate-verify attest --url URL [OPTIONS]
+       sealgate-verify attest --document FILE [--commitment FILE | --url URL] [OPTIONS]";
 
 /// The attestation checks' options, shared by `attest` and `all`.
 #[derive(Args)]
@@ -95,7 +104,8 @@ struct AttestChecks {
     /// Largest accepted age of the document, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_MAX_AGE_SECS)]
     max_age: u64,
-    /// Judge certificates and freshness at this Unix time instead of now.
+    /// Judge certificates and freshness (with `all`, also each --token's expiry) at this
+    /// Unix time instead of now.
     #[arg(long, value_name = "UNIX_SECONDS")]
     at: Option<u64>,
 }
@@ -125,11 +135,12 @@ struct AllArgs {
 }
 
 #[derive(Args)]
+#[command(group(ArgGroup::new("source").required(true).multiple(true).args(["url", "document"])))]
 struct AttestArgs {
     /// Base URL of the sealgate host. Without --document the document is fetched from
     /// it; with --document the saved document is verified and the commitment is still
     /// compared with what the host serves.
-    #[arg(long, value_name = "URL", required_unless_present = "document")]
+    #[arg(long, value_name = "URL")]
     url: Option<String>,
     /// Verify a saved document (raw COSE_Sign1 bytes, or its base64) instead of fetching.
     #[arg(long, value_name = "FILE")]
@@ -181,6 +192,10 @@ struct LogArgs {
     /// must serve. Without it the host's key is trusted on first fetch.
     #[arg(long, value_name = "VKEY")]
     verifier_key: Option<String>,
+    /// Judge each --token's expiry at this Unix time instead of now. An expired token
+    /// is still proven (exit 0) and the report says it expired.
+    #[arg(long, value_name = "UNIX_SECONDS")]
+    at: Option<u64>,
 }
 
 /// The `--key` as given, checked to be an API key: `sg_` and 43 base64url characters.
@@ -283,6 +298,7 @@ fn run_log(args: LogArgs) -> ExitCode {
             pinned_key,
             tokens,
             scan,
+            judged_at: Some(args.at.unwrap_or_else(now)),
         },
     );
     if json {

@@ -11,7 +11,7 @@
 //! | 3 | fetch: network or HTTP error, or a response that is not the documented format |
 //! | 4 | signature: the checkpoint (or the `--since` note) does not verify, or the host's key differs from `--verifier-key` (for `all`: from the attested checkpoint key) |
 //! | 5 | log content: a short or wrong page, a root that differs from the checkpoint, or (with `--key`) a readable leaf that is misplaced, not an envelope, or does not hash to its served hash |
-//! | 6 | token: a `--token` is not proven to be in the checkpointed log |
+//! | 6 | token: a `--token` is not proven to be in the checkpointed log (an expired token is still proven, and reported as expired) |
 //! | 7 | certificate chain: the document's leaf does not chain to the trust root at the judging time (bad, expired or not yet valid certificate, unknown root) |
 //! | 8 | document: not a COSE_Sign1 ES384 document in the AWS layout, or its signature does not verify |
 //! | 9 | freshness: the document is older than `--max-age` or from the future |
@@ -44,7 +44,8 @@ Exit codes:
      differs from --verifier-key (all: from the attested checkpoint key)
   5  log content: short/wrong page, root mismatch; with --key, a readable leaf
      misplaced, not an envelope, or not hashing to its served hash
-  6  token: a --token is not proven to be in the checkpointed log
+  6  token: a --token is not proven to be in the checkpointed log (an expired
+     token is still proven: exit 0, and the report says it expired)
   7  attest: certificate chain invalid at the judging time (expired, unknown root)
   8  attest: document malformed, or its COSE signature does not verify
   9  attest: document stale (older than --max-age) or from the future

@@ -206,3 +206,59 @@ fn help_lists_exit_codes() {
     let out = verify(&["--help"]);
     assert!(stdout(&out).contains("Exit codes:"));
 }
+
+/// The fixture's tokens expired in 2024: `log --token` still proves them (exit 0, as
+/// `--help` documents) and says they expired; `--at` before their `exp` judges them
+/// unexpired, so the verdict depends on the judging time and nothing else.
+#[test]
+fn expired_token_is_proven_and_said_to_be_expired() {
+    let f = Fixture::new(300, 40);
+    let (url, _) = serve(f.honest());
+    let t = &f.issued[1];
+    let token_line = |o: &Output| {
+        stdout(o)
+            .lines()
+            .find(|l| l.starts_with(&format!("ok    token {}: ", t.jti)))
+            .unwrap_or_else(|| panic!("no ok line for the token in {}", stdout(o)))
+            .to_string()
+    };
+
+    let out = verify(&["log", "--url", &url, "--token", &t.jwt]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).ends_with("VERIFIED\n"), "{}", stdout(&out));
+    let line = token_line(&out);
+    assert!(line.contains("inclusion proof verifies"), "{line}");
+    assert!(line.contains("the token EXPIRED"), "{line}");
+    assert!(line.contains("inclusion is still proven"), "{line}");
+
+    let exp = 1_732_300_300 + t.index;
+    let at = (exp - 1).to_string();
+    let out = verify(&["log", "--url", &url, "--token", &t.jwt, "--at", &at]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let line = token_line(&out);
+    assert!(
+        line.contains(&format!("not expired at the judging time {at} (1 s left)")),
+        "{line}"
+    );
+
+    let help = stdout(&verify(&["log", "--help"]));
+    assert!(
+        help.contains("an expired\n     token is still proven: exit 0"),
+        "{help}"
+    );
+}
+
+/// `attest` with no arguments names both of its forms, so an auditor holding a saved
+/// document learns that it can verify it offline.
+#[test]
+fn attest_without_arguments_shows_both_forms() {
+    let out = verify(&["attest"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sealgate-verify attest --url URL [OPTIONS]"), "{err}");
+    assert!(
+        err.contains("sealgate-verify attest --document FILE [--commitment FILE | --url URL] [OPTIONS]"),
+        "{err}"
+    );
+    assert!(err.contains("--url <URL>|--document <FILE>"), "{err}");
+}

@@ -57,6 +57,7 @@ fn honest_log_with_tokens_verifies() {
         pinned_key: Some(f.vk()),
         tokens: all_tokens(&f),
         scan: Scan::Contents,
+        ..LogOptions::default()
     };
     assert!(opts.tokens.len() > 20);
     let report = run(&log, opts);
@@ -98,6 +99,7 @@ fn empty_and_exact_page_logs_verify() {
                 pinned_key: None,
                 tokens: all_tokens(&f),
                 scan: Scan::Contents,
+                ..LogOptions::default()
             },
         );
         assert!(report.verified(), "n={n}: {}", render_text(&report));
@@ -326,6 +328,7 @@ fn pinned_key_mismatch_fails() {
             pinned_key: Some(f.vk()),
             tokens: vec![],
             scan: Scan::Contents,
+            ..LogOptions::default()
         },
     );
     assert!(matches!(failure(&report), LogError::KeyMismatch { .. }));
@@ -350,6 +353,7 @@ fn token_whose_leaf_hash_differs_fails() {
             pinned_key: None,
             tokens: vec![t.token()],
             scan: Scan::Contents,
+            ..LogOptions::default()
         },
     );
     assert_eq!(
@@ -374,6 +378,7 @@ fn forged_inclusion_proof_fails() {
             pinned_key: None,
             tokens: vec![t.clone()],
             scan: Scan::Contents,
+            ..LogOptions::default()
         },
     );
     assert!(matches!(
@@ -395,6 +400,7 @@ fn forged_inclusion_proof_fails() {
             pinned_key: None,
             tokens: vec![t],
             scan: Scan::Contents,
+            ..LogOptions::default()
         },
     );
     assert!(matches!(
@@ -417,6 +423,7 @@ fn jwt_not_in_log_fails() {
             pinned_key: None,
             tokens: vec![f.issued[0].token(), stranger],
             scan: Scan::Contents,
+            ..LogOptions::default()
         },
     );
     assert_eq!(
@@ -449,6 +456,7 @@ fn a_different_jwt_with_a_logged_jti_fails() {
             pinned_key: None,
             tokens: vec![forged],
             scan: Scan::Contents,
+            ..LogOptions::default()
         },
     );
     assert!(matches!(
@@ -477,6 +485,7 @@ fn token_leaf_of_the_wrong_kind_or_jti_fails() {
             pinned_key: None,
             tokens: vec![t.token()],
             scan: Scan::Contents,
+            ..LogOptions::default()
         },
     );
     assert!(matches!(
@@ -500,6 +509,7 @@ fn token_leaf_of_the_wrong_kind_or_jti_fails() {
             pinned_key: None,
             tokens: vec![t.token()],
             scan: Scan::Contents,
+            ..LogOptions::default()
         },
     );
     assert!(matches!(
@@ -519,6 +529,7 @@ fn token_leaf_of_the_wrong_kind_or_jti_fails() {
             pinned_key: None,
             tokens: vec![t.token()],
             scan: Scan::Contents,
+            ..LogOptions::default()
         },
     );
     assert!(matches!(
@@ -549,6 +560,7 @@ fn token_after_the_checkpoint_is_not_proven() {
             pinned_key: None,
             tokens: vec![early.token(), late.token()],
             scan: Scan::Contents,
+            ..LogOptions::default()
         },
     );
     assert_eq!(
@@ -583,6 +595,7 @@ fn token_leaf_differing_from_the_scanned_log_is_caught() {
             pinned_key: None,
             tokens: vec![t.token()],
             scan: Scan::Contents,
+            ..LogOptions::default()
         },
     );
     assert!(matches!(failure(&report), LogError::RootMismatch { .. }));
@@ -617,6 +630,7 @@ fn report_text_has_one_line_per_check() {
             pinned_key: Some(f.vk()),
             tokens: all_tokens(&f),
             scan: Scan::Contents,
+            ..LogOptions::default()
         },
     );
     let text = render_text(&report);
@@ -718,4 +732,50 @@ fn hole4_auditor_of_one_workspace_checks_its_leaves_and_the_rest_by_hash() {
         .into_bytes();
     let report = run_plain(&log);
     assert!(matches!(failure(&report), LogError::RootMismatch { .. }));
+}
+
+/// An expired token is still proven (the log shows it was issued), and the check says
+/// it expired, judged at the given time; before its `exp` it says it is not expired.
+#[test]
+fn expired_token_is_proven_and_reported_as_expired() {
+    let f = Fixture::new(300, 40);
+    let log = f.honest();
+    let t = &f.issued[2];
+    let exp = 1_732_300_300 + t.index;
+    let judge = |at: Option<u64>| {
+        let report = run(
+            &log,
+            LogOptions {
+                tokens: vec![t.token()],
+                judged_at: at,
+                ..LogOptions::default()
+            },
+        );
+        assert!(report.verified(), "{}", render_text(&report));
+        assert_eq!(report.exit_code(), 0);
+        let check = report.checks.last().expect("the token check");
+        assert_eq!(check.name, format!("token {}", t.jti));
+        check.result.as_ref().expect("proven").clone()
+    };
+
+    let after = judge(Some(exp + 90));
+    assert!(after.contains("inclusion proof verifies"), "{after}");
+    assert!(
+        after.contains(&format!("EXPIRED 90 s before the judging time {}", exp + 90)),
+        "{after}"
+    );
+    // `exp` itself is the first second the token is no longer valid (RFC 7519).
+    assert!(judge(Some(exp)).contains("EXPIRED 0 s before"));
+
+    let before = judge(Some(exp - 5));
+    assert!(before.contains("not expired at the judging time"), "{before}");
+    assert!(before.contains("(5 s left)"), "{before}");
+    assert!(!before.contains("EXPIRED"), "{before}");
+
+    // Without a judging time the library says nothing about expiry.
+    let silent = judge(None);
+    assert!(
+        !silent.contains("EXPIRED") && !silent.contains("not expired"),
+        "{silent}"
+    );
 }
