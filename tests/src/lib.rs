@@ -317,6 +317,11 @@ impl Deployment {
         });
     }
 
+    /// The running host's PID (what a second host on the same database is told).
+    pub fn host_pid(&self) -> Option<u32> {
+        self.host.as_ref().map(Child::id)
+    }
+
     pub fn kill9_host(&mut self) {
         if let Some(mut c) = self.host.take() {
             kill9(&mut c);
@@ -327,6 +332,11 @@ impl Deployment {
         if let Some(mut c) = self.host.take() {
             terminate(&mut c);
         }
+    }
+
+    /// The running enclave's PID (what a second enclave on the same state is told).
+    pub fn enclave_pid(&self) -> Option<u32> {
+        self.enclave.as_ref().map(Child::id)
     }
 
     pub fn kill9_enclave(&mut self) {
