@@ -50,7 +50,11 @@ fn sim_args(state: &Path, listen: &str, extra: &[&str]) -> Vec<String> {
 
 /// Runs `sealgate ARGS`, which must stop on its own, and returns its status and output.
 fn run_to_exit(args: &[String], log: &Path) -> (ExitStatus, String) {
-    let mut child = spawn(args, log);
+    wait_exit(spawn(args, log), &format!("sealgate {}", args.join(" ")), log)
+}
+
+/// Waits for `child` (writing to `log`) to stop on its own, at most [`REFUSAL_BOUND`].
+fn wait_exit(mut child: Child, what: &str, log: &Path) -> (ExitStatus, String) {
     let deadline = Instant::now() + REFUSAL_BOUND;
     let status = loop {
         if let Some(s) = child.try_wait().expect("wait") {
@@ -60,8 +64,7 @@ fn run_to_exit(args: &[String], log: &Path) -> (ExitStatus, String) {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "`sealgate {}` did not stop on its own:\n{}",
-                args.join(" "),
+                "`{what}` did not stop on its own:\n{}",
                 std::fs::read_to_string(log).unwrap_or_default()
             );
         }
@@ -70,12 +73,24 @@ fn run_to_exit(args: &[String], log: &Path) -> (ExitStatus, String) {
     (status, std::fs::read_to_string(log).unwrap_or_default())
 }
 
+/// A running `sealgate sim`, stopped (SIGTERM) when dropped, so a failing assertion
+/// leaves no process behind.
+struct Sim(Child);
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            terminate(&mut self.0);
+        }
+    }
+}
+
 /// Starts `sealgate sim` and waits for `/readyz`.
-fn start_sim(state: &Path, port: u16, log: &str) -> (Child, Api) {
-    let child = spawn(
+fn start_sim(state: &Path, port: u16, log: &str) -> (Sim, Api) {
+    let child = Sim(spawn(
         &sim_args(state, &format!("127.0.0.1:{port}"), &[]),
         &log_path(state, log),
-    );
+    ));
     let api = Api::new(&format!("http://127.0.0.1:{port}"));
     wait_until("sim to be ready", Duration::from_secs(40), || {
         api.get("/readyz", None).0 == 200
@@ -131,10 +146,10 @@ fn a_busy_port_creates_no_state_and_the_state_then_starts_on_another_port() {
 
     // Before the fix, the failed start sealed its issuer into the state and this start
     // came up serving the log read-only, every write 503.
-    let (mut sim, api) = start_sim(&state, free_port(), "second");
+    let (sim, api) = start_sim(&state, free_port(), "second");
     let key = agent_key(&api, &state);
     mint(&api, &key);
-    terminate(&mut sim);
+    drop(sim);
     drop(busy);
 }
 
@@ -143,10 +158,10 @@ fn a_state_restarted_with_another_listen_is_refused_naming_both_ways_out() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let first_port = free_port();
-    let (mut sim, api) = start_sim(&state, first_port, "first");
+    let (sim, api) = start_sim(&state, first_port, "first");
     let key = agent_key(&api, &state);
     mint(&api, &key);
-    terminate(&mut sim);
+    drop(sim);
 
     let other = format!("127.0.0.1:{}", free_port());
     let (status, out) = run_to_exit(&sim_args(&state, &other, &[]), &log_path(&state, "other"));
@@ -169,9 +184,9 @@ fn a_state_restarted_with_another_listen_is_refused_naming_both_ways_out() {
     assert!(!out.contains("INTEGRITY"), "a mismatch is not tampering:\n{out}");
 
     // The way out it names works, and the refused start changed nothing.
-    let (mut sim, api) = start_sim(&state, first_port, "again");
+    let (sim, api) = start_sim(&state, first_port, "again");
     mint(&api, &key);
-    terminate(&mut sim);
+    drop(sim);
 }
 
 /// `sim`'s issuer defaults to http://LISTEN, which the enclave refuses off loopback.
@@ -196,10 +211,10 @@ fn sim_on_a_non_loopback_address_exits_with_the_enclaves_reason() {
     );
 
     // Nothing was sealed: the same state starts on loopback.
-    let (mut sim, api) = start_sim(&state, free_port(), "loopback");
+    let (sim, api) = start_sim(&state, free_port(), "loopback");
     let key = agent_key(&api, &state);
     mint(&api, &key);
-    terminate(&mut sim);
+    drop(sim);
 }
 
 #[test]
@@ -245,7 +260,7 @@ fn serve_with_an_http_issuer_off_loopback_exits_with_the_enclaves_reason() {
 fn a_second_sim_on_one_state_dir_is_refused_with_the_first_ones_pid() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let (mut sim, api) = start_sim(&state, free_port(), "first");
+    let (sim, api) = start_sim(&state, free_port(), "first");
     let key = agent_key(&api, &state);
     mint(&api, &key);
 
@@ -256,7 +271,7 @@ fn a_second_sim_on_one_state_dir_is_refused_with_the_first_ones_pid() {
     assert!(!status.success(), "{out}");
     assert!(out.contains("already in use"), "{out}");
     assert!(
-        out.contains(&format!("PID {}", sim.id())),
+        out.contains(&format!("PID {}", sim.0.id())),
         "the refusal names the holder:\n{out}"
     );
     assert!(out.contains("another --state"), "{out}");
@@ -264,7 +279,7 @@ fn a_second_sim_on_one_state_dir_is_refused_with_the_first_ones_pid() {
     // The first one's enclave socket and database were left alone.
     mint(&api, &key);
     assert_eq!(api.get("/readyz", None).0, 200);
-    terminate(&mut sim);
+    drop(sim);
 }
 
 #[test]
@@ -310,17 +325,19 @@ fn a_second_enclave_on_one_state_dir_is_refused_with_the_first_ones_pid() {
     d.start_enclave();
     let first = d.enclave_pid().expect("enclave running");
     let other_socket = d.path("second.sock");
-    let out = Command::new(bin("sealgate-enclave"))
+    let log = d.path("second-enclave.log");
+    let second = Command::new(bin("sealgate-enclave"))
         .arg("--listen")
         .arg(format!("unix:{}", other_socket.display()))
         .arg("--state")
         .arg(d.path("enclave"))
         .arg("--sim")
         .stdin(Stdio::null())
-        .output()
-        .expect("run sealgate-enclave");
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{text}");
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("spawn sealgate-enclave");
+    let (status, text) = wait_exit(second, "a second sealgate-enclave", &log);
+    assert!(!status.success(), "{text}");
     assert!(text.contains(&format!("PID {first}")), "{text}");
     assert!(!other_socket.exists(), "the refused enclave bound a socket");
     // The first enclave still serves the host.
