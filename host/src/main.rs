@@ -145,8 +145,9 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             limits,
             webhooks,
         } => {
-            // Port first, then the lock, then state: a start that cannot listen, or
-            // finds the state in use, creates nothing.
+            // The port first, then the state directory's lock, then what is inside it: a
+            // start that cannot listen creates nothing, and one that finds the state
+            // in use touches neither the running enclave's socket nor its database.
             let listener = sealgate_host::bind(listen).await?;
             let state = sim::create_state_dir(&state)?;
             let _lock = sim::lock_state_dir(&state)?;
