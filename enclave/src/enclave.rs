@@ -209,6 +209,7 @@ impl Enclave {
             locked: self.vault.get().is_none(),
             pcr0: ByteBuf::from(self.nsm.pcr0()),
             sealed_state,
+            config: self.config.get().cloned(),
         }
     }
 
@@ -373,7 +374,7 @@ impl Enclave {
             Some(sealed) if *sealed != proposed => {
                 return Err(err(
                     ErrorCode::ConfigMismatch,
-                    format!("this enclave is sealed to {sealed:?}; the host proposed {proposed:?}"),
+                    format!("this enclave is sealed to {sealed}; the host proposed {proposed}"),
                 ))
             }
             Some(sealed) => sealed,

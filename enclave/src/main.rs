@@ -15,9 +15,11 @@ use sealgate_enclave::nsm::Nsm;
 use sealgate_enclave::server::Listener;
 use sealgate_shared::addr::Addr;
 use sealgate_shared::protocol::Mode;
+use sealgate_shared::state_lock::StateLock;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum NsmKind {
@@ -37,7 +39,7 @@ enum SealKind {
 }
 
 #[derive(Parser)]
-#[command(name = "sealgate-enclave", about = "The trusted half of sealgate")]
+#[command(name = "sealgate-enclave", version, about = "The trusted half of sealgate")]
 struct Args {
     /// Where to listen for the host: unix:PATH or vsock:CID:PORT.
     #[arg(long)]
@@ -85,7 +87,28 @@ fn state_dir<'a>(state: &'a Option<PathBuf>, why: &str) -> Result<&'a Path, Box<
     Ok(dir)
 }
 
+/// The lock file inside `--state`: one enclave per state directory (two would each
+/// think they own the keys and the log, and the second replaced the first's socket).
+const LOCK_FILE: &str = "enclave.lock";
+
+/// How long a previous enclave on this state may take to exit: `sealgate sim`'s child
+/// notices its host died only when its stdin closes, moments after a restart began.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    // Before anything reads or writes the state, and before the socket is bound.
+    let _lock = match &args.state {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            Some(StateLock::acquire(
+                &dir.join(LOCK_FILE),
+                format!("the enclave state directory {}", dir.display()),
+                "--state",
+                LOCK_WAIT,
+            )?)
+        }
+        None => None,
+    };
     let nsm_kind = args.nsm.unwrap_or(if args.sim { NsmKind::Sim } else { NsmKind::Nitro });
     let seal_kind = args.seal.unwrap_or(SealKind::Sim);
     // "nitro" only when nothing is simulated: a real NSM with a local sealing key still
@@ -148,6 +171,23 @@ async fn stdin_closed() {
     while let Ok(n) = stdin.read(&mut buf).await {
         if n == 0 {
             return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Args;
+    use clap::CommandFactory;
+
+    /// `--help` is where an operator meets each flag: every one says what it is for.
+    #[test]
+    fn every_flag_has_a_one_line_doc() {
+        let cmd = Args::command();
+        cmd.clone().debug_assert();
+        for arg in cmd.get_arguments() {
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            assert!(!help.trim().is_empty(), "--{} has no help text", arg.get_id());
         }
     }
 }

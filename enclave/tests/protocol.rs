@@ -497,13 +497,38 @@ fn config_is_sealed_at_first_hello() {
     );
     drop(e);
     let again = boot(dir.path());
-    assert_eq!(
-        code(again.handle(Op::Hello {
-            protocol_version: sealgate_shared::PROTOCOL_VERSION,
-            config: other
-        })),
-        ErrorCode::ConfigMismatch
-    );
+    // The refusal reads like a sentence (issue 10: it printed `EnclaveConfig { issuer: …`),
+    // and `Status` hands the host the sealed configuration for its own message.
+    match again.handle(Op::Hello {
+        protocol_version: sealgate_shared::PROTOCOL_VERSION,
+        config: other.clone(),
+    }) {
+        Reply::Error(w) => {
+            assert_eq!(w.code, ErrorCode::ConfigMismatch);
+            assert!(!w.message.contains("EnclaveConfig"), "{}", w.message);
+            assert!(
+                w.message.contains(&format!("issuer {}", config().issuer))
+                    && w.message.contains(&format!("issuer {}", other.issuer)),
+                "{}",
+                w.message
+            );
+        }
+        r => panic!("{r:?}"),
+    }
+    match again.handle(Op::Status) {
+        Reply::Status(s) => assert_eq!(s.config, Some(config())),
+        r => panic!("{r:?}"),
+    }
+}
+
+#[test]
+fn status_reports_no_configuration_before_the_first_hello() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = boot(dir.path());
+    match e.handle(Op::Status) {
+        Reply::Status(s) => assert_eq!(s.config, None),
+        r => panic!("{r:?}"),
+    }
 }
 
 #[test]

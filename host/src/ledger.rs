@@ -51,6 +51,13 @@ pub enum SyncError {
     /// explains. The host keeps serving the audit log read-only so auditors can look.
     #[error("log integrity: {0}")]
     Integrity(String),
+    /// The enclave refused the configuration at `Hello`: invalid (`BadRequest`), other
+    /// than the one it is sealed to (`ConfigMismatch`), or another protocol version. No
+    /// retry fixes it, so a host starting up stops with the enclave's reason
+    /// ([`Ledger::first_sync`]); later, the same enclave refusing what it accepted at the
+    /// start is treated as tampering ([`Ledger::sync`]).
+    #[error("the enclave refused the host's configuration: {}", .0.message)]
+    Refused(WireError),
 }
 
 fn ro<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -274,16 +281,35 @@ impl Ledger {
         Ok(leaf)
     }
 
-    /// Brings the enclave and the database into step (see the module docs).
+    /// Brings the enclave and the database into step (see the module docs). A refused
+    /// configuration here, after a start that was accepted, is an enclave that changed
+    /// under the host: the log is served read-only like any other integrity failure.
     pub async fn sync(&self) -> Result<(), SyncError> {
         let _guard = self.sync_lock.lock().await;
+        let result = match self.sync_locked().await {
+            Err(SyncError::Refused(w)) => Err(SyncError::Integrity(w.message)),
+            other => other,
+        };
+        self.note_sync(&result);
+        result
+    }
+
+    /// The first sync at start-up: like [`Ledger::sync`], but a refused configuration
+    /// comes back as [`SyncError::Refused`] for the caller to stop on, not as an integrity
+    /// failure (a mistyped `--issuer` is the operator's error, not tampering).
+    pub async fn first_sync(&self) -> Result<(), SyncError> {
+        let _guard = self.sync_lock.lock().await;
         let result = self.sync_locked().await;
-        match &result {
+        self.note_sync(&result);
+        result
+    }
+
+    fn note_sync(&self, result: &Result<(), SyncError>) {
+        match result {
             Ok(()) => self.ready.store(true, Ordering::SeqCst),
             Err(SyncError::Integrity(m)) => self.set_integrity(m.clone()),
             Err(_) => self.ready.store(false, Ordering::SeqCst),
         }
-        result
     }
 
     async fn sync_locked(&self) -> Result<(), SyncError> {
@@ -298,8 +324,14 @@ impl Ledger {
             })
             .await;
         let mut hello = match reply {
-            Err(ClientError::Enclave(w)) if matches!(w.code, ErrorCode::ConfigMismatch | ErrorCode::Version) => {
-                return Err(SyncError::Integrity(w.message))
+            // Hello's only `BadRequest` is `config::validate` refusing the configuration.
+            Err(ClientError::Enclave(w))
+                if matches!(
+                    w.code,
+                    ErrorCode::ConfigMismatch | ErrorCode::Version | ErrorCode::BadRequest
+                ) =>
+            {
+                return Err(SyncError::Refused(w))
             }
             other => expect_reply!(other?, Reply::Hello, "Hello")?,
         };

@@ -18,11 +18,13 @@ pub mod ledger;
 pub mod limits;
 pub mod metrics;
 pub mod sim;
+pub mod startup;
 
 use enclave_client::EnclaveClient;
 use ledger::Ledger;
 use sealgate_shared::addr::Addr;
-use sealgate_shared::protocol::EnclaveConfig;
+use sealgate_shared::protocol::{EnclaveConfig, Op, Reply};
+use sealgate_shared::state_lock::StateLock;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -65,6 +67,31 @@ pub struct ServeOptions {
     pub limits: limits::LimitArgs,
     /// Webhook address rule and TLS roots (`grants::webhook_net`).
     pub webhooks: grants::webhook_net::WebhookArgs,
+    /// Set by `sealgate sim` to its state directory, so a refused start names the
+    /// flags of `sim` (`--listen`, `--state`) rather than those of `serve`.
+    pub sim_state: Option<PathBuf>,
+}
+
+/// Binds the API's port. Called before anything is created (database, admin key, the
+/// enclave's sealed configuration), so a busy port leaves no state behind that a later
+/// start on another port would trip over.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, startup::StartError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| startup::StartError::Listen { addr, source })
+}
+
+/// Locks the database for this process: two hosts on one database would interleave
+/// their leaves (see `sealgate_shared::state_lock`). The lock file sits beside it.
+pub fn lock_db(db: &std::path::Path) -> Result<StateLock, startup::StartError> {
+    let mut path = db.as_os_str().to_owned();
+    path.push(".lock");
+    Ok(StateLock::acquire(
+        std::path::Path::new(&path),
+        format!("the database {}", db.display()),
+        "--db",
+        Duration::ZERO,
+    )?)
 }
 
 /// The log origin (and checkpoint key name) derived from the issuer: its host and path
@@ -79,6 +106,18 @@ pub async fn serve(
     opts: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    let listener = bind(opts.listen).await?;
+    serve_on(listener, opts, shutdown).await
+}
+
+/// [`serve`] on a listener the caller bound first (`sealgate sim` binds it before it
+/// creates its state directory and starts the enclave).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    opts: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let _db_lock = lock_db(&opts.db)?;
     let config = EnclaveConfig {
         issuer: opts.issuer.trim_end_matches('/').to_string(),
         audiences: opts.audiences.clone(),
@@ -108,8 +147,22 @@ pub async fn serve(
     // Bring the enclave into step before serving; keep trying while it starts.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        match ledger.sync().await {
+        match ledger.first_sync().await {
             Ok(()) => break,
+            Err(ledger::SyncError::Refused(w)) => {
+                let sealed = match enclave.call(Op::Status).await {
+                    Ok(Reply::Status(s)) => s.config,
+                    _ => None,
+                };
+                return Err(startup::StartError::refused(
+                    opts.enclave.to_string(),
+                    w,
+                    &config,
+                    sealed,
+                    opts.sim_state.clone(),
+                )
+                .into());
+            }
             Err(ledger::SyncError::Integrity(m)) => {
                 tracing::error!("serving the audit log read-only: {m}");
                 break;
@@ -149,7 +202,6 @@ pub async fn serve(
         tracing::info!(path = %opts.admin_key_file.display(), "wrote the bootstrap operator admin key");
     }
 
-    let listener = tokio::net::TcpListener::bind(opts.listen).await?;
     let bound = listener.local_addr()?;
     println!("sealgate ({}) listening on http://{bound}", app.mode);
     println!("issuer: {}", config.issuer);

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use sealgate_host::grants::webhook_net::WebhookArgs;
 use sealgate_host::limits::LimitArgs;
-use sealgate_host::{serve, sim, ServeOptions};
+use sealgate_host::{serve, serve_on, sim, ServeOptions};
 use sealgate_shared::addr::Addr;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,6 +12,7 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(
     name = "sealgate",
+    version,
     about = "Credential broker for AI agents, rooted in a Nitro Enclave"
 )]
 struct Cli {
@@ -29,9 +30,11 @@ enum Cmd {
         /// SQLite database file.
         #[arg(long)]
         db: PathBuf,
+        /// Address and port of the REST API.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
-        /// The issuer URL clients and AWS see (https, or http on loopback).
+        /// The issuer URL clients and AWS see (https, or http on loopback); fixed at the
+        /// enclave's first start.
         #[arg(long)]
         issuer: String,
         /// Allowed token audiences (repeatable); the first is the default.
@@ -52,14 +55,16 @@ enum Cmd {
     },
     /// Simulator mode: start the enclave as a child and the host, on loopback.
     Sim {
+        /// Address and port of the REST API (loopback unless --issuer is https).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
         /// State directory (database, sealed keys, simulated NSM root, admin key).
         #[arg(long, default_value = "state")]
         state: PathBuf,
-        /// Issuer URL; defaults to http://LISTEN.
+        /// Issuer URL [default: http://LISTEN]; fixed at the first start of --state.
         #[arg(long)]
         issuer: Option<String>,
+        /// Allowed token audiences (repeatable); the first is the default.
         #[arg(long = "audience", default_value = "sts.amazonaws.com")]
         audiences: Vec<String>,
         #[command(flatten)]
@@ -126,6 +131,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     kms_key_id,
                     limits,
                     webhooks,
+                    sim_state: None,
                 },
                 shutdown_signal(),
             )
@@ -139,8 +145,12 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             limits,
             webhooks,
         } => {
-            std::fs::create_dir_all(state.join("enclave"))?;
-            let state = std::fs::canonicalize(&state)?;
+            // The port first, then the state directory's lock, then what is inside it: a
+            // start that cannot listen creates nothing, and one that finds the state
+            // in use touches neither the running enclave's socket nor its database.
+            let listener = sealgate_host::bind(listen).await?;
+            let state = sim::create_state_dir(&state)?;
+            let _lock = sim::lock_state_dir(&state)?;
             let socket = state.join("enclave.sock");
             let _child = sim::spawn_enclave(&socket, &state.join("enclave"))?;
             let issuer = issuer.unwrap_or_else(|| format!("http://{listen}"));
@@ -154,9 +164,37 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 kms_key_id: None,
                 limits,
                 webhooks,
+                sim_state: Some(state.clone()),
             };
             println!("mode: sim (simulated NSM and sealing; not for production)");
-            serve(opts, shutdown_signal()).await
+            serve_on(listener, opts, shutdown_signal()).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// `--help` is where an operator meets each flag: every one says what it is for.
+    #[test]
+    fn every_flag_of_every_command_has_a_one_line_doc() {
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        let mut seen = 0;
+        for cmd in std::iter::once(&cli).chain(cli.get_subcommands()) {
+            for arg in cmd.get_arguments() {
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                assert!(
+                    !help.trim().is_empty(),
+                    "`sealgate {}` --{} has no help text",
+                    cmd.get_name(),
+                    arg.get_id()
+                );
+                seen += 1;
+            }
+        }
+        assert!(seen > 20, "the flags were not found ({seen})");
     }
 }

@@ -5,8 +5,33 @@
 //! `kill -9` of the host takes the simulated enclave down with it and a restart never
 //! finds a stale one holding the socket.
 
+use crate::startup::StartError;
+use sealgate_shared::state_lock::StateLock;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
+
+/// The lock file in the state directory: one `sealgate sim` per state directory (a
+/// second one replaced the first's enclave socket and opened its database).
+pub const LOCK_FILE: &str = "sim.lock";
+
+/// Creates the state directory (and its `enclave/` part) and returns its absolute path.
+pub fn create_state_dir(state: &Path) -> Result<PathBuf, String> {
+    let fail = |e: std::io::Error| format!("cannot create the state directory {}: {e}", state.display());
+    std::fs::create_dir_all(state.join("enclave")).map_err(fail)?;
+    std::fs::canonicalize(state).map_err(fail)
+}
+
+/// Locks the state directory for this process, before the enclave or the database
+/// is touched; a refusal names the PID that holds it.
+pub fn lock_state_dir(state: &Path) -> Result<StateLock, StartError> {
+    Ok(StateLock::acquire(
+        &state.join(LOCK_FILE),
+        format!("the state directory {}", state.display()),
+        "--state",
+        Duration::ZERO,
+    )?)
+}
 
 /// The enclave binary: next to this one (cargo puts both in the same target dir).
 pub fn enclave_binary() -> std::io::Result<PathBuf> {

@@ -56,3 +56,10 @@ fn a_mistyped_command_is_a_usage_error_not_a_start() {
     assert_eq!(code, 2, "clap's usage-error status: {text}");
     assert!(text.contains("serve"), "the error suggests the real command: {text}");
 }
+
+#[test]
+fn version_prints_the_workspace_version() {
+    let (code, text) = sealgate(&["--version"]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(text.trim(), format!("sealgate {}", env!("CARGO_PKG_VERSION")));
+}

@@ -3,8 +3,8 @@
 //! hashing and proofs, C2SP checkpoints and signed notes, and the attestation
 //! commitment.
 //!
-//! Nothing here does I/O except [`connection`] (behind the `io` feature), so the
-//! auditor's tool links this crate without an async runtime.
+//! Nothing here does I/O except [`connection`] and [`state_lock`] (behind the `io`
+//! feature), so the auditor's tool links this crate without an async runtime.
 #![forbid(unsafe_code)]
 
 pub mod addr;
@@ -18,9 +18,11 @@ pub mod protocol;
 
 #[cfg(feature = "io")]
 pub mod connection;
+#[cfg(feature = "io")]
+pub mod state_lock;
 
 /// Version of the host ↔ enclave protocol; `Hello` refuses a mismatch.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Token lifetime bounds the enclave enforces, in seconds (DESIGN §2.1).
 pub const TTL_MIN_SECONDS: u64 = 60;

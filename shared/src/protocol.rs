@@ -36,6 +36,22 @@ pub struct EnclaveConfig {
     pub log_origin: String,
 }
 
+/// Plain words for messages an operator reads (a refused start, a log line): "issuer
+/// https://x, audiences a, b, token TTL 60-3600 s, log origin x/log".
+impl std::fmt::Display for EnclaveConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "issuer {}, audiences {}, token TTL {}-{} s, log origin {}",
+            self.issuer,
+            self.audiences.join(", "),
+            self.ttl_min_seconds,
+            self.ttl_max_seconds,
+            self.log_origin
+        )
+    }
+}
+
 /// How the enclave keeps its private keys across restarts (DESIGN §2.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -235,6 +251,11 @@ pub struct EnclaveStatus {
     /// `sealed_state` reply can store it now. `None` while locked, before the first
     /// `Hello`, or when the enclave seals locally.
     pub sealed_state: Option<ByteBuf>,
+    /// The configuration the enclave is sealed to (`None` while locked or before the
+    /// first `Hello`), so a host whose `Hello` was refused with `ConfigMismatch` can tell
+    /// the operator exactly what the first start chose.
+    #[serde(default)]
+    pub config: Option<EnclaveConfig>,
 }
 
 /// The answer to `RecipientAttest`.
@@ -402,6 +423,7 @@ mod tests {
                 locked,
                 pcr0: ByteBuf::from(vec![3; 48]),
                 sealed_state: sealed,
+                config: (!locked).then(|| hello().config),
             }));
         }
         roundtrip_reply(Reply::RecipientAttestation(RecipientAttestation {

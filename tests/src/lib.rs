@@ -291,30 +291,63 @@ impl Deployment {
     }
 
     /// Starts the host without waiting for readiness (for hosts expected to refuse).
+    ///
+    /// The port came from [`free_port`], so a test running in parallel can take it
+    /// first. The host binds before it creates anything and the enclave seals the
+    /// issuer (which names the port) only after that, so a first start that could not
+    /// listen moves to another port. This host's own "listening on" line is what is
+    /// waited for: another deployment's host on the same port answers `/healthz` too.
     pub fn spawn_host(&mut self) {
         assert!(self.host.is_none(), "host already running");
-        let child = Command::new(bin("sealgate"))
-            .arg("serve")
-            .arg("--enclave")
-            .arg(format!("unix:{}", self.socket().display()))
-            .arg("--db")
-            .arg(self.db_path())
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
-            .arg("--issuer")
-            .arg(&self.url)
-            .args(&self.options.host_args)
-            .envs(self.options.host_env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(log_file(&self.path("host.log")))
-            .stderr(log_file(&self.path("host.log")))
-            .spawn()
-            .expect("spawn sealgate serve");
-        self.host = Some(child);
+        let first_start = !self.db_path().exists();
+        for attempt in 1.. {
+            let log_before = self.host_log().len();
+            let mut child = Command::new(bin("sealgate"))
+                .arg("serve")
+                .arg("--enclave")
+                .arg(format!("unix:{}", self.socket().display()))
+                .arg("--db")
+                .arg(self.db_path())
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{}", self.port))
+                .arg("--issuer")
+                .arg(&self.url)
+                .args(&self.options.host_args)
+                .envs(self.options.host_env.iter().map(|(k, v)| (k, v)))
+                .stdin(Stdio::null())
+                .stdout(log_file(&self.path("host.log")))
+                .stderr(log_file(&self.path("host.log")))
+                .spawn()
+                .expect("spawn sealgate serve");
+            let since = |d: &Self| d.host_log().get(log_before..).unwrap_or_default().to_string();
+            let listening = wait_for("the host to listen", Duration::from_secs(40), || {
+                if since(self).contains(" listening on http://") {
+                    Some(true)
+                } else {
+                    child.try_wait().ok().flatten().map(|_| false)
+                }
+            });
+            if !listening {
+                let log = since(self);
+                if first_start && attempt < 5 && log.contains("cannot listen on") {
+                    self.port = free_port();
+                    self.url = format!("http://127.0.0.1:{}", self.port);
+                    continue;
+                }
+                panic!("the host exited before it listened:\n{log}");
+            }
+            self.host = Some(child);
+            break;
+        }
         let api = self.api();
-        wait_until("the host to listen", Duration::from_secs(40), || {
+        wait_until("the host to answer", Duration::from_secs(40), || {
             api.get("/healthz", None).0 == 200
         });
+    }
+
+    /// The running host's PID (what a second host on the same database is told).
+    pub fn host_pid(&self) -> Option<u32> {
+        self.host.as_ref().map(Child::id)
     }
 
     pub fn kill9_host(&mut self) {
@@ -327,6 +360,11 @@ impl Deployment {
         if let Some(mut c) = self.host.take() {
             terminate(&mut c);
         }
+    }
+
+    /// The running enclave's PID (what a second enclave on the same state is told).
+    pub fn enclave_pid(&self) -> Option<u32> {
+        self.enclave.as_ref().map(Child::id)
     }
 
     pub fn kill9_enclave(&mut self) {
