@@ -42,7 +42,10 @@ pub fn enclave_binary() -> std::io::Result<PathBuf> {
     } else {
         Err(std::io::Error::new(
             std::io::ErrorKind::NotFound,
-            format!("{} not found; build it with `cargo build --bins`", candidate.display()),
+            format!(
+                "{} not found: `make build` (or `make release`) builds it next to sealgate",
+                candidate.display()
+            ),
         ))
     }
 }

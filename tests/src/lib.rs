@@ -2,8 +2,9 @@
 //! (`sealgate-enclave --sim` and `sealgate serve`) as separate processes on loopback,
 //! so a test can `kill -9` either one and restart it against the same state.
 //!
-//! The binaries must be built first (`cargo build --workspace --bins`, which `make
-//! test` does); the harness finds them next to the test executable.
+//! The binaries must be built first (`make build`, which `make test` runs: one
+//! `cargo test --workspace --all-targets --no-run` builds them with the tests); the
+//! harness finds them next to the test executable.
 
 use serde_json::Value;
 use std::fs::OpenOptions;
@@ -33,7 +34,7 @@ pub fn bin(name: &str) -> PathBuf {
     let p = target_dir().join(name);
     assert!(
         p.exists(),
-        "{} is missing: run `cargo build --workspace --bins` (make test does) first",
+        "{} is missing: run `make build` (make test does) first",
         p.display()
     );
     p
