@@ -152,7 +152,10 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let state = sim::create_state_dir(&state)?;
             let _lock = sim::lock_state_dir(&state)?;
             let socket = state.join("enclave.sock");
-            let _child = sim::spawn_enclave(&socket, &state.join("enclave"))?;
+            let mut child = sim::spawn_enclave(&socket, &state.join("enclave"))?;
+            // Held here, not by `child`: `Child::wait` closes the child's stdin first, and
+            // the enclave exits when its stdin closes (see `sim`).
+            let _enclave_stdin = child.stdin.take();
             let issuer = issuer.unwrap_or_else(|| format!("http://{listen}"));
             let opts = ServeOptions {
                 enclave: Addr::Unix(socket),
@@ -167,7 +170,17 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 sim_state: Some(state.clone()),
             };
             println!("mode: sim (simulated NSM and sealing; not for production)");
-            serve_on(listener, opts, shutdown_signal()).await
+            // The enclave child is half of the system: if it dies (at start, say, on a
+            // lock it cannot take, or later), the host stops with its exit status instead
+            // of waiting for it or serving 503s. Its own reason is on stderr above.
+            tokio::select! {
+                served = serve_on(listener, opts, shutdown_signal()) => served,
+                exited = child.wait() => Err(match exited {
+                    Ok(status) => format!("the simulated enclave exited ({status}); its reason is logged above"),
+                    Err(e) => format!("lost the simulated enclave: {e}"),
+                }
+                .into()),
+            }
         }
     }
 }

@@ -143,3 +143,47 @@ fn sim_runs_the_whole_system_and_its_enclave_dies_with_it() {
     assert_eq!(code, 0, "{out}");
     terminate(&mut sim);
 }
+
+/// The PIDs of `parent`'s children, from `/proc` (the simulated enclave is the only one).
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                // "pid (comm) state ppid …"; comm may hold spaces, so split after ')'.
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                    == Some(parent)
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn sim_stops_with_a_reason_when_its_enclave_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let port = free_port();
+    let api = Api::new(&format!("http://127.0.0.1:{port}"));
+    let mut sim = spawn_sim(&state, port);
+    eventually("sim to be ready", || api.get("/readyz", None).0 == 200);
+    let enclave = children_of(sim.id());
+    assert_eq!(enclave.len(), 1, "one enclave child: {enclave:?}");
+    let killed = Command::new("kill")
+        .args(["-9", &enclave[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // Without the watch on the child the host went on serving 503s for ever.
+    let mut status = None;
+    eventually("sim to exit after its enclave died", || {
+        status = sim.try_wait().unwrap();
+        status.is_some()
+    });
+    assert!(!status.unwrap().success(), "a dead enclave is a failure exit");
+    let log = std::fs::read_to_string(state.with_extension("log")).unwrap();
+    assert!(log.contains("the simulated enclave exited"), "{log}");
+    terminate(&mut sim);
+}
