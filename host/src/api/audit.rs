@@ -194,7 +194,7 @@ pub async fn entries(
         Caller::Anonymous => return Err(ApiError::Unauthenticated(CONTENTS_NEED_KEY.into())),
         Caller::Token(_) => {
             return Err(ApiError::Unauthenticated(format!(
-                "a token reads only its own leaf, at /v1/audit/tokens/{{jti}}; {CONTENTS_NEED_KEY}"
+                "a token reads only its own leaf, at /v1/audit/tokens/<its jti claim>; {CONTENTS_NEED_KEY}"
             )))
         }
     };

@@ -374,8 +374,9 @@ pub async fn disconnect(State(app): State<Arc<App>>, Path(ws): Path<String>, who
             StatusCode::CONFLICT,
             "BYO_GRANT_IN_USE",
             format!(
-                "{count} artifact(s) still reference grant {}: {}{}. Delete them with \
-                 DELETE /v1/workspaces/{ws}/artifacts/{{id}} (the objects stay in your bucket), then disconnect again",
+                "{count} artifact(s) still reference grant {}: {}{}. Delete each with \
+                 DELETE /v1/workspaces/{ws}/artifacts/<artifact id> (the objects stay in your bucket), then \
+                 disconnect again",
                 g.id,
                 ids.join(", "),
                 if count > ids.len() as i64 { ", …" } else { "" }
