@@ -10,7 +10,10 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 /// `host/src/**/*.rs`, each with its path.
@@ -282,7 +285,8 @@ fn codes_in_sources() -> BTreeSet<String> {
             for t in std::iter::once(lit.text.as_str()).chain(quoted) {
                 let screaming = t.len() >= 3
                     && t.starts_with(|c: char| c.is_ascii_uppercase())
-                    && t.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+                    && t.chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
                 if screaming && t.contains('_') {
                     codes.insert(t.to_string());
                 }
@@ -308,7 +312,9 @@ fn codes_in_sources() -> BTreeSet<String> {
 /// The first column of `docs/API.md`'s "Error codes" table.
 fn codes_in_docs() -> BTreeSet<String> {
     let doc = std::fs::read_to_string(root().join("docs/API.md")).expect("docs/API.md");
-    let start = doc.find("\n## Error codes\n").expect("docs/API.md has an \"## Error codes\" section");
+    let start = doc
+        .find("\n## Error codes\n")
+        .expect("docs/API.md has an \"## Error codes\" section");
     let section = &doc[start + 1..];
     let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
     let mut codes = BTreeSet::new();
@@ -325,7 +331,13 @@ fn codes_in_docs() -> BTreeSet<String> {
 #[test]
 fn every_error_code_is_documented_and_every_documented_code_exists() {
     let sources = codes_in_sources();
-    for known in ["FORBIDDEN", "INTERNAL", "GRANT_NOT_OWNER", "BYO_PRINCIPAL_UNKNOWN", "AWS_CREDENTIALS_MISSING"] {
+    for known in [
+        "FORBIDDEN",
+        "INTERNAL",
+        "GRANT_NOT_OWNER",
+        "BYO_PRINCIPAL_UNKNOWN",
+        "AWS_CREDENTIALS_MISSING",
+    ] {
         assert!(sources.contains(known), "the scan finds {known}: {sources:?}");
     }
     let docs = codes_in_docs();

@@ -55,8 +55,8 @@ impl HostAwsError {
         }
     }
 
-    /// What is wrong and how to fix it, for `service` (`STS`, `IAM`, `S3`, …) at
-    /// `endpoint` (the configured `AWS_ENDPOINT_URL`, if any).
+    /// What is wrong and how to fix it, for `service` (`STS`, `IAM`, `S3`, …);
+    /// `endpoint` is the configured `AWS_ENDPOINT_URL` when the caller knows it.
     pub fn message(self, service: &str, endpoint: Option<&str>) -> String {
         match self {
             HostAwsError::CredentialsMissing => format!(
@@ -69,13 +69,10 @@ impl HostAwsError {
             ),
             HostAwsError::Unreachable => format!(
                 "the sealgate host could not connect to AWS {service} (connection refused, reset or name not \
-                 resolved; {}), so nothing reached AWS. This is the host's configuration or network, not the \
+                 resolved{}), so nothing reached AWS. This is the host's configuration or network, not the \
                  request: check AWS_ENDPOINT_URL (and AWS_ENDPOINT_URL_{}) and that the endpoint is up; to run \
                  against a local emulator see {LOCAL_AWS_DOC}",
-                endpoint.map_or_else(
-                    || "no AWS_ENDPOINT_URL is set, so AWS's public endpoint".to_string(),
-                    |e| format!("AWS_ENDPOINT_URL is {e}")
-                ),
+                endpoint.map_or_else(String::new, |e| format!("; AWS_ENDPOINT_URL is {e}")),
                 service.to_ascii_uppercase()
             ),
         }
