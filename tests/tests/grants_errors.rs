@@ -111,7 +111,9 @@ const CASES: &[Case] = &[
         aws_message: "Not authorized to perform sts:AssumeRoleWithWebIdentity",
         status: 403,
         code: "GRANT_STS_ACCESS_DENIED",
-        hint: "OIDC provider",
+        // Issue 10, bug 7: every token carries session tags, so the trust policy needs
+        // sts:TagSession, and the message says why.
+        hint: "sts:TagSession (every sealgate token carries session tags in its https://aws.amazon.com/tags",
         attempts: 1,
     },
 ];

@@ -60,12 +60,12 @@ impl HostAwsError {
     pub fn message(self, service: &str, endpoint: Option<&str>) -> String {
         match self {
             HostAwsError::CredentialsMissing => format!(
-                "the sealgate host has no AWS credentials, so it could not call {service} (nothing was sent to AWS). \
-                 This is the host's configuration, not the request: the SDK's default chain found no \
-                 AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profile, web identity or instance role. Give the host \
-                 credentials (in production an instance role), or to try sealgate locally point it at an AWS \
-                 emulator with AWS_ENDPOINT_URL and dummy credentials: {LOCAL_AWS_DOC} has the recipe, creating a \
-                 role and a bucket included"
+                "the sealgate host has no usable AWS credentials, so it could not call {service} (nothing was sent \
+                 to AWS). This is the host's configuration, not the request: the SDK's default chain (\
+                 AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profile, web identity, instance role) gave none; the \
+                 host's log has its reason. Give the host credentials (in production an instance role), or to try \
+                 sealgate locally point it at an AWS emulator with AWS_ENDPOINT_URL and dummy credentials: \
+                 {LOCAL_AWS_DOC} has the recipe, creating a role and a bucket included"
             ),
             HostAwsError::Unreachable => format!(
                 "the sealgate host could not connect to AWS {service} (connection refused, reset or name not \

@@ -123,6 +123,14 @@ impl Failure {
             host: HostAwsError::of(e),
             ..Default::default()
         };
+        if let Some(h) = f.host {
+            // The client gets the fix; the operator's log gets the SDK's reason.
+            tracing::warn!(
+                code = h.code(),
+                "BYO AWS call failed on the host: {}",
+                host_error::describe(e)
+            );
+        }
         match e {
             SdkError::TimeoutError(_) => f.timeout = true,
             SdkError::DispatchFailure(d) if d.is_timeout() => f.timeout = true,

@@ -165,7 +165,10 @@ pub async fn principal(app: &App) -> ByoResult<String> {
                 .await
                 .map_err(|_| unknown("STS GetCallerIdentity timed out".into()))?
                 .map_err(|e| match HostAwsError::of(&e) {
-                    Some(h) => ByoError::Api(h.to_api("STS", endpoint.as_deref())),
+                    Some(h) => {
+                        tracing::warn!(code = h.code(), "GetCallerIdentity: {}", host_error::describe(&e));
+                        ByoError::Api(h.to_api("STS", endpoint.as_deref()))
+                    }
                     None => unknown(format!("STS GetCallerIdentity failed: {}", host_error::describe(&e))),
                 })?;
             out.arn()
