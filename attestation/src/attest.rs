@@ -204,11 +204,15 @@ pub struct Served {
 /// only come from `claimed`, the response's commitment object; the log origin is held
 /// to the checkpoint key's name) and compares it with `claimed` field by field and its
 /// digest with the document's `user_data`. `response_user_data` is the hex the host
-/// put beside the document, if any. Returns a description, or every discrepancy.
+/// put beside the document, if any; `response_bytes` its `commitment_json`, which must
+/// be exactly the canonical encoding of the recomputed commitment (the bytes anyone
+/// hashes to check `user_data` without this tool), or `None` not to check it. Returns a
+/// description, or every discrepancy.
 pub fn check_commitment(
     user_data: Option<&[u8]>,
     claimed: &Commitment,
     response_user_data: Option<&[u8]>,
+    response_bytes: Option<&[u8]>,
     served: &Served,
 ) -> Result<String, String> {
     let mut thumbprints: Vec<String> = served.jwks.iter().map(|k| p256_thumbprint(&k.x, &k.y)).collect();
@@ -275,6 +279,16 @@ pub fn check_commitment(
                 "user_data beside the document ({}) is not the digest of the commitment beside it ({})",
                 hex::encode(r),
                 hex::encode(claimed.digest())
+            ));
+        }
+    }
+    if let Some(bytes) = response_bytes {
+        if bytes != recomputed.canonical_json().as_bytes() {
+            problems.push(format!(
+                "commitment_json beside the document is not the canonical encoding of the recomputed commitment \
+                 (it hashes to {}; the recomputed commitment's encoding hashes to {})",
+                nitro::sha256_hex(bytes),
+                hex::encode(digest)
             ));
         }
     }
@@ -506,8 +520,17 @@ pub fn verify_attestation(src: Option<&dyn AttestSource>, opts: &AttestOptions, 
                     doc.user_data.as_deref(),
                     &resp.commitment,
                     Some(&resp.user_data),
+                    resp.commitment_json.as_deref(),
                     &served,
                 );
+                // A host that does not serve the hashed bytes leaves every other
+                // auditor guessing at the encoding: a failure, not a skip.
+                let r = match (r, &resp.commitment_json) {
+                    (Ok(_), None) => Err("the host serves no commitment_json (the exact bytes whose SHA-256 is \
+                                          user_data) beside the document"
+                        .to_string()),
+                    (r, _) => r,
+                };
                 if r.is_ok() {
                     // Every recomputed field equals the claimed one, so this is the
                     // commitment `user_data` is the digest of.

@@ -456,6 +456,9 @@ pub struct AttestationResponse {
     pub document: Vec<u8>,
     pub user_data: Vec<u8>,
     pub commitment: Commitment,
+    /// `commitment_json`: the bytes the host says `user_data` is the SHA-256 of
+    /// (`None` when the host serves no such field).
+    pub commitment_json: Option<Vec<u8>>,
 }
 
 /// One key of `/.well-known/jwks.json`, its coordinates base64url-decoded.
@@ -485,6 +488,7 @@ struct WireAttestation {
     document: String,
     user_data: String,
     commitment: Commitment,
+    commitment_json: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -514,6 +518,7 @@ pub fn decode_attestation(what: &str, body: &[u8]) -> Result<AttestationResponse
         user_data: hex::decode(&w.user_data).map_err(|e| malformed(what, format!("user_data is not hex: {e}")))?,
         mode: w.mode,
         commitment: w.commitment,
+        commitment_json: w.commitment_json.map(String::into_bytes),
     })
 }
 

@@ -242,7 +242,28 @@ fn served(keys: Vec<Jwk>) -> Served {
 fn commitment_matches_what_is_served() {
     let c = commitment(&[key(2), key(1)]);
     let ud = c.digest();
-    check_commitment(Some(&ud), &c, Some(&ud), &served(vec![key(1), key(2)])).expect("consistent");
+    let bytes = c.canonical_json();
+    check_commitment(
+        Some(&ud),
+        &c,
+        Some(&ud),
+        Some(bytes.as_bytes()),
+        &served(vec![key(1), key(2)]),
+    )
+    .expect("consistent");
+    // Served bytes that are not the canonical encoding (here: the object re-encoded
+    // with its keys sorted, as a generic JSON tool would) are refused.
+    let sorted = serde_json::to_string(&serde_json::to_value(&c).unwrap()).unwrap();
+    assert_ne!(sorted, bytes);
+    let err = check_commitment(
+        Some(&ud),
+        &c,
+        Some(&ud),
+        Some(sorted.as_bytes()),
+        &served(vec![key(1), key(2)]),
+    )
+    .unwrap_err();
+    assert!(err.contains("commitment_json"), "{err}");
 }
 
 #[test]
@@ -251,31 +272,38 @@ fn commitment_names_each_field_that_differs() {
     let ud = c.digest();
 
     // The host serves an extra JWKS key the enclave never attested.
-    let err = check_commitment(Some(&ud), &c, Some(&ud), &served(vec![key(1), key(3)])).unwrap_err();
+    let err = check_commitment(Some(&ud), &c, Some(&ud), None, &served(vec![key(1), key(3)])).unwrap_err();
     assert!(err.contains("jwk_thumbprints"), "{err}");
     assert!(err.contains("user_data"), "{err}");
 
     // The host's commitment object lists the extra key too (so it matches the JWKS),
     // but the signed user_data does not.
     let lying = commitment(&[key(1), key(3)]);
-    let err = check_commitment(Some(&ud), &lying, Some(&lying.digest()), &served(vec![key(1), key(3)])).unwrap_err();
+    let err = check_commitment(
+        Some(&ud),
+        &lying,
+        Some(&lying.digest()),
+        None,
+        &served(vec![key(1), key(3)]),
+    )
+    .unwrap_err();
     assert!(!err.contains("jwk_thumbprints"), "{err}");
     assert!(err.contains("the document's user_data"), "{err}");
 
     let mut s = served(vec![key(1)]);
     s.issuer = "https://evil.example".into();
-    let err = check_commitment(Some(&ud), &c, None, &s).unwrap_err();
+    let err = check_commitment(Some(&ud), &c, None, None, &s).unwrap_err();
     assert!(err.starts_with("issuer:"), "{err}");
 
     let mut s = served(vec![key(1)]);
     s.checkpoint_key = checkpoint_key("other/log");
-    let err = check_commitment(Some(&ud), &c, None, &s).unwrap_err();
+    let err = check_commitment(Some(&ud), &c, None, None, &s).unwrap_err();
     assert!(err.contains("checkpoint_key") && err.contains("log_origin"), "{err}");
 
     let mut s = served(vec![key(1)]);
     s.mode = "nitro".into();
-    let err = check_commitment(Some(&ud), &c, None, &s).unwrap_err();
+    let err = check_commitment(Some(&ud), &c, None, None, &s).unwrap_err();
     assert!(err.starts_with("mode:"), "{err}");
 
-    assert!(check_commitment(None, &c, None, &served(vec![key(1)])).is_err());
+    assert!(check_commitment(None, &c, None, None, &served(vec![key(1)])).is_err());
 }

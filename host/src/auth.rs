@@ -66,6 +66,17 @@ impl Role {
             _ => return None,
         })
     }
+
+    /// The role with its indefinite article, for messages ("an admin", "an agent").
+    pub fn with_article(&self) -> String {
+        let name = self.as_str();
+        let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
+        format!("{article} {name}")
+    }
 }
 
 /// Who is calling: resolved from a valid, unrevoked key.
@@ -94,8 +105,8 @@ impl Principal {
             Role::Admin if self.workspace_id.as_deref() == Some(ws) => Ok(()),
             Role::Admin => Err(ApiError::Forbidden("this key belongs to another workspace".into())),
             _ => Err(ApiError::Forbidden(format!(
-                "a {} key cannot administer a workspace",
-                self.role.as_str()
+                "{} key cannot administer a workspace",
+                self.role.with_article()
             ))),
         }
     }
@@ -117,8 +128,8 @@ impl Principal {
         match (self.role, self.workspace_id.as_deref(), self.agent_id.as_deref()) {
             (Role::Agent, Some(ws), Some(agent)) => Ok((ws, agent)),
             _ => Err(ApiError::Forbidden(format!(
-                "this call needs an agent key, not a {} key",
-                self.role.as_str()
+                "this call needs an agent key, not {} key",
+                self.role.with_article()
             ))),
         }
     }

@@ -12,6 +12,9 @@
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use tokio::sync::OnceCell;
 
+pub mod host_error;
+pub use host_error::HostAwsError;
+
 #[derive(Default)]
 pub struct Aws {
     base: OnceCell<SdkConfig>,
@@ -23,6 +26,11 @@ impl Aws {
         self.base
             .get_or_init(|| aws_config::defaults(BehaviorVersion::latest()).load())
             .await
+    }
+
+    /// The endpoint every service is pointed at (`AWS_ENDPOINT_URL`), for messages.
+    pub async fn endpoint_url(&self) -> Option<String> {
+        self.config().await.endpoint_url().map(str::to_string)
     }
 
     /// STS in `region` (an account's STS region is part of its ceiling).

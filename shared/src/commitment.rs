@@ -2,8 +2,12 @@
 //!
 //! `user_data = SHA-256(JSON(Commitment))`, where the JSON is serde_json's compact
 //! encoding of [`Commitment`] with its fields in declaration order, `audiences` in
-//! configured order and `jwk_thumbprints` sorted. The host serves the commitment object
-//! beside the document; an auditor recomputes each field from what the host serves
+//! configured order and `jwk_thumbprints` sorted ([`Commitment::canonical_json`]). The
+//! host serves those exact bytes beside the document (`commitment_json`, a string), as
+//! well as the parsed object: a JSON object's key order is not preserved by most
+//! tools (the host's own response serialiser sorts keys), so hashing the object as
+//! re-encoded would not give `user_data`, while hashing the string does, with nothing
+//! but `jq` and `sha256sum`. An auditor recomputes each field from what the host serves
 //! right now (the JWKS, the note verifier key, the discovery document), hashes it, and
 //! compares with the signed `user_data`. 32 bytes fit Nitro's 512-byte `user_data`.
 
@@ -31,10 +35,15 @@ pub struct Commitment {
 }
 
 impl Commitment {
+    /// The exact bytes [`Commitment::digest`] hashes: compact JSON, fields in
+    /// declaration order.
+    pub fn canonical_json(&self) -> String {
+        serde_json::to_string(self).expect("plain struct serializes")
+    }
+
     /// The 32 bytes that go into the attestation document's `user_data`.
     pub fn digest(&self) -> [u8; 32] {
-        let json = serde_json::to_vec(self).expect("plain struct serializes");
-        Sha256::digest(json).into()
+        Sha256::digest(self.canonical_json().as_bytes()).into()
     }
 }
 
@@ -76,6 +85,27 @@ mod tests {
         let mut c = base.clone();
         c.ttl_max_seconds = 3599;
         assert_ne!(c.digest(), d);
+    }
+
+    #[test]
+    fn canonical_json_keeps_declaration_order() {
+        let c = Commitment {
+            version: COMMITMENT_VERSION.into(),
+            mode: "sim".into(),
+            issuer: "i".into(),
+            audiences: vec!["a".into()],
+            ttl_min_seconds: 60,
+            ttl_max_seconds: 3600,
+            log_origin: "o".into(),
+            jwk_thumbprints: vec![],
+            checkpoint_key: "k".into(),
+        };
+        let json = c.canonical_json();
+        assert!(
+            json.starts_with(r#"{"version":"sealgate-attestation-v1","mode":"sim","issuer":"i","#),
+            "{json}"
+        );
+        assert_eq!(c.digest(), <[u8; 32]>::from(Sha256::digest(json.as_bytes())));
     }
 
     #[test]

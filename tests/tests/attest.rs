@@ -10,7 +10,7 @@ mod common;
 use common::{expect_exit as expect, sim_root};
 use sealgate_tests::{target_dir, verify, Deployment};
 use serde_json::Value;
-use sha2::{Digest, Sha384};
+use sha2::{Digest, Sha256, Sha384};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -185,5 +185,65 @@ fn a_jwks_that_differs_from_the_attested_commitment_is_refused() {
     let lying = jwks_proxy(d.url.clone(), true);
     let out = expect(12, verify(&["attest", "--url", &lying, "--sim-root", &root]));
     assert!(out.contains("jwk_thumbprints"), "{out}");
+    assert!(out.contains("FAIL  commitment"), "{out}");
+}
+
+/// Issue 10, bug 4: the served `commitment_json` is exactly what `user_data` hashes,
+/// checked here the way any script would (SHA-256 of the string's bytes) against the
+/// `user_data` inside the signed document itself, not the hex the host puts beside it.
+/// The `commitment` object, re-encoded, does not hash to it: its keys come sorted.
+#[test]
+fn the_served_commitment_bytes_hash_to_the_documents_user_data() {
+    let d = Deployment::start();
+    let (status, body) = d.api().get("/v1/attestation?nonce=00ff", None);
+    assert_eq!(status, 200, "{body}");
+    let cose = B64
+        .decode(body["document"].as_str().expect("document"))
+        .expect("base64");
+    let doc = sealgate_attestation::nitro::Document::decode(&cose).expect("COSE/CBOR attestation document");
+    let user_data = doc.user_data.expect("the document carries user_data");
+    let bytes = body["commitment_json"].as_str().expect("commitment_json is a string");
+    assert_eq!(
+        Sha256::digest(bytes.as_bytes()).to_vec(),
+        user_data,
+        "SHA-256(commitment_json) is the document's user_data"
+    );
+    assert_eq!(hex::encode(&user_data), body["user_data"], "{body}");
+    // The same commitment as the object beside it.
+    let parsed: Value = serde_json::from_str(bytes).expect("commitment_json is JSON");
+    assert_eq!(parsed, body["commitment"], "{body}");
+    let reencoded = serde_json::to_vec(&body["commitment"]).expect("json");
+    assert_ne!(Sha256::digest(&reencoded).to_vec(), user_data);
+}
+
+/// A host that serves `commitment_json` in another encoding than the canonical one
+/// (here: the same commitment with its keys sorted) fails `sealgate-verify attest`,
+/// even though the object and `user_data` beside it are honest.
+#[test]
+fn served_commitment_bytes_that_are_not_canonical_are_refused() {
+    let d = Deployment::start();
+    let root = sim_root(&d);
+    let lying = common::proxy(
+        {
+            let upstream = d.url.clone();
+            move |_| upstream.clone()
+        },
+        |path, body| {
+            if !path.starts_with("/v1/attestation") {
+                return body;
+            }
+            let mut v: Value = serde_json::from_slice(&body).expect("attestation");
+            let sorted = serde_json::to_string(&v["commitment"]).expect("json");
+            assert_ne!(
+                v["commitment_json"],
+                sorted.as_str(),
+                "the canonical order is not sorted"
+            );
+            v["commitment_json"] = Value::String(sorted);
+            serde_json::to_vec(&v).expect("json")
+        },
+    );
+    let out = expect(12, verify(&["attest", "--url", &lying, "--sim-root", &root]));
+    assert!(out.contains("commitment_json"), "{out}");
     assert!(out.contains("FAIL  commitment"), "{out}");
 }

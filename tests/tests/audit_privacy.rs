@@ -349,3 +349,38 @@ fn hole4_sealgate_verify_works_anonymously_with_a_key_and_with_a_token() {
     let (code, out) = verify_log(url, &["--token", &s.a.minted.token]);
     assert_eq!(code, 6, "the holder's leaf was changed:\n{out}");
 }
+
+/// Issue 10, bug 6: a range past the end of the log answers with the range it served,
+/// `[start, one past the last entry)`, not the `end` that was asked; the same for the
+/// public hashes, and a range wholly past the log is empty with `end == start`.
+#[test]
+fn entries_and_hashes_echo_the_range_served_not_the_range_asked() {
+    let s = setup();
+    let stored: i64 = rusqlite::Connection::open(s.d.db_path())
+        .expect("db")
+        .query_row("SELECT COUNT(*) FROM leaves", [], |r| r.get(0))
+        .expect("count");
+    let (status, v) = s.api.get("/v1/audit/entries?start=0&end=1000", Some(&s.operator));
+    assert_eq!(status, 200, "{v}");
+    let n = v["entries"].as_array().expect("entries").len() as u64;
+    assert!(n > 0 && n < 1000 && n as i64 <= stored, "{n} of {stored}");
+    assert_eq!(v["start"], 0);
+    assert_eq!(v["end"], n, "end is one past the last entry returned: {v}");
+    let last = v["entries"][n as usize - 1]["index"].as_u64().expect("index");
+    assert_eq!(last + 1, n);
+
+    let (status, h) = s.api.get("/v1/audit/hashes?start=1&end=1000", None);
+    assert_eq!(status, 200, "{h}");
+    let served = h["hashes"].as_array().expect("hashes").len() as u64;
+    assert!(served > 0 && served < 999, "{h}");
+    assert_eq!(h["end"], 1 + served, "{h}");
+
+    let (status, v) = s.api.get("/v1/audit/entries?start=5000&end=5010", Some(&s.operator));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["entries"], json!([]));
+    assert_eq!(
+        (v["start"].clone(), v["end"].clone()),
+        (json!(5000), json!(5000)),
+        "{v}"
+    );
+}

@@ -10,7 +10,7 @@ mod grants_support;
 use common::*;
 use grants_support::*;
 use sealgate_tests::fault::{Fault, FaultLayer, Rule};
-use serde_json::json;
+use serde_json::{json, Value};
 
 struct Case {
     mode: &'static str,
@@ -111,7 +111,9 @@ const CASES: &[Case] = &[
         aws_message: "Not authorized to perform sts:AssumeRoleWithWebIdentity",
         status: 403,
         code: "GRANT_STS_ACCESS_DENIED",
-        hint: "OIDC provider",
+        // Issue 10, bug 7: every token carries session tags, so the trust policy needs
+        // sts:TagSession, and the message says why.
+        hint: "sts:TagSession (every sealgate token carries session tags in its https://aws.amazon.com/tags",
         attempts: 1,
     },
 ];
@@ -197,8 +199,11 @@ fn sts_region_comes_from_the_ceiling() {
     assert_eq!(e.credentials(&id).0, 200);
 }
 
+/// Connections refused (issue 10, bug 5): the host cannot reach STS, which is the host's
+/// configuration, not the grant's: 503 `AWS_UNREACHABLE`, whose message names the
+/// endpoint setting and the local-emulator recipe, and carries no SDK dump.
 #[test]
-fn unreachable_sts_is_a_typed_502() {
+fn unreachable_sts_is_the_hosts_problem() {
     let mut e = Env::start();
     let role = e.role(&unique("down-role"));
     e.set_ceiling(ACCOUNT, &open_ceiling(&role, "assume_role"));
@@ -207,9 +212,14 @@ fn unreachable_sts_is_a_typed_502() {
     let old = std::mem::replace(&mut e.fault, FaultLayer::start(&e.moto.url));
     drop(old);
     let (s, v) = e.credentials(&id);
-    assert_error((s, v.clone()), 502, "GRANT_STS_UNAVAILABLE");
+    assert_error((s, v.clone()), 503, "AWS_UNREACHABLE");
+    let msg = v["error"]["message"].as_str().unwrap();
     assert!(
-        v["error"]["message"].as_str().unwrap().contains("AWS_ENDPOINT_URL"),
+        msg.contains("AWS_ENDPOINT_URL") && msg.contains("docs/local-aws.md"),
+        "{v}"
+    );
+    assert!(
+        !msg.contains("DispatchFailure") && !msg.contains("ConnectorError"),
         "{v}"
     );
     let failed = e.leaves("grant.sts.failed");
@@ -234,7 +244,13 @@ fn grant_checks_before_sts() {
     let write = str_of(&e.grant(&access("b", &["s3:PutObject"], 1800)), "grant_id").to_string();
     let (s, v) = e.credentials(&write);
     assert_error((s, v.clone()), 409, "GRANT_NOT_ACTIVE");
-    assert!(v["error"]["message"].as_str().unwrap().contains("pending"), "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("pending"), "{v}");
+    // The poll it suggests names this grant, not a literal `{id}` (issue 10, bug 6).
+    assert!(
+        msg.contains(&format!("/v1/aws/access/{write}?wait=30")) && !msg.contains("{id}"),
+        "{msg}"
+    );
 
     let active = str_of(&e.grant(&access("b", &["s3:GetObject"], 1800)), "grant_id").to_string();
     // Another agent of the workspace can neither read the grant (404, as if it did not
@@ -261,12 +277,24 @@ fn grant_checks_before_sts() {
         403,
         "GRANT_NOT_OWNER",
     );
-    // Only agents fetch credentials; another workspace sees nothing.
-    assert_error(
-        e.api
-            .get(&format!("/v1/aws/access/{active}/credentials"), Some(&e.admin)),
-        403,
-        "FORBIDDEN",
+    // Only the requesting agent fetches credentials: any other key that can see the
+    // grant is told so (issue 10, bug 6: an admin or approver got FORBIDDEN, and "a
+    // admin"); another workspace sees nothing.
+    for (who, key) in [
+        ("an admin", &e.admin),
+        ("an approver", &e.approver),
+        ("an operator", &e.operator),
+    ] {
+        let (s, v) = e.api.get(&format!("/v1/aws/access/{active}/credentials"), Some(key));
+        assert_error((s, v.clone()), 403, "GRANT_NOT_OWNER");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(&format!("this is {who} key")), "{msg}");
+    }
+    let (s, v) = e.api.post("/v1/tokens", Some(&e.admin), &json!({}));
+    assert_error((s, v.clone()), 403, "FORBIDDEN");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("not an admin key"),
+        "{v}"
     );
     let (other, _, _) = e.other_tenant();
     assert_error(
@@ -324,4 +352,212 @@ fn grant_checks_before_sts() {
         .fmt(aws_sdk_sts::primitives::DateTimeFormat::DateTime)
         .unwrap();
     assert_eq!(bound, want, "the session policy ends with the grant");
+}
+
+/// Issue 10, bug 6: a malformed body on the access calls answers the documented
+/// `GRANT_INVALID_REQUEST`, and on every endpoint a message in JSON's terms: never a
+/// type of the implementation (`expected struct MintBody with 3 elements`) or a serde
+/// internal. An array is not an object, even when it lists the fields in order.
+#[test]
+fn malformed_bodies_answer_documented_codes_in_json_terms() {
+    let e = Env::start();
+    let role = e.role(&unique("shape-role"));
+    e.set_ceiling(ACCOUNT, &open_ceiling(&role, "web_identity"));
+    let mut missing = access("b", &["s3:GetObject"], 1800);
+    missing.as_object_mut().unwrap().remove("actions");
+    for path in ["/v1/aws/access", "/v1/aws/access/preview"] {
+        let (s, v) = e.api.post(path, Some(&e.t.agent_key), &missing);
+        assert_error((s, v.clone()), 400, "GRANT_INVALID_REQUEST");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("missing field `actions`"),
+            "{path}: {v}"
+        );
+    }
+    let grant = str_of(&e.grant(&access("b", &["s3:GetObject"], 1800)), "grant_id").to_string();
+    let release = format!("/v1/aws/access/{grant}/release");
+    let ceiling = e.ceiling_path(ACCOUNT);
+    let mut bad_rules = open_ceiling(&role, "web_identity");
+    bad_rules["rules"] = json!([{ "decision": 7, "reason": "r" }]);
+    let mut bad_ttl = access("b", &["s3:GetObject"], 1800);
+    bad_ttl["ttl_seconds"] = json!("1800");
+    let agent = e.t.agent_key.as_str();
+    let cases: Vec<(&str, &str, &str, Value, &str, &str)> = vec![
+        (
+            "POST",
+            "/v1/tokens",
+            agent,
+            json!(["sts.amazonaws.com", 300, "t"]),
+            "INVALID_REQUEST",
+            "not an array",
+        ),
+        (
+            "POST",
+            "/v1/tokens",
+            agent,
+            json!({ "ttl_seconds": -5 }),
+            "INVALID_REQUEST",
+            "ttl_seconds: invalid value",
+        ),
+        (
+            "POST",
+            "/v1/aws/access",
+            agent,
+            json!([1, 2]),
+            "GRANT_INVALID_REQUEST",
+            "not an array",
+        ),
+        (
+            "POST",
+            "/v1/aws/access",
+            agent,
+            bad_ttl.clone(),
+            "GRANT_INVALID_REQUEST",
+            "ttl_seconds: invalid type",
+        ),
+        (
+            "POST",
+            "/v1/aws/access/preview",
+            agent,
+            bad_ttl,
+            "GRANT_INVALID_REQUEST",
+            "expected a non-negative integer",
+        ),
+        (
+            "POST",
+            &release,
+            agent,
+            json!({ "hard": "yes" }),
+            "GRANT_INVALID_REQUEST",
+            "hard: invalid type",
+        ),
+        (
+            "POST",
+            &release,
+            agent,
+            json!([true]),
+            "GRANT_INVALID_REQUEST",
+            "not an array",
+        ),
+        (
+            "POST",
+            "/v1/workspaces",
+            &e.operator,
+            json!(["name"]),
+            "INVALID_REQUEST",
+            "not an array",
+        ),
+        (
+            "PUT",
+            &ceiling,
+            &e.admin,
+            bad_rules,
+            "GRANT_INVALID_CEILING",
+            "rules[0].decision",
+        ),
+    ];
+    for (method, path, key, body, code, hint) in cases {
+        let (s, v) = match method {
+            "PUT" => put(&e.api, path, Some(key), &body),
+            _ => e.api.post(path, Some(key), &body),
+        };
+        assert_error((s, v.clone()), 400, code);
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(hint), "{path} {body}: {msg:?} lacks {hint:?}");
+        for internal in [
+            "Body",
+            "struct",
+            "Ceiling",
+            "Rule",
+            "enum",
+            "u64",
+            "i64",
+            "sequence",
+            "elements",
+            "Failed to deserialize",
+        ] {
+            assert!(!msg.contains(internal), "{path} {body}: {msg:?} shows {internal:?}");
+        }
+    }
+    // Nothing was released by the refused bodies.
+    assert_eq!(e.get(&grant)["status"], "active");
+}
+
+/// Issue 10, bug 6, the operator rule (docs/API.md, "Agents"): grants are visible to
+/// keys of their own workspace and to the operator key; a key of any other workspace
+/// gets 404 as if the grant did not exist.
+#[test]
+fn the_operator_reads_every_grant_and_other_workspaces_read_none() {
+    let e = Env::start();
+    let role = e.role(&unique("op-role"));
+    e.set_ceiling(ACCOUNT, &open_ceiling(&role, "web_identity"));
+    let id = str_of(&e.grant(&access("b", &["s3:GetObject"], 1800)), "grant_id").to_string();
+    let (s, v) = e.api.get(&format!("/v1/aws/access/{id}"), Some(&e.operator));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["grant_id"], id.as_str());
+    let (other, other_admin, other_approver) = e.other_tenant();
+    for key in [&other_admin, &other_approver, &other.agent_key] {
+        assert_error(e.api.get(&format!("/v1/aws/access/{id}"), Some(key)), 404, "NOT_FOUND");
+    }
+    // The same answer as for a grant that does not exist.
+    let (_, unknown) = e
+        .api
+        .get("/v1/aws/access/gr_000000000000000000000000", Some(&other_admin));
+    let (_, hidden) = e.api.get(&format!("/v1/aws/access/{id}"), Some(&other_admin));
+    assert_eq!(
+        unknown["error"]["message"]
+            .as_str()
+            .map(|m| m.replace("gr_000000000000000000000000", "X")),
+        hidden["error"]["message"].as_str().map(|m| m.replace(&id, "X")),
+    );
+}
+
+/// Issue 10, bug 6: a ceiling as `GET` returns it can be `PUT` back unchanged (200, the
+/// same ceiling), and the read-only fields it carries are checked, not silently taken.
+#[test]
+fn a_ceiling_read_can_be_written_back() {
+    let e = Env::start();
+    let role = e.role(&unique("roundtrip-role"));
+    let mut c = ceiling(
+        &role,
+        "assume_role",
+        json!([{ "decision": "route_to_approver", "actions": ["s3:Put*"], "approvals_required": 2, "reason": "two" }]),
+    );
+    c["pending_timeout_seconds"] = json!(600);
+    e.set_ceiling(ACCOUNT, &c);
+    let path = e.ceiling_path(ACCOUNT);
+    let (s, before) = e.api.get(&path, Some(&e.admin));
+    assert_eq!(s, 200, "{before}");
+    let (s, v) = put(&e.api, &path, Some(&e.admin), &before);
+    assert_eq!(s, 200, "GET then PUT back: {v}");
+    let (_, after) = e.api.get(&path, Some(&e.admin));
+    let strip = |mut v: Value| {
+        let o = v.as_object_mut().unwrap();
+        o.remove("updated_at");
+        o.remove("external_id_verified_at");
+        v
+    };
+    assert_eq!(strip(after.clone()), strip(before.clone()));
+
+    let mut wrong = before.clone();
+    wrong["account_id"] = json!("210987654321");
+    let (s, v) = put(&e.api, &path, Some(&e.admin), &wrong);
+    assert_error((s, v.clone()), 400, "GRANT_INVALID_CEILING");
+    assert!(
+        v["error"]["message"].as_str().unwrap().starts_with("account_id:"),
+        "{v}"
+    );
+    let mut wrong = before.clone();
+    wrong["external_id"] = json!("sg-0000000000000000000000000000000000000000");
+    let (s, v) = put(&e.api, &path, Some(&e.admin), &wrong);
+    assert_error((s, v.clone()), 400, "GRANT_INVALID_CEILING");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(before["external_id"].as_str().unwrap()),
+        "{v}"
+    );
 }

@@ -35,9 +35,10 @@ fn release_is_idempotent_and_ends_the_grant() {
     let id = str_of(&g, "grant_id").to_string();
     assert_eq!(e.credentials(&id).0, 200);
 
-    // Bad bodies are refused; an empty body means a soft release.
-    assert_error(e.release(&id, &json!({ "hard": "yes" })), 400, "INVALID_REQUEST");
-    assert_error(e.release(&id, &json!({ "soft": true })), 400, "INVALID_REQUEST");
+    // Bad bodies are refused (with the grants' own code, issue 10); an empty body means
+    // a soft release.
+    assert_error(e.release(&id, &json!({ "hard": "yes" })), 400, "GRANT_INVALID_REQUEST");
+    assert_error(e.release(&id, &json!({ "soft": true })), 400, "GRANT_INVALID_REQUEST");
     // Not the agent's to release: approvers; other workspaces do not see it.
     assert_error(
         e.api

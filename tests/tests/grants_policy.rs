@@ -418,8 +418,9 @@ fn requests_are_validated() {
         ("run_id", json!("a/b"), "GRANT_INVALID_REQUEST"),
         ("reason", json!("  "), "GRANT_INVALID_REQUEST"),
         ("account_id", json!("abc"), "GRANT_INVALID_ACCOUNT"),
-        ("ttl_seconds", json!("soon"), "INVALID_REQUEST"),
-        ("extra", json!(true), "INVALID_REQUEST"),
+        // Malformed, not merely out of bounds: the documented code too (issue 10).
+        ("ttl_seconds", json!("soon"), "GRANT_INVALID_REQUEST"),
+        ("extra", json!(true), "GRANT_INVALID_REQUEST"),
     ] {
         let mut b = good.clone();
         b[field] = value.clone();
@@ -434,7 +435,7 @@ fn requests_are_validated() {
     }
     let mut missing = good.clone();
     missing.as_object_mut().unwrap().remove("run_id");
-    assert_error(e.request(&missing), 400, "INVALID_REQUEST");
+    assert_error(e.request(&missing), 400, "GRANT_INVALID_REQUEST");
     // A session policy STS would refuse (over 2048 characters) is refused up front.
     let many: Vec<String> = (0..60).map(|i| format!("arn:aws:s3:::bucket-{i}/prefix/*")).collect();
     let mut big = good.clone();

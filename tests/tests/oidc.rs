@@ -349,3 +349,40 @@ fn body_just_under_the_limit_is_not_too_large() {
         "INVALID_TASK_ID",
     );
 }
+
+/// Issue 10, bug 7: every token `POST /v1/tokens` returns carries AWS session tags
+/// (`https://aws.amazon.com/tags`), so a role trusting it needs `sts:TagSession`; the
+/// API document says so where it describes the tokens.
+#[test]
+fn every_token_carries_session_tags_and_the_docs_say_so() {
+    let d = Deployment::start();
+    let t = d.new_tenant();
+    let m = mint(&d.api(), &t.agent_key);
+    let claims = jwt_claims(&m.token);
+    let tags = &claims["https://aws.amazon.com/tags"];
+    assert_eq!(
+        tags["principal_tags"]["sealgate:workspace"],
+        json!([t.workspace]),
+        "{claims}"
+    );
+    assert_eq!(tags["principal_tags"]["sealgate:agent"], json!([t.agent]), "{claims}");
+    assert!(
+        tags["transitive_tag_keys"].as_array().is_some_and(|k| !k.is_empty()),
+        "{claims}"
+    );
+
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/API.md")).expect("docs/API.md");
+    let start = doc.find("## OIDC").expect("an OIDC section");
+    let oidc = &doc[start..start + doc[start..].find("\n## Attestation").expect("the next section")];
+    for needed in [
+        "https://aws.amazon.com/tags",
+        "sealgate:workspace",
+        "sealgate:agent",
+        "sts:TagSession",
+    ] {
+        assert!(
+            oidc.contains(needed),
+            "docs/API.md's OIDC section does not mention {needed}"
+        );
+    }
+}

@@ -1,5 +1,6 @@
 //! `GET /v1/attestation?nonce=HEX`: a fresh document from the enclave and the values
-//! its `user_data` commits to (see `sealgate_shared::commitment`).
+//! its `user_data` commits to (see `sealgate_shared::commitment`), both as the exact
+//! bytes that are hashed (`commitment_json`) and as an object to read.
 
 use super::QueryParams;
 use crate::error::ApiError;
@@ -46,6 +47,9 @@ pub async fn attestation(
         "mode": att.commitment.mode,
         "document": B64.encode(&att.document),
         "user_data": hex::encode(att.commitment.digest()),
+        // The bytes user_data is the SHA-256 of: the object below is re-encoded with
+        // its keys sorted, so hashing it would not give user_data.
+        "commitment_json": att.commitment.canonical_json(),
         "commitment": att.commitment,
     })))
 }

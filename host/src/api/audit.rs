@@ -99,7 +99,9 @@ pub async fn hashes(State(app): State<Arc<App>>, QueryParams(q): QueryParams<Ran
             .map(|h| B64.encode(h))
             .collect()
     };
-    Ok(Json(json!({ "start": q.start, "end": q.end, "hashes": hashes })))
+    // `end` is what was served, not what was asked: `[start, end)` names these hashes.
+    let end = q.start + hashes.len() as u64;
+    Ok(Json(json!({ "start": q.start, "end": end, "hashes": hashes })))
 }
 
 /// Whose leaves a key may read in full (DESIGN §5).
@@ -192,7 +194,7 @@ pub async fn entries(
         Caller::Anonymous => return Err(ApiError::Unauthenticated(CONTENTS_NEED_KEY.into())),
         Caller::Token(_) => {
             return Err(ApiError::Unauthenticated(format!(
-                "a token reads only its own leaf, at /v1/audit/tokens/{{jti}}; {CONTENTS_NEED_KEY}"
+                "a token reads only its own leaf, at /v1/audit/tokens/<its jti claim>; {CONTENTS_NEED_KEY}"
             )))
         }
     };
@@ -217,6 +219,9 @@ pub async fn entries(
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })
         .await?;
+    // `end` is one past the last entry served (`start` when there is none), not what
+    // was asked: the answer's `[start, end)` always names exactly its entries.
+    let end = rows.last().map_or(q.start, |(index, _, _)| index + 1);
     let entries: Vec<Value> = {
         let tree = app.ledger.tree();
         rows.into_iter()
@@ -230,7 +235,7 @@ pub async fn entries(
             })
             .collect()
     };
-    Ok(Json(json!({ "start": q.start, "end": q.end, "entries": entries })))
+    Ok(Json(json!({ "start": q.start, "end": end, "entries": entries })))
 }
 
 #[derive(Deserialize)]

@@ -244,6 +244,7 @@ async fn stream_sha256(
                 return Err(Problem {
                     code: "BYO_PROBE_TIMEOUT",
                     message: format!("reading s3://{}/{key} stalled after {read} bytes", t.bucket),
+                    host: None,
                 }
                 .into_error(&t.workspace_id));
             }
@@ -252,6 +253,7 @@ async fn stream_sha256(
                 return Err(Problem {
                     code: "BYO_AWS_ERROR",
                     message: format!("reading s3://{}/{key} failed after {read} bytes: {e}", t.bucket),
+                    host: None,
                 }
                 .into_error(&t.workspace_id));
             }

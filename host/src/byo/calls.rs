@@ -7,6 +7,7 @@
 //! operation changed.
 
 use super::config::settings;
+use crate::aws::{host_error, HostAwsError};
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::RequestId;
@@ -43,6 +44,9 @@ pub struct Failure {
     /// The bucket's real region when S3 said so (`x-amz-bucket-region`, or `<Region>` in
     /// an `AuthorizationHeaderMalformed` / `PermanentRedirect` body).
     pub bucket_region: Option<String>,
+    /// The host itself could not make the call (no credentials, endpoint unreachable):
+    /// nothing reached the customer's account.
+    pub host: Option<HostAwsError>,
 }
 
 const THROTTLE_CODES: &[&str] = &[
@@ -116,8 +120,17 @@ impl Failure {
     {
         let mut f = Failure {
             request_id: e.request_id().map(str::to_string),
+            host: HostAwsError::of(e),
             ..Default::default()
         };
+        if let Some(h) = f.host {
+            // The client gets the fix; the operator's log gets the SDK's reason.
+            tracing::warn!(
+                code = h.code(),
+                "BYO AWS call failed on the host: {}",
+                host_error::describe(e)
+            );
+        }
         match e {
             SdkError::TimeoutError(_) => f.timeout = true,
             SdkError::DispatchFailure(d) if d.is_timeout() => f.timeout = true,
@@ -131,10 +144,12 @@ impl Failure {
             }
         }
         f.code = e.code().map(str::to_string).filter(|c| !c.is_empty());
+        // Never the SDK's Debug output (DisplayErrorContext): it dumps whole responses,
+        // headers included.
         f.message = match (e.message(), e) {
             (Some(m), _) => m.to_string(),
             (None, SdkError::ServiceError(_) | SdkError::ResponseError(_)) => String::new(),
-            (None, other) => aws_sdk_s3::error::DisplayErrorContext(other).to_string(),
+            (None, other) => host_error::describe(other),
         };
         f
     }

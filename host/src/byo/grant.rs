@@ -133,6 +133,17 @@ fn probe_json(g: &Grant, outcome: &Result<(), Problem>) -> Value {
     }
 }
 
+/// A probe the host could not run (no AWS credentials, AWS unreachable) proves nothing
+/// about the customer's role or bucket: the call answers the host's problem (503) and
+/// nothing is stored, neither a new grant nor a changed status, and no call reached
+/// the customer's account to be audited.
+fn host_problem(ws: &str, outcome: &Result<(), Problem>) -> ByoResult<()> {
+    match outcome {
+        Err(p) if p.host.is_some() => Err(p.clone().into_error(ws)),
+        _ => Ok(()),
+    }
+}
+
 fn apply_outcome(g: &mut Grant, outcome: &Result<(), Problem>, now: i64) {
     g.last_checked_at = Some(now);
     match outcome {
@@ -249,6 +260,7 @@ pub async fn register(
     };
     let mut log = CallLog::default();
     let outcome = probe::run(&app, &Target::from(&g), &mut log).await;
+    host_problem(&ws, &outcome)?;
     apply_outcome(&mut g, &outcome, now);
     let row = g.clone();
     audit::commit(
@@ -311,6 +323,7 @@ pub async fn check(
     let mut g = live_or_404(&app, &ws).await?;
     let mut log = CallLog::default();
     let outcome = probe::run(&app, &Target::from(&g), &mut log).await;
+    host_problem(&ws, &outcome)?;
     apply_outcome(&mut g, &outcome, crate::now_secs() as i64);
     audit::commit(
         &app,
@@ -361,8 +374,9 @@ pub async fn disconnect(State(app): State<Arc<App>>, Path(ws): Path<String>, who
             StatusCode::CONFLICT,
             "BYO_GRANT_IN_USE",
             format!(
-                "{count} artifact(s) still reference grant {}: {}{}. Delete them with \
-                 DELETE /v1/workspaces/{ws}/artifacts/{{id}} (the objects stay in your bucket), then disconnect again",
+                "{count} artifact(s) still reference grant {}: {}{}. Delete each with \
+                 DELETE /v1/workspaces/{ws}/artifacts/<artifact id> (the objects stay in your bucket), then \
+                 disconnect again",
                 g.id,
                 ids.join(", "),
                 if count > ids.len() as i64 { ", …" } else { "" }

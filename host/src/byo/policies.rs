@@ -14,6 +14,7 @@
 use super::error::{ByoError, ByoResult};
 use super::regions;
 use super::store::Grant;
+use crate::aws::{host_error, HostAwsError};
 use crate::App;
 use axum::http::StatusCode;
 use serde_json::{json, Value};
@@ -136,25 +137,45 @@ pub async fn principal(app: &App) -> ByoResult<String> {
         return Ok(p.clone());
     }
     static CALLER: OnceCell<String> = OnceCell::const_new();
+    let endpoint = app.aws.endpoint_url().await;
+    let unknown = |why: String| {
+        ByoError::coded(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "BYO_PRINCIPAL_UNKNOWN",
+            format!(
+                "cannot tell which AWS principal sealgate runs as ({why}); the operator can set \
+                 SEALGATE_BYO_PRINCIPAL_ARN"
+            ),
+        )
+    };
+    // A failure is not cached: the next call asks again.
     let arn = CALLER
         .get_or_try_init(|| async {
-            let sts = app.aws.sts(&app.aws.config().await.region().map_or("us-east-1".to_string(), |r| r.to_string())).await;
+            let sts = app
+                .aws
+                .sts(
+                    &app.aws
+                        .config()
+                        .await
+                        .region()
+                        .map_or("us-east-1".to_string(), |r| r.to_string()),
+                )
+                .await;
             let out = tokio::time::timeout(super::config::settings().call_timeout, sts.get_caller_identity().send())
                 .await
-                .map_err(|_| "STS GetCallerIdentity timed out".to_string())?
-                .map_err(|e| format!("STS GetCallerIdentity failed: {}", aws_sdk_sts::error::DisplayErrorContext(e)))?;
+                .map_err(|_| unknown("STS GetCallerIdentity timed out".into()))?
+                .map_err(|e| match HostAwsError::of(&e) {
+                    Some(h) => {
+                        tracing::warn!(code = h.code(), "GetCallerIdentity: {}", host_error::describe(&e));
+                        ByoError::Api(h.to_api("STS", endpoint.as_deref()))
+                    }
+                    None => unknown(format!("STS GetCallerIdentity failed: {}", host_error::describe(&e))),
+                })?;
             out.arn()
                 .map(principal_from_caller)
-                .ok_or_else(|| "STS GetCallerIdentity returned no ARN".to_string())
+                .ok_or_else(|| unknown("STS GetCallerIdentity returned no ARN".into()))
         })
-        .await
-        .map_err(|e| {
-            ByoError::coded(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "BYO_PRINCIPAL_UNKNOWN",
-                format!("cannot tell which AWS principal sealgate runs as ({e}); the operator can set SEALGATE_BYO_PRINCIPAL_ARN"),
-            )
-        })?;
+        .await?;
     Ok(arn.clone())
 }
 

@@ -7,6 +7,7 @@
 use super::calls::{CallLog, Failure};
 use super::config::settings;
 use super::error::ByoError;
+use crate::aws::HostAwsError;
 use crate::App;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::Credentials;
@@ -42,6 +43,9 @@ impl From<&super::store::Grant> for Target {
 pub struct Problem {
     pub code: &'static str,
     pub message: String,
+    /// Set when the host could not make the call at all: the problem is the host's
+    /// configuration, says nothing about the customer's grant, and is never stored on it.
+    pub host: Option<HostAwsError>,
 }
 
 impl Problem {
@@ -49,6 +53,7 @@ impl Problem {
         Problem {
             code,
             message: message.into(),
+            host: None,
         }
     }
 
@@ -56,6 +61,9 @@ impl Problem {
     /// customer's account refused (424, the request depended on it), AWS was slow or
     /// throttling (503/504), or AWS failed in a way we cannot classify (502).
     pub fn status(&self) -> StatusCode {
+        if self.host.is_some() {
+            return StatusCode::SERVICE_UNAVAILABLE;
+        }
         match self.code {
             "BYO_THROTTLED" => StatusCode::SERVICE_UNAVAILABLE,
             "BYO_PROBE_TIMEOUT" => StatusCode::GATEWAY_TIMEOUT,
@@ -66,20 +74,33 @@ impl Problem {
 
     pub fn into_error(self, ws: &str) -> ByoError {
         let code = self.code;
-        ByoError::detailed(
-            self.status(),
-            code,
-            self.message,
-            json!({ "next_step": format!(
+        let next_step = if self.host.is_some() {
+            format!(
+                "the operator fixes the host's AWS configuration as the message says (see {}); nothing about \
+                 this workspace's grant needs changing, so retry the same call afterwards",
+                crate::aws::host_error::LOCAL_AWS_DOC
+            )
+        } else {
+            format!(
                 "fix what the message says, then check the grant with POST /v1/workspaces/{ws}/byo/grant/check \
                  (its answer carries a checklist entry for {code})"
-            ) }),
-        )
+            )
+        };
+        ByoError::detailed(self.status(), code, self.message, json!({ "next_step": next_step }))
     }
 }
 
-/// Failures every service shares: the time limit, throttling, unclassified errors.
+/// Failures every service shares: the host unable to call AWS, the time limit,
+/// throttling.
 fn common(f: &Failure, what: &str) -> Option<Problem> {
+    if let Some(h) = f.host {
+        let service = what.split(' ').next().unwrap_or(what);
+        return Some(Problem {
+            code: h.code(),
+            message: h.message(service, None),
+            host: Some(h),
+        });
+    }
     if f.timeout {
         return Some(Problem::new(
             "BYO_PROBE_TIMEOUT",

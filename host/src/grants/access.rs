@@ -7,7 +7,7 @@
 use super::model::{self, Grant, Requested, Status};
 use super::policy::{self, AccessRequest, Invalid, RuleDecision};
 use super::{ceilings, coordination, revoke, transitions};
-use crate::api::{JsonBody, QueryParams};
+use crate::api::{GrantBody, QueryParams};
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 use crate::App;
@@ -103,7 +103,7 @@ fn access(actions: &[String], resources: &[String], regions: &[String], ttl: u64
 pub async fn preview(
     State(app): State<Arc<App>>,
     who: Principal,
-    JsonBody(body): JsonBody<PreviewBody>,
+    GrantBody(body): GrantBody<PreviewBody>,
 ) -> Result<Json<Value>, ApiError> {
     let (ws, _) = who.require_agent()?;
     ceilings::check_account_id(&body.account_id)?;
@@ -189,7 +189,7 @@ pub async fn request(
     State(app): State<Arc<App>>,
     who: Principal,
     headers: HeaderMap,
-    JsonBody(body): JsonBody<RequestBody>,
+    GrantBody(body): GrantBody<RequestBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (ws, agent) = who.require_agent()?;
     app.limits.rates.check_key(crate::limits::Class::Grant, &who.key_id)?;
@@ -353,7 +353,7 @@ pub async fn release(
     let body: ReleaseBody = if body.iter().all(u8::is_ascii_whitespace) {
         ReleaseBody::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))?
+        crate::api::parse_json(&body, "GRANT_INVALID_REQUEST")?
     };
     let g = visible(&app, &who, &id).await?;
     let allowed = match who.role {

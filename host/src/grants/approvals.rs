@@ -39,8 +39,8 @@ fn require_approver(who: &Principal) -> Result<&str, ApiError> {
     match (who.role, who.workspace_id.as_deref()) {
         (Role::Approver, Some(ws)) => Ok(ws),
         _ => Err(ApiError::Forbidden(format!(
-            "this call needs an approver key, not a {} key",
-            who.role.as_str()
+            "this call needs an approver key, not {} key",
+            who.role.with_article()
         ))),
     }
 }
@@ -108,8 +108,8 @@ pub async fn decide(
     // The operator has no workspace, hence no approvals to give.
     let Some(ws) = who.workspace_id.clone() else {
         return Err(ApiError::Forbidden(format!(
-            "this call needs an approver key, not a {} key",
-            who.role.as_str()
+            "this call needs an approver key, not {} key",
+            who.role.with_article()
         )));
     };
     let reason = body.reason.trim().to_string();

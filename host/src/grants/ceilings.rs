@@ -121,15 +121,64 @@ pub async fn require(app: &App, workspace: &str, account: &str) -> Result<Stored
     })
 }
 
-/// Splits our own setting off the body and parses the rest as a [`Ceiling`] (which
-/// refuses unknown fields).
-fn parse_body(body: Value) -> Result<(Ceiling, u64), ApiError> {
+/// What `GET` adds to a ceiling and `PUT` does not set: a ceiling read can be written
+/// back unchanged (edit a field, `PUT` the whole object). `workspace_id` and
+/// `account_id` must name the path's; `external_id` must be the workspace's own (it is
+/// minted by sealgate, never chosen); the rest is ignored.
+const READ_ONLY: &[&str] = &[
+    "workspace_id",
+    "account_id",
+    "updated_at",
+    "external_id",
+    "external_id_verified_at",
+    "log_index",
+];
+
+/// A `PUT` body: the ceiling, our own setting, and the `external_id` it repeats, if any.
+struct Body {
+    ceiling: Ceiling,
+    pending_timeout_seconds: u64,
+    external_id: Option<String>,
+}
+
+/// Splits our own setting and the read-only fields off the body and parses the rest as
+/// a [`Ceiling`] (which refuses unknown fields).
+fn parse_body(body: Value, ws: &str, account: &str) -> Result<Body, ApiError> {
     let Value::Object(mut obj) = body else {
         return Err(ApiError::bad_code(
             "GRANT_INVALID_CEILING",
             "the body must be a JSON object",
         ));
     };
+    let mut external_id = None;
+    for field in READ_ONLY {
+        let Some(v) = obj.remove(*field) else { continue };
+        let must_be = match *field {
+            "workspace_id" => Some(ws),
+            "account_id" => Some(account),
+            _ => None,
+        };
+        if let Some(want) = must_be {
+            if v.as_str() != Some(want) {
+                return Err(ApiError::bad_code(
+                    "GRANT_INVALID_CEILING",
+                    format!("{field}: the path names {want}; leave the field out or send the same value"),
+                ));
+            }
+        }
+        if *field == "external_id" {
+            external_id = match v {
+                Value::Null => None,
+                Value::String(x) => Some(x),
+                _ => {
+                    return Err(ApiError::bad_code(
+                        "GRANT_INVALID_CEILING",
+                        "external_id: must be a string (the one GET shows), or left out",
+                    ))
+                }
+            };
+        }
+    }
     let timeout = match obj.remove("pending_timeout_seconds") {
         None | Some(Value::Null) => DEFAULT_PENDING_TIMEOUT,
         Some(v) => match v.as_u64() {
@@ -142,9 +191,13 @@ fn parse_body(body: Value) -> Result<(Ceiling, u64), ApiError> {
             }
         },
     };
-    let ceiling: Ceiling = serde_json::from_value(Value::Object(obj))
+    let ceiling: Ceiling = crate::api::json_from_value(Value::Object(obj))
         .map_err(|e| ApiError::bad_code("GRANT_INVALID_CEILING", format!("invalid ceiling: {e}")))?;
-    Ok((ceiling, timeout))
+    Ok(Body {
+        ceiling,
+        pending_timeout_seconds: timeout,
+        external_id,
+    })
 }
 
 pub async fn put(
@@ -155,7 +208,11 @@ pub async fn put(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     who.require_admin_of(&ws)?;
     check_account_id(&account)?;
-    let (ceiling, timeout) = parse_body(body)?;
+    let Body {
+        ceiling,
+        pending_timeout_seconds: timeout,
+        external_id: repeated_xid,
+    } = parse_body(body, &ws, &account)?;
     ceiling.validate().map_err(invalid_ceiling)?;
     if policy::role_account(&ceiling.role_arn) != Some(account.as_str()) {
         return Err(ApiError::bad_code(
@@ -171,6 +228,16 @@ pub async fn put(
     // Minted before the probe and kept whatever it finds: the admin puts this ID into
     // the trust policy and tries again.
     let xid = super::trust::ensure_external_id(&app, &ws, &account, &who.key_id).await?;
+    if let Some(x) = repeated_xid.filter(|x| *x != xid.value) {
+        return Err(ApiError::bad_code(
+            "GRANT_INVALID_CEILING",
+            format!(
+                "external_id: sealgate mints it and it cannot be set; this workspace's External ID for account \
+                 {account} is {}, not {x:?}: leave the field out (the ID is kept when the ceiling is replaced)",
+                xid.value
+            ),
+        ));
+    }
     let mut verified_at = xid.verified_at;
     if ceiling.credential_mode == policy::CredentialMode::AssumeRole {
         super::trust::probe(&app, &ws, &account, &ceiling, &xid.value, &who.key_id).await?;

@@ -19,7 +19,7 @@ use super::revoke::{TAG_AGENT, TAG_GRANT, TAG_WORKSPACE};
 use super::sts::{self, Call, Context};
 use super::{ceilings, coordination};
 use crate::api::oidc::mint_token;
-use crate::auth::Principal;
+use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 use crate::App;
 use aws_sdk_sts::primitives::DateTimeFormat;
@@ -38,14 +38,14 @@ fn outside(message: String) -> ApiError {
     ApiError::coded(StatusCode::CONFLICT, "GRANT_OUTSIDE_CEILING", message)
 }
 
-fn not_active(status: Status) -> ApiError {
+fn not_active(id: &str, status: Status) -> ApiError {
     let hint = match status {
-        Status::Pending => "it is waiting for an approver; poll GET /v1/aws/access/{id}?wait=30",
-        Status::Denied => "it was denied",
-        Status::TimedOut => "no approver decided in time; request again",
-        Status::Expired => "it has expired; request a new grant",
-        Status::Released => "it was released; request a new grant",
-        Status::Active => "it is active",
+        Status::Pending => format!("it is waiting for an approver; poll GET /v1/aws/access/{id}?wait=30"),
+        Status::Denied => "it was denied".into(),
+        Status::TimedOut => "no approver decided in time; request again".into(),
+        Status::Expired => "it has expired; request a new grant".into(),
+        Status::Released => "it was released; request a new grant".into(),
+        Status::Active => "it is active".into(),
     };
     ApiError::coded(
         StatusCode::CONFLICT,
@@ -59,15 +59,25 @@ pub async fn credentials(
     Path(id): Path<String>,
     who: Principal,
 ) -> Result<Json<Value>, ApiError> {
-    let (ws, agent) = who.require_agent()?;
     let not_found = || ApiError::NotFound(format!("grant {id} does not exist"));
+    // A key that may see the grant (its workspace's, or the operator's) but is not the
+    // requesting agent's is told whose credentials these are; any other key learns
+    // nothing, not even that the grant exists.
     match model::load(&app, &id).await? {
-        Some(g) if g.workspace_id == ws => {
-            if g.agent_id != agent {
+        Some(g) if super::access::can_see(&who, &g.workspace_id) => {
+            if who.role != Role::Agent || who.agent_id.as_deref() != Some(g.agent_id.as_str()) {
                 return Err(ApiError::coded(
                     StatusCode::FORBIDDEN,
                     "GRANT_NOT_OWNER",
-                    "only the agent that requested a grant can fetch its credentials",
+                    format!(
+                        "only the agent that requested a grant can fetch its credentials; this is {} key{}",
+                        who.role.with_article(),
+                        if who.role == Role::Agent {
+                            " of another agent"
+                        } else {
+                            ""
+                        }
+                    ),
                 ));
             }
         }
@@ -80,7 +90,7 @@ pub async fn credentials(
     let now = model::now();
     let status = g.status_at(now);
     if status != Status::Active {
-        return Err(not_active(status));
+        return Err(not_active(&g.id, status));
     }
     let expires_at = g.expires_at.unwrap_or(now);
     let remaining = (expires_at - now).max(1) as u64;
@@ -204,8 +214,11 @@ pub async fn credentials(
             if let Err(e) = app.ledger.record("grant.sts.failed", event, None).await {
                 tracing::warn!(grant = %g.id, "recording a failed STS call: {e}");
             }
+            let endpoint = app.aws.endpoint_url().await;
             let cx = Context {
                 mode: &ceiling.credential_mode,
+                workspace: &g.workspace_id,
+                endpoint: endpoint.as_deref(),
                 role_arn: &g.role_arn,
                 account_id: &g.account_id,
                 sts_region: &ceiling.sts_region,

@@ -31,6 +31,7 @@
 //! the list under a per-role lock from the rows in `grant_revocations`.
 
 use super::{ceilings, coordination, sts};
+use crate::aws::{host_error, HostAwsError};
 use crate::error::ApiError;
 use crate::App;
 use aws_sdk_iam::error::ProvideErrorMetadata;
@@ -174,6 +175,26 @@ fn iam_failed(what: &str, role_arn: &str, revoker: &str, code: &str, message: &s
     )
 }
 
+/// What an IAM error says, without the SDK's `Debug` output.
+struct IamFailure {
+    host: Option<HostAwsError>,
+    code: String,
+    message: String,
+}
+
+impl IamFailure {
+    fn of<E>(e: &aws_sdk_iam::error::SdkError<E, aws_sdk_iam::config::http::HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        IamFailure {
+            host: HostAwsError::of(e),
+            code: e.code().unwrap_or("an error").to_string(),
+            message: e.message().map_or_else(|| host_error::describe(e), str::to_string),
+        }
+    }
+}
+
 /// IAM in the ceiling's account, acting as its revoker role (assumed with the External
 /// ID, like every role sealgate assumes for a workspace).
 async fn revoker_iam(app: &App, r: &Revoker) -> Result<aws_sdk_iam::Client, ApiError> {
@@ -188,7 +209,11 @@ async fn revoker_iam(app: &App, r: &Revoker) -> Result<aws_sdk_iam::Client, ApiE
         external_id: Some(&r.external_id),
     };
     let (out, _) = sts::with_retry(|| sts::assume_role(&client, &call)).await;
+    let endpoint = app.aws.endpoint_url().await;
     let issued = out.map_err(|f| {
+        if let Some(h) = f.host {
+            return h.to_api("STS", endpoint.as_deref());
+        }
         ApiError::coded(
             StatusCode::BAD_GATEWAY,
             "GRANT_REVOKE_FAILED",
@@ -220,6 +245,11 @@ async fn revoker_iam(app: &App, r: &Revoker) -> Result<aws_sdk_iam::Client, ApiE
 pub async fn write(app: &App, r: &Revoker, role_arn: &str, grant_ids: &[String]) -> Result<(), ApiError> {
     let iam = revoker_iam(app, r).await?;
     let name = role_name(role_arn);
+    let endpoint = app.aws.endpoint_url().await;
+    let failed = |what: &str, e: IamFailure| match e.host {
+        Some(h) => h.to_api("IAM", endpoint.as_deref()),
+        None => iam_failed(what, role_arn, &r.role_arn, &e.code, &e.message),
+    };
     if grant_ids.is_empty() {
         return match iam
             .delete_role_policy()
@@ -230,13 +260,7 @@ pub async fn write(app: &App, r: &Revoker, role_arn: &str, grant_ids: &[String])
         {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some("NoSuchEntity") => Ok(()),
-            Err(e) => Err(iam_failed(
-                "deleting the revocation policy",
-                role_arn,
-                &r.role_arn,
-                e.code().unwrap_or("error"),
-                &e.message().map_or_else(|| e.to_string(), str::to_string),
-            )),
+            Err(e) => Err(failed("deleting the revocation policy", IamFailure::of(&e))),
         };
     }
     iam.put_role_policy()
@@ -246,15 +270,7 @@ pub async fn write(app: &App, r: &Revoker, role_arn: &str, grant_ids: &[String])
         .send()
         .await
         .map(|_| ())
-        .map_err(|e| {
-            iam_failed(
-                "putting the revocation policy",
-                role_arn,
-                &r.role_arn,
-                e.code().unwrap_or("error"),
-                &e.message().map_or_else(|| e.to_string(), str::to_string),
-            )
-        })
+        .map_err(|e| failed("putting the revocation policy", IamFailure::of(&e)))
 }
 
 /// Adds `grant_id` to the deny policy of its role (call under [`lock_role`], and commit

@@ -8,10 +8,11 @@
 //! that retrying cannot fix.
 
 use super::policy::CredentialMode;
+use crate::aws::{host_error, HostAwsError};
 use crate::error::ApiError;
 use aws_sdk_sts::config::http::HttpResponse;
 use aws_sdk_sts::config::retry::RetryConfig;
-use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::operation::RequestId;
 use aws_sdk_sts::primitives::DateTime;
 use aws_sdk_sts::types::Tag;
@@ -51,6 +52,8 @@ pub struct Failure {
     pub http_status: Option<u16>,
     /// No response arrived (connection refused, DNS, timeout, a garbled reply).
     pub transport: bool,
+    /// The host itself could not call STS (no credentials, endpoint unreachable).
+    pub host: Option<HostAwsError>,
 }
 
 impl Failure {
@@ -59,7 +62,21 @@ impl Failure {
     }
 
     fn retryable(&self) -> bool {
-        self.transport || self.throttled() || self.http_status.is_some_and(|s| s >= 500)
+        // Credentials do not appear between attempts; a refused connection may.
+        self.host != Some(HostAwsError::CredentialsMissing)
+            && (self.transport || self.throttled() || self.http_status.is_some_and(|s| s >= 500))
+    }
+
+    /// A failure before any call was made (building a request).
+    fn local(message: String) -> Self {
+        Failure {
+            code: None,
+            message,
+            request_id: None,
+            http_status: None,
+            transport: false,
+            host: None,
+        }
     }
 
     fn from_sdk<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
@@ -67,30 +84,39 @@ impl Failure {
     ) -> Self {
         let request_id = e.request_id().map(str::to_string);
         let http_status = e.raw_response().map(|r| r.status().as_u16());
+        let host = HostAwsError::of(&e);
+        // The SDK's Debug output (DisplayErrorContext) dumps whole responses, headers
+        // included: the log gets the Display chain, the client what STS said.
+        if !matches!(e, SdkError::ServiceError(_)) {
+            tracing::warn!(host_error = ?host.map(HostAwsError::code), "STS call failed: {}", host_error::describe(&e));
+        }
         match &e {
             SdkError::ServiceError(se) => Failure {
                 code: se.err().code().map(str::to_string),
                 message: se
                     .err()
                     .message()
-                    .map_or_else(|| DisplayErrorContext(&e).to_string(), str::to_string),
+                    .map_or_else(|| host_error::describe(&e), str::to_string),
                 request_id,
                 http_status,
                 transport: false,
+                host,
             },
             SdkError::ConstructionFailure(_) => Failure {
                 code: None,
-                message: DisplayErrorContext(&e).to_string(),
+                message: host_error::describe(&e),
                 request_id,
                 http_status,
                 transport: false,
+                host,
             },
             _ => Failure {
                 code: None,
-                message: DisplayErrorContext(&e).to_string(),
+                message: host_error::describe(&e),
                 request_id,
                 http_status,
                 transport: true,
+                host,
             },
         }
     }
@@ -106,6 +132,7 @@ pub fn attempt_json(request_id: Option<&str>, failure: Option<&Failure>) -> Valu
             "error_code": f.code,
             "http_status": f.http_status,
             "transport": f.transport,
+            "host_error": f.host.map(HostAwsError::code),
         }),
     }
 }
@@ -149,11 +176,9 @@ where
 
 fn issued(c: Option<&aws_sdk_sts::types::Credentials>, request_id: Option<&str>) -> Result<Issued, Failure> {
     let c = c.ok_or_else(|| Failure {
-        code: None,
-        message: "STS answered without credentials".into(),
         request_id: request_id.map(str::to_string),
-        http_status: None,
         transport: true,
+        ..Failure::local("STS answered without credentials".into())
     })?;
     Ok(Issued {
         access_key_id: c.access_key_id.clone(),
@@ -188,13 +213,11 @@ pub async fn assume_role(sts: &aws_sdk_sts::Client, call: &Call<'_>) -> Result<I
         .source_identity(call.source_identity)
         .set_external_id(call.external_id.map(str::to_string));
     for (k, v) in call.tags {
-        let tag = Tag::builder().key(*k).value(*v).build().map_err(|e| Failure {
-            code: None,
-            message: format!("building session tag {k}: {e}"),
-            request_id: None,
-            http_status: None,
-            transport: false,
-        })?;
+        let tag = Tag::builder()
+            .key(*k)
+            .value(*v)
+            .build()
+            .map_err(|e| Failure::local(format!("building session tag {k}: {e}")))?;
         req = req.tags(tag);
     }
     let out = req.send().await.map_err(Failure::from_sdk)?;
@@ -227,11 +250,14 @@ pub async fn assume_role_with_web_identity(
 /// What the error message needs to point at the fix.
 pub struct Context<'a> {
     pub mode: &'a CredentialMode,
+    pub workspace: &'a str,
     pub role_arn: &'a str,
     pub account_id: &'a str,
     pub sts_region: &'a str,
     pub issuer: &'a str,
     pub attempts: usize,
+    /// The host's `AWS_ENDPOINT_URL`, if set (for "cannot reach AWS" messages).
+    pub endpoint: Option<&'a str>,
 }
 
 /// The typed error for a failed credential request.
@@ -243,6 +269,9 @@ pub fn to_api(f: &Failure, cx: &Context<'_>) -> ApiError {
 /// [`to_api`]'s status, code and message, for callers that add to the message (the
 /// role probe names the External ID condition).
 pub fn to_parts(f: &Failure, cx: &Context<'_>) -> (StatusCode, &'static str, String) {
+    if let Some(h) = f.host {
+        return (StatusCode::SERVICE_UNAVAILABLE, h.code(), h.message("STS", cx.endpoint));
+    }
     let code = f.code.as_deref().unwrap_or("");
     let aws = format!(
         "(STS said {}: {}{})",
@@ -279,10 +308,12 @@ pub fn to_parts(f: &Failure, cx: &Context<'_>) -> (StatusCode, &'static str, Str
                 "GRANT_STS_ACCESS_DENIED",
                 format!(
                     "STS refused to let the web identity assume {}: the role's trust policy must allow \
-                     sts:AssumeRoleWithWebIdentity and sts:TagSession for the IAM OIDC provider of {} in account {} \
-                     (audience sts.amazonaws.com, subject StringLike ws:<workspace>:grant:* — GET …/policies gives \
-                     the document), and the role must allow the session policy's actions",
-                    cx.role_arn, cx.issuer, cx.account_id
+                     sts:AssumeRoleWithWebIdentity and sts:TagSession (every sealgate token carries session tags in \
+                     its https://aws.amazon.com/tags claim, and STS refuses a tagged token without sts:TagSession) \
+                     for the IAM OIDC provider of {} in account {} (audience sts.amazonaws.com, subject StringLike \
+                     ws:{}:grant:* — GET /v1/workspaces/{}/aws/accounts/{}/policies gives the document), and the \
+                     role must allow the session policy's actions",
+                    cx.role_arn, cx.issuer, cx.account_id, cx.workspace, cx.workspace, cx.account_id
                 ),
             ),
             "AccessDenied" | "AccessDeniedException" => (
@@ -291,9 +322,9 @@ pub fn to_parts(f: &Failure, cx: &Context<'_>) -> (StatusCode, &'static str, Str
                 format!(
                     "STS refused to let the host assume {}: the role's trust policy must trust the host's \
                      AWS principal with sts:AssumeRole, sts:TagSession and sts:SetSourceIdentity under the \
-                     condition StringEquals sts:ExternalId (GET /v1/workspaces/{{ws}}/aws/accounts/{}/policies \
+                     condition StringEquals sts:ExternalId (GET /v1/workspaces/{}/aws/accounts/{}/policies \
                      gives the exact trust policy), and the host's identity must be allowed to call them",
-                    cx.role_arn, cx.account_id
+                    cx.role_arn, cx.workspace, cx.account_id
                 ),
             ),
             "InvalidClientTokenId" | "SignatureDoesNotMatch" | "UnrecognizedClientException" => (

@@ -285,6 +285,11 @@ pub async fn probe(
             }
         }
     };
+    // The host could not call STS at all: nothing was proven either way, so nothing is
+    // recorded and the External ID keeps whatever verification it had.
+    if let Outcome::Refused(Failure { host: Some(h), .. }) = &outcome {
+        return Err(h.to_api("STS", app.aws.endpoint_url().await.as_deref()));
+    }
     let (result, verified) = match &outcome {
         Outcome::Ok => ("ok", true),
         Outcome::NotEnforced => ("external_id_not_enforced", false),
@@ -322,6 +327,8 @@ pub async fn probe(
             let issuer = app.ledger.config.issuer.clone();
             let cx = Context {
                 mode: &CredentialMode::AssumeRole,
+                workspace: ws,
+                endpoint: None,
                 role_arn: &ceiling.role_arn,
                 account_id: account,
                 sts_region: &ceiling.sts_region,
