@@ -450,3 +450,42 @@ fn hard_revoke_wrong_role_revoker_must_share_the_roles_account() {
         "{v}"
     );
 }
+
+/// STS refuses a wrong External ID with a 403 whose code need not be `AccessDenied`
+/// (an emulator without our fault layer answers its own codes): the probe reads any
+/// 403 on the wrong ID, after the right one worked with the same credentials, as the
+/// role enforcing it, as the BYO probe does.
+#[test]
+fn confused_deputy_any_403_for_the_wrong_external_id_is_enforcement() {
+    use sealgate_tests::fault::{Fault, Rule};
+    let e = Env::start();
+    let role = e.lax_role(&unique("403-role"));
+    // The right ID passes through (a zero delay, then as if no rule matched); the wrong
+    // one gets a 403 with another code.
+    e.fault.add(
+        Rule::new("sts", Some("AssumeRole"))
+            .times(1)
+            .fault(Fault::delay(std::time::Duration::ZERO)),
+    );
+    e.fault
+        .add(Rule::new("sts", Some("AssumeRole")).times(1).fault(Fault::error(
+            403,
+            "UnrecognizedClientException",
+            "not authorized to perform sts:AssumeRole",
+        )));
+    e.fault.clear_requests();
+    let (s, v) = put(
+        &e.api,
+        &e.ceiling_path(ACCOUNT),
+        Some(&e.admin),
+        &open_ceiling(&role, "assume_role"),
+    );
+    assert_eq!(s, 201, "stored: {v}");
+    assert!(v["external_id_verified_at"].as_i64().is_some(), "{v}");
+    let sent = e.fault.requests_for("sts", "AssumeRole");
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(
+        sent[0].forwarded && !sent[1].forwarded && sent[1].status == 403,
+        "{sent:?}"
+    );
+}

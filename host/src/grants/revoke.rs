@@ -10,7 +10,7 @@
 //! name a `revoker_role_arn` in the same account; the broker assumes it with the
 //! ceiling's External ID and puts the deny policy with that session, in that account.
 //! The revoker may only put, get and delete inline policies on the grant roles
-//! (`deploy/cloudformation/byo-customer-role.yaml`). A ceiling without a revoker cannot
+//! (`deploy/cloudformation/grant-account.yaml`). A ceiling without a revoker cannot
 //! hard-revoke: the release says so (`GRANT_HARD_REVOKE_UNAVAILABLE`) before anything
 //! changes, and never reports a revocation that did not happen.
 //!
@@ -104,7 +104,7 @@ fn unavailable(ws: &str, account: &str, message: String) -> ApiError {
         "GRANT_HARD_REVOKE_UNAVAILABLE",
         format!(
             "{message}. Nothing was changed; a soft release ({{}} or {{\"hard\": false}}) still works. To enable hard \
-             revocation, create the revoker role of deploy/cloudformation/byo-customer-role.yaml in account {account} \
+             revocation, create the revoker role of deploy/cloudformation/grant-account.yaml in account {account} \
              and set revoker_role_arn in PUT /v1/workspaces/{ws}/aws/accounts/{account}"
         ),
     )

@@ -279,7 +279,14 @@ pub async fn probe(
             wrong_attempts = a;
             match second {
                 Ok(_) => Outcome::NotEnforced,
-                Err(f) if matches!(f.code.as_deref(), Some("AccessDenied" | "AccessDeniedException")) => Outcome::Ok,
+                // Refused, as the BYO probe reads it: AccessDenied, or any 403 (the right
+                // ID just worked with the same credentials, so the ID is what differs).
+                Err(f)
+                    if f.http_status == Some(403)
+                        || matches!(f.code.as_deref(), Some("AccessDenied" | "AccessDeniedException")) =>
+                {
+                    Outcome::Ok
+                }
                 // Throttled, unreachable, …: nothing proven either way.
                 Err(f) => Outcome::Refused(f),
             }
