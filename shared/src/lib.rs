@@ -1,6 +1,6 @@
 //! Everything the host, the enclave and the auditor must agree on byte for byte:
 //! addresses, framing, the request/response protocol, the log leaf format, RFC 9162
-//! hashing and proofs, C2SP checkpoints and signed notes, and the attestation
+//! hashing and proofs, C2SP checkpoints, signed notes and witness cosignatures, and the attestation
 //! commitment.
 //!
 //! Nothing here does I/O except [`connection`] (behind the `io` feature), so the
@@ -9,6 +9,7 @@
 
 pub mod addr;
 pub mod commitment;
+pub mod cosignature;
 pub mod frame;
 pub mod ids;
 pub mod leaf;
