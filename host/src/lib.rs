@@ -18,6 +18,7 @@ pub mod ledger;
 pub mod limits;
 pub mod metrics;
 pub mod sim;
+pub mod witness;
 
 use enclave_client::EnclaveClient;
 use ledger::Ledger;
