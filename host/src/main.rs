@@ -81,7 +81,7 @@ enum Cmd {
         name: String,
         /// A log to accept: its signed-note verifier key, named by its origin
         /// (repeatable; `GET /v1/audit/key` of a sealgate host).
-        #[arg(long = "log", required = true)]
+        #[arg(long = "log", value_name = "VKEY", required = true)]
         logs: Vec<VerifierKey>,
     },
 }

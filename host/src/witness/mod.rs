@@ -99,9 +99,10 @@ pub async fn run(
     }
     let witness = Arc::new(server::Witness { cosigner, logs, state });
 
+    // Printed before binding, so whoever sees the port open can already read it.
+    println!("witness vkey: {vkey}");
     let listener = tokio::net::TcpListener::bind(opts.listen).await?;
     let bound = listener.local_addr()?;
-    println!("witness vkey: {vkey}");
     println!("sealgate witness listening on http://{bound}");
     axum::serve(listener, server::router(witness))
         .with_graceful_shutdown(shutdown)
