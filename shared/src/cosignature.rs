@@ -88,7 +88,9 @@ pub struct Cosigner {
 impl fmt::Debug for Cosigner {
     // Never print the private key.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Cosigner").field("vkey", &self.verifier().to_string()).finish()
+        f.debug_struct("Cosigner")
+            .field("vkey", &self.verifier().to_string())
+            .finish()
     }
 }
 
@@ -266,7 +268,9 @@ impl FromStr for CosignerKey {
             (Some(n), Some(i), Some(k)) => (n, i, k),
             _ => return Err(CosignatureError::Key("expected name+keyid+key")),
         };
-        let raw = B64.decode(key).map_err(|_| CosignatureError::Key("key is not base64"))?;
+        let raw = B64
+            .decode(key)
+            .map_err(|_| CosignatureError::Key("key is not base64"))?;
         if raw.first() != Some(&ALG_COSIGNATURE_V1) {
             return Err(CosignatureError::Key("not a cosignature/v1 (type 0x04) key"));
         }
@@ -417,13 +421,19 @@ mod tests {
 
         // Another body (a different root) under the same line.
         let other = BODY.replace("CsUY", "DsUY");
-        assert!(matches!(k.verify_line(&other, &line), Err(CosignatureError::BadCosignature(_))));
+        assert!(matches!(
+            k.verify_line(&other, &line),
+            Err(CosignatureError::BadCosignature(_))
+        ));
 
         // The timestamp inside the line changed: the signature covers it.
         let mut raw = B64.decode(line.rsplit(' ').next().unwrap()).unwrap();
         raw[11] ^= 1;
         let bumped = format!("{SIG_PREFIX}w.example/one {}", B64.encode(&raw));
-        assert!(matches!(k.verify_line(BODY, &bumped), Err(CosignatureError::BadCosignature(_))));
+        assert!(matches!(
+            k.verify_line(BODY, &bumped),
+            Err(CosignatureError::BadCosignature(_))
+        ));
 
         // A signature by another key, under this key's name and id.
         let impostor = cosigner(2, "w.example/one");
@@ -432,7 +442,10 @@ mod tests {
         forged.extend_from_slice(&1_700_000_000u64.to_be_bytes());
         forged.extend_from_slice(&sig.to_bytes());
         let forged = format!("{SIG_PREFIX}w.example/one {}", B64.encode(forged));
-        assert!(matches!(k.verify_line(BODY, &forged), Err(CosignatureError::BadCosignature(_))));
+        assert!(matches!(
+            k.verify_line(BODY, &forged),
+            Err(CosignatureError::BadCosignature(_))
+        ));
         // …and the note with it is refused even if a good line follows.
         let both = note_with(&[forged, line.clone()]);
         assert!(matches!(k.verify(&both), Err(CosignatureError::BadCosignature(_))));
@@ -466,7 +479,10 @@ mod tests {
         raw.extend_from_slice(&0u64.to_be_bytes());
         raw.extend_from_slice(&sig.to_bytes());
         let zero = format!("{SIG_PREFIX}w.example/t {}", B64.encode(raw));
-        assert_eq!(c.verifier().verify_line(BODY, &zero), Err(CosignatureError::Timestamp(0)));
+        assert_eq!(
+            c.verifier().verify_line(BODY, &zero),
+            Err(CosignatureError::Timestamp(0))
+        );
     }
 
     #[test]
@@ -487,7 +503,12 @@ mod tests {
         }
         assert!(Cosigner::new("", SigningKey::from_bytes(&[1; 32])).is_err());
         assert!(cosigner(1, "w").cosign("no newline", 1).is_err());
-        for note in ["", BODY, &format!("{BODY}\nnot a signature line\n"), &format!("{BODY}\n\u{2014} w !!!\n")] {
+        for note in [
+            "",
+            BODY,
+            &format!("{BODY}\nnot a signature line\n"),
+            &format!("{BODY}\n\u{2014} w !!!\n"),
+        ] {
             assert!(matches!(k.verify(note), Err(CosignatureError::Note(_))), "{note:?}");
         }
     }
@@ -533,6 +554,9 @@ mod tests {
             verify_quorum(&two, &keys, 0),
             Err(CosignatureError::QuorumConfig { .. })
         ));
-        assert!(matches!(verify_quorum("junk", &keys, 1), Err(CosignatureError::Note(_))));
+        assert!(matches!(
+            verify_quorum("junk", &keys, 1),
+            Err(CosignatureError::Note(_))
+        ));
     }
 }

@@ -174,7 +174,10 @@ impl Witness {
 
     fn get(&self, path: &str) -> (u16, String) {
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let mut r = agent.get(format!("{}{path}", self.url)).call().expect("witness reachable");
+        let mut r = agent
+            .get(format!("{}{path}", self.url))
+            .call()
+            .expect("witness reachable");
         (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
     }
 }
@@ -186,7 +189,10 @@ impl Drop for Witness {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn now() -> u64 {
@@ -198,7 +204,10 @@ fn now() -> u64 {
 
 #[track_caller]
 fn unprocessable(r: Result<Vec<String>, WitnessError>) {
-    assert!(matches!(r, Err(WitnessError::Inconsistent(_))), "expected 422, got {r:?}");
+    assert!(
+        matches!(r, Err(WitnessError::Inconsistent(_))),
+        "expected 422, got {r:?}"
+    );
 }
 
 #[track_caller]
@@ -219,7 +228,10 @@ fn first_checkpoint_is_cosigned_with_a_verifiable_timestamped_cosignature() {
     let printed = std::fs::read_to_string(state.with_extension("log")).unwrap();
     assert!(printed.contains(&format!("witness vkey: {vkey}")), "{printed}");
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(state.join("witness.key")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(state.join("witness.key"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
 
     let (before, note) = (now(), log.note(3));
@@ -228,7 +240,10 @@ fn first_checkpoint_is_cosigned_with_a_verifiable_timestamped_cosignature() {
     assert_eq!(lines.len(), 1);
     let body = log.checkpoint(3).body();
     let ts = vkey.verify_line(&body, &lines[0]).expect("cosignature verifies");
-    assert!((before..=after).contains(&ts), "timestamp {ts} not within [{before}, {after}]");
+    assert!(
+        (before..=after).contains(&ts),
+        "timestamp {ts} not within [{before}, {after}]"
+    );
     // Appended to the log's note, the cosignature and the log signature both verify.
     let cosigned = format!("{note}{}\n", lines[0]);
     assert_eq!(vkey.verify(&cosigned), Ok(ts));
@@ -255,7 +270,9 @@ fn extension_needs_a_valid_proof_and_forks_are_refused() {
     let vkey = w.vkey();
 
     w.add(0, &[], &log.note(3)).unwrap();
-    let lines = w.add(3, &log.proof(3, 8), &log.note(8)).expect("extension with a proof");
+    let lines = w
+        .add(3, &log.proof(3, 8), &log.note(8))
+        .expect("extension with a proof");
     assert!(vkey.verify_line(&log.checkpoint(8).body(), &lines[0]).is_ok());
 
     // Bad proofs: a flipped hash, a proof between other sizes, none at all.
@@ -296,13 +313,19 @@ fn rollbacks_and_stale_sizes_are_refused_with_the_recorded_size() {
     // A checkpoint smaller than the recorded one, from the recorded size: 400.
     bad_request(w.add(8, &[], &log.note(5)));
     // A stale old size: 409 with the recorded size, as text/x.tlog.size.
-    assert_eq!(w.add(3, &log.proof(3, 13), &log.note(13)), Err(WitnessError::Conflict(8)));
+    assert_eq!(
+        w.add(3, &log.proof(3, 13), &log.note(13)),
+        Err(WitnessError::Conflict(8))
+    );
     let (s, ct, body) = w.post_raw(encode_request(3, &log.proof(3, 13), &log.note(13)).as_bytes());
     assert_eq!((s, ct.as_str(), body.as_str()), (409, "text/x.tlog.size", "8\n"));
     // Old size 0 ("I know nothing") is how a client learns the recorded size.
     assert_eq!(w.add(0, &[], &log.note(13)), Err(WitnessError::Conflict(8)));
     // A size the witness has not reached yet is no better than a stale one.
-    assert_eq!(w.add(10, &log.proof(10, 13), &log.note(13)), Err(WitnessError::Conflict(8)));
+    assert_eq!(
+        w.add(10, &log.proof(10, 13), &log.note(13)),
+        Err(WitnessError::Conflict(8))
+    );
 
     // With the size the 409 gave, the submission goes through.
     w.add(8, &log.proof(8, 13), &log.note(13)).unwrap();
@@ -342,7 +365,8 @@ fn wrong_signatures_unknown_origins_and_malformed_bodies() {
     let extra = Log::new(9, ORIGIN, 8, "honest");
     let with_unknown = format!("{}{}", log.note(3), extra.note(3).split("\n\n").nth(1).unwrap());
     assert_eq!(with_unknown.matches('\u{2014}').count(), 2);
-    w.add(0, &[], &with_unknown).expect("the trusted signature counts, the unknown one is ignored");
+    w.add(0, &[], &with_unknown)
+        .expect("the trusted signature counts, the unknown one is ignored");
     // Each origin has its own state.
     w.add(0, &[], &b.note(4)).expect("the second log's first checkpoint");
 }
@@ -392,7 +416,10 @@ fn concurrent_submissions_from_one_size_record_only_one() {
     w.add(0, &[], &log.note(8)).unwrap();
 
     // Eight valid extensions of size 8 at once: whichever is recorded first, every
-    // other one was checked against a size that is no longer the recorded one.
+    // other one was checked against a size that is no longer the recorded one. (This
+    // shows the outcome; whether two requests really interleave between check and
+    // write is up to the scheduler, so the compare-and-swap that settles that case is
+    // exercised directly by `witness::state`'s unit test.)
     let url = w.url.clone();
     let results: Vec<(u64, Result<Vec<String>, WitnessError>)> = runtime().block_on(async {
         let mut tasks = Vec::new();

@@ -302,7 +302,12 @@ mod tests {
     fn sign(sk: &SigningKey, cp: &Checkpoint) -> String {
         let body = cp.body();
         let sig = sk.sign(body.as_bytes()).to_bytes();
-        assemble(&body, &cp.origin, key_id(&cp.origin, sk.verifying_key().as_bytes()), &sig)
+        assemble(
+            &body,
+            &cp.origin,
+            key_id(&cp.origin, sk.verifying_key().as_bytes()),
+            &sig,
+        )
     }
 
     fn tree(n: u64) -> TreeStore {
@@ -416,7 +421,10 @@ mod tests {
             decide(Some(&at(8)), &encode_request(3, &proof(3, 5), &note(5))),
             Err(Refusal::Conflict(8))
         );
-        assert_eq!(decide(Some(&at(8)), &encode_request(0, &[], &note(8))), Err(Refusal::Conflict(8)));
+        assert_eq!(
+            decide(Some(&at(8)), &encode_request(0, &[], &note(8))),
+            Err(Refusal::Conflict(8))
+        );
         // Signatures and origins.
         let stranger = SigningKey::from_bytes(&[6; 32]);
         assert!(matches!(

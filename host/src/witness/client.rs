@@ -188,21 +188,39 @@ mod tests {
     #[test]
     fn answers_are_typed() {
         let line = "\u{2014} w.example abc=";
-        assert_eq!(interpret(200, "text/plain", &format!("{line}\n{line}\n")), Ok(vec![line.to_string(); 2]));
+        assert_eq!(
+            interpret(200, "text/plain", &format!("{line}\n{line}\n")),
+            Ok(vec![line.to_string(); 2])
+        );
         for bad in ["", "\n", "hello\n", line] {
             assert!(
                 matches!(interpret(200, "text/plain", bad), Err(WitnessError::BadResponse(_))),
                 "{bad:?}"
             );
         }
-        assert_eq!(interpret(409, SIZE_CONTENT_TYPE, "42\n"), Err(WitnessError::Conflict(42)));
-        assert!(matches!(interpret(409, "text/plain", "42\n"), Err(WitnessError::BadResponse(_))));
-        assert!(matches!(interpret(409, SIZE_CONTENT_TYPE, "042\n"), Err(WitnessError::BadResponse(_))));
-        assert!(matches!(interpret(409, SIZE_CONTENT_TYPE, "42"), Err(WitnessError::BadResponse(_))));
+        assert_eq!(
+            interpret(409, SIZE_CONTENT_TYPE, "42\n"),
+            Err(WitnessError::Conflict(42))
+        );
+        assert!(matches!(
+            interpret(409, "text/plain", "42\n"),
+            Err(WitnessError::BadResponse(_))
+        ));
+        assert!(matches!(
+            interpret(409, SIZE_CONTENT_TYPE, "042\n"),
+            Err(WitnessError::BadResponse(_))
+        ));
+        assert!(matches!(
+            interpret(409, SIZE_CONTENT_TYPE, "42"),
+            Err(WitnessError::BadResponse(_))
+        ));
         assert!(matches!(interpret(400, "", "x"), Err(WitnessError::BadRequest(_))));
         assert!(matches!(interpret(403, "", "x"), Err(WitnessError::Forbidden(_))));
         assert!(matches!(interpret(404, "", "x"), Err(WitnessError::UnknownLog(_))));
         assert!(matches!(interpret(422, "", "x"), Err(WitnessError::Inconsistent(_))));
-        assert!(matches!(interpret(503, "", "x"), Err(WitnessError::Status { status: 503, .. })));
+        assert!(matches!(
+            interpret(503, "", "x"),
+            Err(WitnessError::Status { status: 503, .. })
+        ));
     }
 }

@@ -43,7 +43,13 @@ impl Witness {
         if let Err(refusal) = check_against(recorded.as_ref(), &req, &v) {
             if let Refusal::Unprocessable(why) = &refusal {
                 // The log signed this, so it may be evidence of misbehaviour (spec: MAY log).
-                tracing::warn!(origin, why, old_size = req.old_size, note = req.note, "refused an inconsistent checkpoint");
+                tracing::warn!(
+                    origin,
+                    why,
+                    old_size = req.old_size,
+                    note = req.note,
+                    "refused an inconsistent checkpoint"
+                );
             }
             return Err(refusal);
         }

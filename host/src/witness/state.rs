@@ -186,7 +186,10 @@ mod tests {
         assert_eq!(s.get("o").unwrap(), None);
         assert_eq!(s.swap(None, &update(&rec(3, 1))).unwrap(), Swap::Done);
         // A second "first" checkpoint loses.
-        assert_eq!(s.swap(None, &update(&rec(5, 2))).unwrap(), Swap::Conflict(Some(rec(3, 1))));
+        assert_eq!(
+            s.swap(None, &update(&rec(5, 2))).unwrap(),
+            Swap::Conflict(Some(rec(3, 1)))
+        );
         // Two requests checked against size 3: only one is recorded.
         assert_eq!(s.swap(Some(&rec(3, 1)), &update(&rec(9, 3))).unwrap(), Swap::Done);
         assert_eq!(
