@@ -8,6 +8,8 @@
 //! proofs) with checkpoints signed by Ed25519 keys as the enclave signs them, and
 //! submissions go through the host's own client, so its typed errors are checked too.
 
+mod common;
+
 use ed25519_dalek::{Signer, SigningKey};
 use sealgate_host::witness::add_checkpoint::encode_request;
 use sealgate_host::witness::client::{self, WitnessError};
@@ -15,7 +17,7 @@ use sealgate_shared::cosignature::CosignerKey;
 use sealgate_shared::merkle::proof::TreeStore;
 use sealgate_shared::merkle::{self, Hash};
 use sealgate_shared::note::{assemble, key_id, Checkpoint, VerifierKey};
-use sealgate_tests::{bin, free_port, terminate, wait_until};
+use sealgate_tests::{bin, free_port, terminate, wait_until, Deployment};
 use sha2::{Digest, Sha256};
 use std::fs::OpenOptions;
 use std::net::TcpStream;
@@ -462,4 +464,26 @@ fn a_witness_needs_a_log() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--log"));
+}
+
+/// The witness accepts what a real deployment produces: the enclave's checkpoints
+/// (key from `/v1/audit/key`) and the host's consistency proofs between them.
+#[test]
+fn the_enclaves_own_checkpoints_are_witnessed() {
+    let d = Deployment::start();
+    let api = d.api();
+    let log_key = common::verifier_key(&api);
+    let (first, cp1) = common::checkpoint(&api, &log_key);
+    let w = Witness::start(&d.dir.path().join("witness"), &[log_key.to_string()]);
+    let vkey = w.vkey();
+    w.add(0, &[], &first).expect("the enclave's checkpoint is cosigned");
+
+    let tenant = d.new_tenant();
+    common::mint(&api, &tenant.agent_key);
+    let (second, cp2) = common::wait_checkpoint(&api, &log_key, cp1.size + 1, Duration::from_secs(30));
+    let proof = common::consistency_proof(&api, cp1.size, cp2.size);
+    let lines = w.add(cp1.size, &proof, &second).expect("the extension is cosigned");
+    let cosigned = format!("{second}{}\n", lines[0]);
+    assert!(vkey.verify(&cosigned).is_ok());
+    assert_eq!(log_key.open(&cosigned).unwrap(), cp2);
 }
