@@ -19,6 +19,7 @@ pub mod limits;
 pub mod metrics;
 pub mod sim;
 pub mod startup;
+pub mod witness;
 
 use enclave_client::EnclaveClient;
 use ledger::Ledger;

@@ -1,10 +1,11 @@
-//! `sealgate serve …` and `sealgate sim …`.
+//! `sealgate serve …`, `sealgate sim …` and `sealgate witness …`.
 
 use clap::{Parser, Subcommand};
 use sealgate_host::grants::webhook_net::WebhookArgs;
 use sealgate_host::limits::LimitArgs;
 use sealgate_host::{serve, serve_on, sim, ServeOptions};
 use sealgate_shared::addr::Addr;
+use sealgate_shared::note::VerifierKey;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,6 +72,22 @@ enum Cmd {
         limits: LimitArgs,
         #[command(flatten)]
         webhooks: WebhookArgs,
+    },
+    /// A C2SP tlog-witness: cosigns a log's checkpoints only when consistent with the
+    /// last one it cosigned (see the witness module's docs).
+    Witness {
+        #[arg(long, default_value = "127.0.0.1:7380")]
+        listen: SocketAddr,
+        /// State directory (witness.key, witness.vkey, witness.db).
+        #[arg(long, default_value = "witness-state")]
+        state: PathBuf,
+        /// The witness's key name, a schema-less URL identifying it.
+        #[arg(long, default_value = "sealgate-witness")]
+        name: String,
+        /// A log to accept: its signed-note verifier key, named by its origin
+        /// (repeatable; `GET /v1/audit/key` of a sealgate host).
+        #[arg(long = "log", value_name = "VKEY", required = true)]
+        logs: Vec<VerifierKey>,
     },
 }
 
@@ -181,6 +198,20 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 }
                 .into()),
             }
+        }
+        Cmd::Witness {
+            listen,
+            state,
+            name,
+            logs,
+        } => {
+            let opts = sealgate_host::witness::WitnessOptions {
+                listen,
+                state,
+                name,
+                logs,
+            };
+            sealgate_host::witness::run(opts, shutdown_signal()).await
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Everything the host, the enclave and the auditor must agree on byte for byte:
 //! addresses, framing, the request/response protocol, the log leaf format, RFC 9162
-//! hashing and proofs, C2SP checkpoints and signed notes, and the attestation
-//! commitment.
+//! hashing and proofs, C2SP checkpoints, signed notes and witness cosignatures, and
+//! the attestation commitment.
 //!
 //! Nothing here does I/O except [`connection`] and [`state_lock`] (behind the `io`
 //! feature), so the auditor's tool links this crate without an async runtime.
@@ -9,6 +9,7 @@
 
 pub mod addr;
 pub mod commitment;
+pub mod cosignature;
 pub mod frame;
 pub mod ids;
 pub mod leaf;

@@ -23,7 +23,8 @@ use std::str::FromStr;
 
 /// Algorithm byte for Ed25519 in signed notes.
 const ALG_ED25519: u8 = 0x01;
-const SIG_PREFIX: &str = "\u{2014} ";
+/// What every signature line starts with: an em dash and a space.
+pub const SIG_PREFIX: &str = "\u{2014} ";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NoteError {
@@ -102,7 +103,8 @@ pub fn key_id(name: &str, public_key: &[u8; 32]) -> [u8; 4] {
     [d[0], d[1], d[2], d[3]]
 }
 
-fn valid_name(name: &str) -> bool {
+/// Key names are non-empty, with no Unicode space and no `+` (signed-note).
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty() && !name.contains('+') && !name.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
@@ -183,8 +185,9 @@ impl FromStr for VerifierKey {
     }
 }
 
-/// Splits a signed note into its body (ending in `\n`) and its signature lines.
-fn split_note(note: &str) -> Result<(&str, &str), NoteError> {
+/// Splits a signed note into its body (ending in `\n`) and its signature lines (the text
+/// after the last blank line, itself ending in `\n`).
+pub fn split_note(note: &str) -> Result<(&str, &str), NoteError> {
     let at = note
         .rfind("\n\n")
         .ok_or(NoteError::Note("no blank line before the signatures"))?;
