@@ -89,7 +89,7 @@ fn grant_fields_are_validated() {
             json!("arn:aws-cn:iam::123456789012:role/r"),
             "BYO_INVALID_ROLE_ARN",
         ),
-        ("role_arn", json!(42), "INVALID_REQUEST"),
+        ("role_arn", json!(42), "BYO_INVALID_FIELD"),
         // bucket
         ("bucket", Value::Null, "BYO_INVALID_BUCKET"),
         ("bucket", json!("ab"), "BYO_INVALID_BUCKET"),
@@ -145,7 +145,9 @@ fn grant_fields_are_validated() {
     for (field, value, code) in cases {
         let body = with(field, value.clone());
         let got = byo.register(&ws, &body);
-        if code == "INVALID_REQUEST" {
+        // A value of the wrong JSON type fails in the body's parser, which cannot name
+        // a field for every shape of mistake: the code says what kind of error it is.
+        if value == json!(42) {
             assert_error(got, 400, code);
         } else {
             assert_invalid(got, code, field);
@@ -155,7 +157,7 @@ fn grant_fields_are_validated() {
     let mut cn = good.clone();
     cn["region"] = json!("cn-north-1");
     assert_invalid(byo.register(&ws, &cn), "BYO_INVALID_ROLE_ARN", "role_arn");
-    assert_error(byo.register(&ws, &with("surprise", json!(1))), 400, "INVALID_REQUEST");
+    assert_error(byo.register(&ws, &with("surprise", json!(1))), 400, "BYO_INVALID_FIELD");
     assert_error(
         byo.api.post_raw(
             &ws.path("/byo/grant"),
@@ -164,7 +166,7 @@ fn grant_fields_are_validated() {
             b"{not json".to_vec(),
         ),
         400,
-        "INVALID_REQUEST",
+        "BYO_INVALID_FIELD",
     );
 
     // Nothing was stored, no AWS call was made.
@@ -247,7 +249,7 @@ fn artifact_fields_are_validated() {
     for (field, value, code) in cases {
         assert_invalid(byo.artifact(&ws, &with(field, value)), code, field);
     }
-    assert_error(byo.artifact(&ws, &with("bucket", json!("x"))), 400, "INVALID_REQUEST");
+    assert_error(byo.artifact(&ws, &with("bucket", json!("x"))), 400, "BYO_INVALID_FIELD");
     assert_eq!(byo.fault.requests().len(), before, "validation makes no AWS call");
     for bad in ["limit=0", "limit=1000", "limit=x"] {
         assert_invalid(

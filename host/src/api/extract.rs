@@ -23,6 +23,10 @@ pub struct JsonBody<T>(pub T);
 /// answer `GRANT_INVALID_REQUEST` like every other invalid request there.
 pub struct GrantBody<T>(pub T);
 
+/// The same for BYO bodies, whose invalid fields answer `BYO_INVALID_FIELD` (docs/API.md,
+/// BYO storage: "`BYO_INVALID_FIELD` for the others").
+pub struct ByoBody<T>(pub T);
+
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
@@ -36,6 +40,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for GrantBody<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         read(req, state, "GRANT_INVALID_REQUEST").await.map(GrantBody)
+    }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ByoBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        read(req, state, "BYO_INVALID_FIELD").await.map(ByoBody)
     }
 }
 

@@ -18,7 +18,7 @@ use axum::Router;
 use std::sync::Arc;
 
 pub use extract::{from_value as json_from_value, parse as parse_json};
-pub use extract::{GrantBody, JsonBody, QueryParams};
+pub use extract::{ByoBody, GrantBody, JsonBody, QueryParams};
 pub use tenancy::workspace_exists;
 
 /// For POSTs that take no parameters: an empty body, or `{}`. Taking the body (instead

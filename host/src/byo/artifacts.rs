@@ -10,7 +10,7 @@ use super::grant::run_id;
 use super::probe::{self, Problem, Target};
 use super::store::{self, Artifact, Grant, ACTIVE};
 use super::validate;
-use crate::api::{JsonBody, QueryParams};
+use crate::api::{ByoBody, QueryParams};
 use crate::auth::Principal;
 use crate::App;
 use aws_sdk_s3::types::{ChecksumMode, ChecksumType};
@@ -311,7 +311,7 @@ pub async fn register(
     State(app): State<Arc<App>>,
     Path(ws): Path<String>,
     who: Principal,
-    JsonBody(body): JsonBody<NewArtifact>,
+    ByoBody(body): ByoBody<NewArtifact>,
 ) -> ByoResult<(StatusCode, Json<Value>)> {
     access::authorize(&app, &who, &ws).await?;
     let v = validate(&body)?;

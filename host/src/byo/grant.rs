@@ -10,7 +10,7 @@ use super::error::{ByoError, ByoResult};
 use super::probe::{self, Problem, Target};
 use super::store::{self, Grant, ACTIVE, FAILED, PENDING, REVOKED};
 use super::validate;
-use crate::api::{JsonBody, QueryParams};
+use crate::api::{ByoBody, QueryParams};
 use crate::auth::Principal;
 use crate::App;
 use axum::extract::{Path, State};
@@ -216,7 +216,7 @@ pub async fn register(
     State(app): State<Arc<App>>,
     Path(ws): Path<String>,
     who: Principal,
-    JsonBody(body): JsonBody<NewGrant>,
+    ByoBody(body): ByoBody<NewGrant>,
 ) -> ByoResult<(StatusCode, Json<Value>)> {
     access::authorize(&app, &who, &ws).await?;
     let v = validate(&body)?;
