@@ -487,13 +487,15 @@ impl<'a> Monitor<'a> {
         }
     }
 
-    /// With `--key`: the newest `enclave.boot`/`enclave.genesis` leaf of the served log
-    /// `[0, size)`, read backwards a page at a time, described if it lies below `seen`
-    /// (the enclave restarted inside the history the monitor had verified).
+    /// With `--key`: the newest `enclave.boot` leaf of the served log `[0, size)`, read
+    /// backwards a page at a time, described when the verified history had no boot at
+    /// that index and it lies below `seen`: the enclave restarted inside the history the
+    /// monitor had verified. The search stops at the first boot (or genesis) leaf.
     fn restart_below(&self, size: u64, seen: u64) -> String {
         if !self.read_contents {
             return " (pass --key with the operator key to find the enclave.boot leaf of a restart)".into();
         }
+        let known = self.state.contents.as_ref().map(|c| &c.boots);
         let mut end = size;
         while end > 0 {
             let start = end.saturating_sub(MAX_PAGE);
@@ -501,19 +503,17 @@ impl<'a> Monitor<'a> {
                 return String::new();
             };
             for e in page.entries.iter().rev() {
-                let Some(Ok(Some(ev))) = e.leaf.as_deref().map(read_event) else {
-                    continue;
-                };
-                let what = match ev {
-                    Event::Boot(_) => "enclave.boot",
-                    Event::Genesis(_) => "enclave.genesis",
-                    Event::Rotated(_) => continue,
-                };
-                return if e.index < seen {
+                match e.leaf.as_deref().map(read_event) {
+                    Some(Ok(Some(Event::Boot(_)))) => {}
+                    Some(Ok(Some(Event::Genesis(_)))) => return String::new(),
+                    _ => continue,
+                }
+                let new = !known.is_some_and(|k| k.contains(&e.index));
+                return if new && e.index < seen {
                     format!(
-                        ". Leaf {} of the served log is {what}: the enclave restarted at size {}, inside the {seen} \
-                         leaves already checkpointed, so it was restored from a truncated log",
-                        e.index, e.index
+                        ". Leaf {i} of the served log is enclave.boot: the enclave restarted at size {i}, inside the \
+                         {seen} leaves already checkpointed, so it was restored from a truncated log",
+                        i = e.index
                     )
                 } else {
                     String::new()
@@ -626,6 +626,7 @@ impl<'a> Monitor<'a> {
                     }
                 }
                 Ok(Event::Boot(b)) => {
+                    contents.boots.insert(index);
                     let known = contents.logged_kids.contains(&b.token_kid);
                     contents.logged_kids.insert(b.token_kid.clone());
                     if !known {

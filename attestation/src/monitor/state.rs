@@ -46,6 +46,10 @@ pub struct Contents {
     /// Token key ids (RFC 7638 thumbprints) the log introduced: the `token_kid` of
     /// `enclave.genesis` and `enclave.boot` leaves, and both kids of `key.rotated`.
     pub logged_kids: BTreeSet<String>,
+    /// Indices of the `enclave.boot` leaves read in the verified log: a boot leaf a
+    /// rolled-back or forked log serves at any other index is a restart the verified
+    /// history never had.
+    pub boots: BTreeSet<u64>,
     /// Attested keys not yet seen in a leaf, with the checkpoint size when first seen:
     /// the JWKS changes a moment before a checkpoint covers the `key.rotated` leaf, so a
     /// key is a violation only once a larger checkpoint still lacks its leaf.
