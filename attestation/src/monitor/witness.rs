@@ -29,12 +29,12 @@ pub fn describe(witnesses: &[Witness], quorum: usize) -> Finding {
     if witnesses.is_empty() {
         Finding::ok(
             super::finding::kind::WITNESSES,
-            "witnesses: none (the attested configuration names no witnesses; cosignatures are not checked)",
+            "none (the attested configuration names no witnesses; cosignatures are not checked)",
         )
     } else {
         Finding::ok(
             super::finding::kind::WITNESSES,
-            format!("witnesses: {} configured, quorum {quorum}", witnesses.len()),
+            format!("{} configured, quorum {quorum}", witnesses.len()),
         )
     }
 }
