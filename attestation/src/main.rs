@@ -98,8 +98,12 @@ enum Command {
 
 #[derive(Args)]
 struct MonitorArgs {
-    #[command(flatten)]
-    target: Target,
+    /// Base URL of the sealgate host, e.g. http://127.0.0.1:8080
+    #[arg(long, value_name = "URL")]
+    url: String,
+    /// Print each finding as one JSON object per line (the body --post sends).
+    #[arg(long)]
+    json: bool,
     /// Directory for what the monitor has verified (monitor.json, replaced atomically
     /// after every round); created if missing. Reuse it across restarts.
     #[arg(long, value_name = "DIR")]
@@ -560,8 +564,8 @@ impl monitor_run::Output for StdOutput {
 }
 
 fn run_monitor(args: MonitorArgs) -> ExitCode {
-    let json = args.target.json;
-    let url = args.target.url.trim();
+    let json = args.json;
+    let url = args.url.trim();
     if let Err(e) = check_url(url) {
         return usage_failure(json, &e);
     }
