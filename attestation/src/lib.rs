@@ -13,6 +13,7 @@
 //! - [`nitro`]: attestation documents: decoding, trust roots, chain and COSE signature;
 //! - [`attest`]: the attestation check, pure over an [`fetch::AttestSource`];
 //! - [`all`]: attestation, then the log under the attested key, then history;
+//! - [`monitor`]: the same checks round after round, remembering what it verified;
 //! - [`report`]: failure classes, exit codes, text and JSON output.
 //!
 //! The crate deliberately depends on no async runtime and no cloud SDK: an auditor
@@ -24,5 +25,6 @@ pub mod attest;
 pub mod fetch;
 pub mod jwt;
 pub mod log;
+pub mod monitor;
 pub mod nitro;
 pub mod report;

@@ -508,14 +508,37 @@ fn scan_entries(
     kept: &mut BTreeMap<u64, Hash>,
 ) -> Result<(CompactRange, u64, u64), LogError> {
     let mut range = CompactRange::new();
+    let (pages, readable) = fold_entries(src, &mut range, cp.size, &mut |position, hash, _| {
+        if keep.contains(&position) {
+            kept.insert(position, *hash);
+        }
+    })?;
+    Ok((range, pages, readable))
+}
+
+/// What [`fold_entries`] calls for each entry: its position, hash and readable bytes.
+pub(crate) type EntryVisitor<'a> = dyn FnMut(u64, &Hash, Option<&[u8]>) + 'a;
+
+/// Extends `range` with the entries `[range.size(), end)`, page by page, with the
+/// checks of [`Scan::Contents`]: each entry sits at its position, and each leaf served
+/// with it hashes to its hash and is a valid envelope at its own index. `visit` sees
+/// every entry (position, hash, and the leaf bytes when readable) after its checks
+/// passed. Returns the number of pages and of readable leaves. Shared with the monitor,
+/// which keeps the range between rounds and so reads each entry once.
+pub(crate) fn fold_entries(
+    src: &dyn LogSource,
+    range: &mut CompactRange,
+    end: u64,
+    visit: &mut EntryVisitor<'_>,
+) -> Result<(u64, u64), LogError> {
     let (mut pages, mut readable) = (0u64, 0u64);
-    let mut start = 0u64;
-    while start < cp.size {
-        let end = start.saturating_add(MAX_PAGE).min(cp.size);
-        let page = src.entries(start, end)?;
+    let mut start = range.size();
+    while start < end {
+        let page_end = start.saturating_add(MAX_PAGE).min(end);
+        let page = src.entries(start, page_end)?;
         pages += 1;
-        check_page(start, end, page.start, page.end, page.entries.len())?;
-        for (position, entry) in (start..end).zip(page.entries) {
+        check_page(start, page_end, page.start, page.end, page.entries.len())?;
+        for (position, entry) in (start..page_end).zip(page.entries) {
             if entry.index != position {
                 return Err(LogError::EntryIndex {
                     position,
@@ -535,13 +558,11 @@ fn scan_entries(
                 readable += 1;
             }
             range.append(entry.hash);
-            if keep.contains(&position) {
-                kept.insert(position, entry.hash);
-            }
+            visit(position, &entry.hash, entry.leaf.as_deref());
         }
-        start = end;
+        start = page_end;
     }
-    Ok((range, pages, readable))
+    Ok((pages, readable))
 }
 
 /// A page must answer the range asked for, with one item per index.

@@ -9,6 +9,9 @@
 //! sealgate-verify all --url URL [--nonce HEX] [--pcr N=HEX]... [--sim-root FILE]
 //!                     [--max-age SECS] [--at UNIX_SECONDS] [--since FILE] [--save FILE]
 //!                     [--key sg_…] [--token JWT]... [--json]
+//! sealgate-verify monitor --url URL --state DIR [--interval SECS] [--once] [--keep-going]
+//!                         [--post URL] [--key sg_…] [--pcr N=HEX]... [--sim-root FILE]
+//!                         [--max-age SECS] [--json]
 //! ```
 //!
 //! Three ways to read the log, one per kind of auditor (DESIGN §5):
@@ -28,7 +31,8 @@
 //! chain, 8 document/COSE signature, 9 freshness, 10 nonce, 11 PCR, 12 commitment, 13
 //! simulator root without `--sim-root` or vice versa; for `all --since`: 14 history
 //! inconsistent (the log shrank or forked). With several failures the code is that of
-//! the first failing check.
+//! the first failing check. `monitor`'s codes are in its own `--help`
+//! ([`sealgate_attestation::monitor::run::MONITOR_HELP`]).
 #![forbid(unsafe_code)]
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
@@ -38,6 +42,10 @@ use sealgate_attestation::fetch::AttestSource;
 use sealgate_attestation::fetch::HttpSource;
 use sealgate_attestation::jwt::Token;
 use sealgate_attestation::log::{verify_log, LogOptions, Scan};
+use sealgate_attestation::monitor::post::Poster;
+use sealgate_attestation::monitor::run::{self as monitor_run, RunOptions, MONITOR_HELP};
+use sealgate_attestation::monitor::state::StateDir;
+use sealgate_attestation::monitor::{HostAttestor, Monitor};
 use sealgate_attestation::nitro::TrustRoot;
 use sealgate_attestation::report::{self, FailureClass, EXIT_CODES_HELP};
 use sealgate_shared::commitment::Commitment;
@@ -79,6 +87,55 @@ enum Command {
     /// grew since a checkpoint saved earlier; with --save, keep the current checkpoint.
     #[command(after_help = EXIT_CODES_HELP)]
     All(AllArgs),
+    /// Watch the log continuously: each round, the checkpoint's signature under the
+    /// attested key and its consistency with the last one seen, the JWKS and checkpoint
+    /// key against the attested commitment (attesting again when they change), and with
+    /// --key every new leaf, key.rotated and enclave.boot leaves included. Remembers what
+    /// it verified in --state, so a restarted monitor still catches a rollback.
+    #[command(after_help = MONITOR_HELP)]
+    Monitor(MonitorArgs),
+}
+
+#[derive(Args)]
+struct MonitorArgs {
+    /// Base URL of the sealgate host, e.g. http://127.0.0.1:8080
+    #[arg(long, value_name = "URL")]
+    url: String,
+    /// Print each finding as one JSON object per line (the body --post sends).
+    #[arg(long)]
+    json: bool,
+    /// Directory for what the monitor has verified (monitor.json, replaced atomically
+    /// after every round); created if missing. Reuse it across restarts.
+    #[arg(long, value_name = "DIR")]
+    state: PathBuf,
+    /// Seconds between rounds (1 to 86400).
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    interval: u64,
+    /// Run one round, then exit (0 if no violation, 3 if the round could not complete).
+    #[arg(long)]
+    once: bool,
+    /// Report every violation (each once) and keep watching instead of exiting on the
+    /// first.
+    #[arg(long)]
+    keep_going: bool,
+    /// POST each finding as JSON to this URL (best effort: a failed POST is reported on
+    /// stderr and the monitor goes on).
+    #[arg(long, value_name = "URL")]
+    post: Option<String>,
+    #[command(flatten)]
+    reader: Reader,
+    /// Expected PCR value, e.g. 0=<96 hex digits> (repeatable), checked at every
+    /// attestation.
+    #[arg(long = "pcr", value_name = "N=HEX")]
+    pcrs: Vec<String>,
+    /// Trust this simulator root (PEM or DER, e.g. STATE/enclave/sim-nsm/root.pem)
+    /// instead of the AWS Nitro root.
+    #[arg(long, value_name = "FILE")]
+    sim_root: Option<PathBuf>,
+    /// Largest accepted age of an attestation document, in seconds. Each attestation
+    /// is fetched with a fresh random nonce and judged at the time it is made.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_MAX_AGE_SECS)]
+    max_age: u64,
 }
 
 /// `attest`'s usage line (clap prefixes `Usage: `): fetch from a host, or verify a saved
@@ -233,6 +290,7 @@ fn main() -> ExitCode {
         Command::Log(args) => run_log(args),
         Command::Attest(args) => run_attest(args),
         Command::All(args) => run_all(args),
+        Command::Monitor(args) => run_monitor(args),
     }
 }
 
@@ -346,18 +404,8 @@ fn random_nonce() -> Result<Vec<u8>, String> {
 /// The attestation options from the shared flags; `fetching` when the document is
 /// fetched from a host (a random nonce is then used unless one is given).
 fn attest_options(args: &AttestChecks, fetching: bool) -> Result<AttestOptions, String> {
-    let root = match &args.sim_root {
-        Some(path) => {
-            let bytes = std::fs::read(path).map_err(|e| format!("--sim-root {}: {e}", path.display()))?;
-            TrustRoot::simulator(&bytes, &path.display().to_string())
-                .map_err(|e| format!("--sim-root {}: {e}", path.display()))?
-        }
-        None => TrustRoot::aws()?,
-    };
-    let mut opts = AttestOptions::new(root);
+    let mut opts = attest_template(args.sim_root.as_ref(), &args.pcrs, args.max_age)?;
     opts.at = args.at;
-    opts.max_age_secs = args.max_age;
-    opts.pcrs = args.pcrs.iter().map(|p| parse_pcr(p)).collect::<Result<_, _>>()?;
     match &args.nonce {
         Some(h) => {
             let n = hex::decode(h.trim()).map_err(|e| format!("--nonce: {e}"))?;
@@ -372,6 +420,22 @@ fn attest_options(args: &AttestChecks, fetching: bool) -> Result<AttestOptions, 
         }
         None => {}
     }
+    Ok(opts)
+}
+
+/// The trust root, PCRs and max age (shared by `attest`, `all` and `monitor`).
+fn attest_template(sim_root: Option<&PathBuf>, pcrs: &[String], max_age: u64) -> Result<AttestOptions, String> {
+    let root = match sim_root {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| format!("--sim-root {}: {e}", path.display()))?;
+            TrustRoot::simulator(&bytes, &path.display().to_string())
+                .map_err(|e| format!("--sim-root {}: {e}", path.display()))?
+        }
+        None => TrustRoot::aws()?,
+    };
+    let mut opts = AttestOptions::new(root);
+    opts.max_age_secs = max_age;
+    opts.pcrs = pcrs.iter().map(|p| parse_pcr(p)).collect::<Result<_, _>>()?;
     Ok(opts)
 }
 
@@ -485,4 +549,63 @@ fn run_all(args: AllArgs) -> ExitCode {
         emit(&report::render_all_text(&report));
     }
     ExitCode::from(report.exit_code())
+}
+
+/// The monitor's output: findings on stdout, failed POSTs on stderr.
+struct StdOutput;
+
+impl monitor_run::Output for StdOutput {
+    fn line(&mut self, text: &str) {
+        emit(&format!("{text}\n"));
+    }
+    fn warn(&mut self, text: &str) {
+        eprintln!("{text}");
+    }
+}
+
+fn run_monitor(args: MonitorArgs) -> ExitCode {
+    let json = args.json;
+    let url = args.url.trim();
+    if let Err(e) = check_url(url) {
+        return usage_failure(json, &e);
+    }
+    if let Some(Err(e)) = args.post.as_deref().map(check_url) {
+        return usage_failure(json, &format!("--post: {e}"));
+    }
+    let template = match attest_template(args.sim_root.as_ref(), &args.pcrs, args.max_age) {
+        Ok(o) => o,
+        Err(e) => return usage_failure(json, &e),
+    };
+    let key = match api_key(&args.reader) {
+        Ok(k) => k,
+        Err(e) => return usage_failure(json, &e),
+    };
+    let dir = StateDir::new(&args.state);
+    let state = match dir.load() {
+        Ok(s) => s,
+        Err(e) => return usage_failure(json, &format!("--state: {e}")),
+    };
+    // Save once before the first round, so an unwritable directory is a usage error
+    // now rather than after a round's findings.
+    if let Err(e) = dir.save(&state) {
+        return usage_failure(json, &format!("--state: {e}"));
+    }
+    let (source, scan) = source(url, key.as_deref());
+    let attestor = HostAttestor {
+        src: &source,
+        template,
+        nonce: random_nonce,
+        clock: now,
+    };
+    let mut monitor = Monitor::new(&source, &source, &attestor, scan == Scan::Contents, state);
+    let opts = RunOptions {
+        url: url.to_string(),
+        json,
+        keep_going: args.keep_going,
+        once: args.once,
+        interval: std::time::Duration::from_secs(args.interval),
+        post: args.post.as_deref().map(|u| Poster::new(u.trim())),
+        clock: now,
+    };
+    ExitCode::from(monitor_run::run(&mut monitor, &dir, &opts, &mut StdOutput))
 }
