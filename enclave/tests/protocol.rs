@@ -1037,3 +1037,88 @@ async fn a_tail_larger_than_one_frame_restores_over_the_socket() {
         other => panic!("{other:?}"),
     }
 }
+
+/// An NSM that holds every attestation until the test lets it go, and says when one
+/// has started: it stands for a slow `/dev/nsm` ioctl.
+struct GatedNsm {
+    inner: SimNsm,
+    entered: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl sealgate_enclave::nsm::Nsm for GatedNsm {
+    fn attest(
+        &self,
+        user_data: Option<&[u8]>,
+        nonce: Option<&[u8]>,
+        public_key: Option<&[u8]>,
+    ) -> Result<Vec<u8>, sealgate_enclave::nsm::NsmError> {
+        let _ = self.entered.lock().unwrap().send(());
+        let _ = self.release.lock().unwrap().recv();
+        sealgate_enclave::nsm::Nsm::attest(&self.inner, user_data, nonce, public_key)
+    }
+
+    fn pcr0(&self) -> Vec<u8> {
+        sealgate_enclave::nsm::Nsm::pcr0(&self.inner)
+    }
+}
+
+/// Issue 11 part 6: an attestation's NSM call runs off the async executor. The server
+/// runs on a single-threaded runtime, so if `Attest` ran on it, the whole enclave would
+/// stop while the NSM works: here a `Status` sent after it is answered while the
+/// attestation is still held inside the NSM, and the attestation completes afterwards.
+/// (The 60 s bounds only turn such a hang into a failure; nothing here measures time.)
+#[test]
+fn an_attestation_in_the_nsm_does_not_block_other_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let image = state.join("image.bin");
+    std::fs::write(&image, b"sealgate-enclave test image").unwrap();
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel();
+    let nsm = GatedNsm {
+        inner: SimNsm::open(&state, &image).unwrap(),
+        entered: std::sync::Mutex::new(entered_tx),
+        release: std::sync::Mutex::new(release_rx),
+    };
+    let enclave = Arc::new(Enclave::boot(Mode::Sim, SealedStore::open(&state).unwrap(), Box::new(nsm)).unwrap());
+    hello(&enclave);
+
+    let sock = dir.path().join("e.sock");
+    let server = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = {
+        let _in_runtime = server.enter();
+        Listener::bind(&Addr::Unix(sock.clone())).unwrap()
+    };
+    std::thread::spawn(move || server.block_on(listener.serve(enclave)));
+
+    let client = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    client.block_on(async {
+        let mut s = UnixStream::connect(&sock).await.unwrap();
+        let send = |id, op| frame::encode(&Request { id, op }).unwrap();
+        s.write_all(&send(2, Op::Attest { nonce: None })).await.unwrap();
+        entered
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the attestation reached the NSM");
+        s.write_all(&send(3, Op::Status)).await.unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(60), read_frame(&mut s)).await;
+        let Ok(first) = first else {
+            let _ = release.send(());
+            panic!("Status was not answered while an attestation was in the NSM: the NSM call blocks the executor");
+        };
+        let first: Response = frame::decode(&first.unwrap().unwrap()).unwrap();
+        assert_eq!(first.id, 3, "Status is answered first: {first:?}");
+        assert!(matches!(first.reply, Reply::Status(_)), "{first:?}");
+        release.send(()).unwrap();
+        let second: Response = frame::decode(&read_frame(&mut s).await.unwrap().unwrap()).unwrap();
+        assert_eq!(second.id, 2);
+        assert!(matches!(second.reply, Reply::Attestation(_)), "{second:?}");
+    });
+}
