@@ -32,8 +32,8 @@ fn err(code: ErrorCode, msg: impl Into<String>) -> WireError {
 impl From<LogError> for WireError {
     fn from(e: LogError) -> Self {
         let code = match e {
-            LogError::NeedsRestore => ErrorCode::NotReady,
-            LogError::Backpressure(_) => ErrorCode::Backpressure,
+            LogError::NeedsRestore | LogError::NoRestoreInProgress => ErrorCode::NotReady,
+            LogError::Backpressure { .. } => ErrorCode::Backpressure,
             LogError::Restore(_) => ErrorCode::RestoreRejected,
             LogError::Encode(_) => ErrorCode::Internal,
             LogError::AlreadyLive | LogError::AckOutOfRange { .. } | LogError::AlreadyAcked { .. } => {
@@ -181,11 +181,13 @@ impl Enclave {
             Op::Unacked { from } => self.with_log(|log| Ok(log.unacked_from(from)?)).map(Reply::Leaves),
             Op::Checkpoint => self.checkpoint().map(Reply::Checkpoint),
             Op::RotateKey { caller } => self.rotate(&caller).map(Reply::Rotated),
-            Op::Restore {
-                checkpoint,
-                frontier,
-                tail,
-            } => self.restore(&checkpoint, frontier, &tail).map(Reply::Restored),
+            Op::RestoreBegin { checkpoint, frontier } => {
+                self.restore_begin(&checkpoint, &frontier).map(Reply::Restoring)
+            }
+            Op::RestoreLeaves { leaves } => self
+                .with_log(|log| Ok(log.restore_leaves(&leaves)?))
+                .map(Reply::Restoring),
+            Op::RestoreEnd { size, root } => self.restore_end(size, &root).map(Reply::Restored),
             Op::Status | Op::RecipientAttest { .. } | Op::Unseal { .. } => Err(err(
                 ErrorCode::Internal,
                 "sealing operations are handled before the vault",
@@ -586,23 +588,35 @@ impl Enclave {
         self.sign_checkpoint(size, root)
     }
 
-    fn restore(&self, checkpoint: &str, frontier: Vec<ByteBuf>, tail: &[TailLeaf]) -> Result<LogHead, WireError> {
+    /// Opens the checkpoint and frontier and begins a restore. A refused begin still
+    /// discards a half-done restore, whichever check refused it.
+    fn restore_begin(&self, checkpoint: &str, frontier: &[ByteBuf]) -> Result<u64, WireError> {
         let cfg = self.config()?;
         let rejected = |m: String| err(ErrorCode::RestoreRejected, m);
-        let checkpoint = if checkpoint.is_empty() {
-            None
+        let opened = if checkpoint.is_empty() {
+            Ok(None)
         } else {
-            let vk = self.checkpoint_key(&cfg.log_origin)?;
-            Some(vk.open(checkpoint).map_err(|e| rejected(format!("checkpoint: {e}")))?)
+            self.checkpoint_key(&cfg.log_origin)?
+                .open(checkpoint)
+                .map(Some)
+                .map_err(|e| rejected(format!("checkpoint: {e}")))
         };
         let frontier = frontier
             .iter()
             .map(|h| merkle::to_hash(h))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| rejected(e.to_string()))?;
+            .map_err(|e| rejected(e.to_string()));
+        self.with_log(|log| {
+            log.abandon_restore();
+            Ok(log.restore_begin(opened?, frontier?)?)
+        })
+    }
+
+    fn restore_end(&self, size: u64, root: &[u8]) -> Result<LogHead, WireError> {
+        let cfg = self.config()?;
         let record = self.boot_record(cfg)?;
         self.with_log(|log| {
-            log.restore(checkpoint, frontier, tail)?;
+            log.restore_end(size, root)?;
             // Record the restart itself; a log that lost even its genesis starts over.
             let kind = if log.head().size == 0 { KIND_GENESIS } else { KIND_BOOT };
             log.append(Origin::Enclave, kind, &record, now_millis())?;

@@ -29,23 +29,49 @@ use std::collections::VecDeque;
 /// refuses new leaves rather than grow without bound.
 pub const MAX_UNACKED: usize = 200_000;
 
+/// Leaf bytes (each leaf's encoded JSON plus its MAC) the enclave will hold for a host
+/// that does not acknowledge. The count cap alone does not bound memory: a host event
+/// may be up to `MAX_HOST_EVENT_BYTES` (16 KiB), so 200 000 of them would be ~3.2 GiB,
+/// more than the whole enclave (1 GiB by default, see `deploy/enclave/run-enclave.sh`,
+/// and the enclave's root file system lives in that memory too). 64 MiB is ~6% of that
+/// default: an honest host acknowledges every ~20 ms, so even at tens of thousands of
+/// mints a second (token leaves are ~400 bytes) it stays far below this, while a host
+/// that stops acknowledging is refused long before the enclave runs short. What the
+/// count cap still bounds is the per-leaf bookkeeping (a hash and a few words per
+/// entry, ~25 MiB at 200 000), so the worst case stays under ~90 MiB.
+///
+/// The check is "refuse once the queue holds this much", like the count check, so the
+/// queue can exceed it by at most one leaf; in exchange [`Log::can_append`] can promise
+/// that the next append succeeds without knowing its size (rotation relies on that).
+pub const MAX_UNACKED_BYTES: usize = 64 << 20;
+
 /// Most leaf bytes returned by one `Unacked` (keeps the reply well inside a frame).
 pub const MAX_UNACKED_REPLY_BYTES: usize = 512 * 1024;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LogError {
-    #[error("the log awaits Restore after an enclave restart")]
+    #[error("the log awaits a restore (RestoreBegin … RestoreEnd) after an enclave restart")]
     NeedsRestore,
-    #[error("the log is live; Restore is only accepted after a restart")]
+    #[error("the log is live; a restore is only accepted after a restart")]
     AlreadyLive,
-    #[error("{0} leaves await acknowledgement; commit and Ack first")]
-    Backpressure(usize),
+    /// The unacknowledged queue is full (by count or by bytes). Nothing is lost: the host
+    /// stores what `Unacked` returns and sends `Ack`, and appends succeed again.
+    #[error(
+        "{leaves} unacknowledged leaves ({bytes} bytes) fill the enclave's queue (at most {MAX_UNACKED} leaves or \
+         {MAX_UNACKED_BYTES} bytes): the host must store them (Unacked) and acknowledge them (Ack) before \
+         anything more is appended"
+    )]
+    Backpressure { leaves: usize, bytes: usize },
     #[error("ack of size {size} outside [{acked}, {head}]")]
     AckOutOfRange { size: u64, acked: u64, head: u64 },
     #[error("leaves below {acked} are acknowledged and no longer held (asked from {from})")]
     AlreadyAcked { from: u64, acked: u64 },
-    #[error("restore rejected: {0}")]
+    #[error("restore rejected: {0}; start again with RestoreBegin")]
     Restore(String),
+    /// `RestoreLeaves` or `RestoreEnd` with no restore begun: the enclave restarted
+    /// since `RestoreBegin`, or an earlier refusal abandoned it.
+    #[error("no restore is in progress (the enclave restarted, or a refusal ended it): start with RestoreBegin")]
+    NoRestoreInProgress,
     #[error("cannot encode leaf: {0}")]
     Encode(String),
 }
@@ -55,7 +81,12 @@ pub struct Log {
     acked: CompactRange,
     head: CompactRange,
     unacked: VecDeque<(LeafRecord, Hash)>,
+    /// Sum of [`held_bytes`] over `unacked`, checked against [`MAX_UNACKED_BYTES`].
+    unacked_bytes: usize,
     needs_restore: bool,
+    /// A restore under way (between `restore_begin` and `restore_end`): the tree rebuilt
+    /// so far. Only a compact range, so a restore of any length costs O(log n) here.
+    restoring: Option<CompactRange>,
 }
 
 impl Log {
@@ -66,7 +97,9 @@ impl Log {
             acked: CompactRange::new(),
             head: CompactRange::new(),
             unacked: VecDeque::new(),
+            unacked_bytes: 0,
             needs_restore: false,
+            restoring: None,
         }
     }
 
@@ -97,11 +130,15 @@ impl Log {
         hmac::sign(&self.mac_key, &mac_input(index, leaf_hash))
     }
 
-    /// Whether a leaf could be appended now (for steps that must not half-happen).
+    /// Whether a leaf could be appended now (for steps that must not half-happen): if
+    /// this passes, the next `append` under the same lock succeeds whatever its size.
     pub fn can_append(&self) -> Result<(), LogError> {
         self.ready()?;
-        if self.unacked.len() >= MAX_UNACKED {
-            return Err(LogError::Backpressure(self.unacked.len()));
+        if self.unacked.len() >= MAX_UNACKED || self.unacked_bytes >= MAX_UNACKED_BYTES {
+            return Err(LogError::Backpressure {
+                leaves: self.unacked.len(),
+                bytes: self.unacked_bytes,
+            });
         }
         Ok(())
     }
@@ -133,6 +170,7 @@ impl Log {
             mac: ByteBuf::from(mac.as_ref().to_vec()),
         };
         self.head.append(hash);
+        self.unacked_bytes += held_bytes(&record);
         self.unacked.push_back((record.clone(), hash));
         Ok(record)
     }
@@ -146,9 +184,10 @@ impl Log {
             return Err(LogError::AckOutOfRange { size, acked, head });
         }
         while self.acked.size() < size {
-            let Some((_, hash)) = self.unacked.pop_front() else {
+            let Some((record, hash)) = self.unacked.pop_front() else {
                 break;
             };
+            self.unacked_bytes = self.unacked_bytes.saturating_sub(held_bytes(&record));
             self.acked.append(hash);
         }
         Ok((self.acked.size(), self.acked.root()))
@@ -179,20 +218,20 @@ impl Log {
         Ok(out)
     }
 
-    /// Rebuilds the log after a restart from a checkpoint whose signature the caller
-    /// has already verified with this enclave's key, the frontier at its size, and the
-    /// leaves beyond it that this enclave MAC'd. The host sends those leaves from its
-    /// database, so they count as acknowledged: the next checkpoint may cover them.
-    pub fn restore(
-        &mut self,
-        checkpoint: Option<Checkpoint>,
-        frontier: Vec<Hash>,
-        tail: &[TailLeaf],
-    ) -> Result<(), LogError> {
+    /// Starts rebuilding the log after a restart from a checkpoint whose signature the
+    /// caller has already verified with this enclave's key, and the frontier at its size.
+    /// The leaves after it follow in [`Log::restore_leaves`] chunks (a long tail does not
+    /// fit one frame) and [`Log::restore_end`] adopts the result. Until then the log
+    /// stays as it was, waiting: a host that stops half-way leaves it un-restored, never
+    /// half-restored. A new `restore_begin` discards a half-done restore (the host
+    /// crashed, or its connection did, and it starts over), even when it is refused.
+    /// Returns the size the restore has reached.
+    pub fn restore_begin(&mut self, checkpoint: Option<Checkpoint>, frontier: Vec<Hash>) -> Result<u64, LogError> {
         if !self.needs_restore {
             return Err(LogError::AlreadyLive);
         }
-        let mut range = match &checkpoint {
+        self.abandon_restore();
+        let range = match &checkpoint {
             None if frontier.is_empty() => CompactRange::new(),
             None => return Err(LogError::Restore("a frontier without a checkpoint".into())),
             Some(cp) => {
@@ -204,7 +243,28 @@ impl Log {
                 range
             }
         };
-        for leaf in tail {
+        let size = range.size();
+        self.restoring = Some(range);
+        Ok(size)
+    }
+
+    /// Drops a half-done restore, if any (a new `RestoreBegin` arrived, even one whose
+    /// checkpoint is refused before it gets here).
+    pub fn abandon_restore(&mut self) {
+        self.restoring = None;
+    }
+
+    /// The next chunk of leaves beyond the checkpoint, each continuing the last: by
+    /// hash, with the MAC this enclave put on it, so the enclave accepts exactly the
+    /// leaves it wrote itself and nothing the host made up. Any refusal abandons the
+    /// whole restore (the host starts again with `restore_begin`), so no mix of checked
+    /// and unchecked chunks can ever be adopted. Returns the size reached.
+    pub fn restore_leaves(&mut self, leaves: &[TailLeaf]) -> Result<u64, LogError> {
+        if !self.needs_restore {
+            return Err(LogError::AlreadyLive);
+        }
+        let mut range = self.restoring.take().ok_or(LogError::NoRestoreInProgress)?;
+        for leaf in leaves {
             if leaf.index != range.size() {
                 return Err(LogError::Restore(format!(
                     "tail leaf has index {}, expected {}",
@@ -222,12 +282,46 @@ impl Log {
             }
             range.append(hash);
         }
+        let size = range.size();
+        self.restoring = Some(range);
+        Ok(size)
+    }
+
+    /// Ends a restore at `size` with the root the host computed there: only if both
+    /// match what the checked chunks built does the log adopt it. The host sends those
+    /// leaves from its database, so they count as acknowledged: the next checkpoint may
+    /// cover them. A mismatch (a chunk the host meant to send and did not, or a tree
+    /// that differs from its own) abandons the restore like any other refusal.
+    pub fn restore_end(&mut self, size: u64, root: &[u8]) -> Result<(), LogError> {
+        if !self.needs_restore {
+            return Err(LogError::AlreadyLive);
+        }
+        let range = self.restoring.take().ok_or(LogError::NoRestoreInProgress)?;
+        let root = merkle::to_hash(root).map_err(|e| LogError::Restore(format!("end root: {e}")))?;
+        if range.size() != size {
+            return Err(LogError::Restore(format!(
+                "the restore ends at size {size} but its leaves reach {}",
+                range.size()
+            )));
+        }
+        if range.root() != root {
+            return Err(LogError::Restore(format!(
+                "at size {size} the host's root differs from the one its checkpoint and leaves make"
+            )));
+        }
         self.acked = range.clone();
         self.head = range;
         self.unacked.clear();
+        self.unacked_bytes = 0;
         self.needs_restore = false;
         Ok(())
     }
+}
+
+/// What one held leaf counts against [`MAX_UNACKED_BYTES`]: its encoded bytes and MAC,
+/// the part whose size the host controls (through host events).
+fn held_bytes(record: &LeafRecord) -> usize {
+    record.bytes.len() + record.mac.len()
 }
 
 /// What a leaf MAC covers: a domain tag, the index and the leaf hash.
@@ -252,6 +346,24 @@ mod tests {
                 mac: r.mac.clone(),
             })
             .collect()
+    }
+
+    /// A whole restore, one leaf per chunk, ended at the size and root `store` has
+    /// there (the host's view).
+    fn restore_all(
+        log: &mut Log,
+        cp: Option<Checkpoint>,
+        frontier: Vec<Hash>,
+        tail: &[TailLeaf],
+        store: &sealgate_shared::merkle::proof::TreeStore,
+    ) -> Result<(), LogError> {
+        let size = cp.as_ref().map_or(0, |c| c.size) + tail.len() as u64;
+        log.restore_begin(cp, frontier)?;
+        for leaf in tail {
+            log.restore_leaves(std::slice::from_ref(leaf))?;
+        }
+        let root = store.root(size).map_err(|e| LogError::Restore(e.to_string()))?;
+        log.restore_end(size, &root)
     }
 
     fn filled(n: usize) -> (Log, Vec<LeafRecord>) {
@@ -290,6 +402,56 @@ mod tests {
         assert!(log.ack(6).is_err());
     }
 
+    /// Issue 11: a host that never acknowledges, appending the largest events it may,
+    /// fills the queue by bytes long before the count cap; the enclave then refuses
+    /// every append (host events and its own leaves alike) until an ack frees room.
+    #[test]
+    fn unacked_queue_is_bounded_by_bytes() {
+        let mut log = Log::fresh(&KEY);
+        // A JSON object as large as a host event may be (the envelope adds ~80 bytes).
+        let big = serde_json::json!({ "pad": "x".repeat(sealgate_shared::leaf::MAX_HOST_EVENT_BYTES - 16) });
+        let mut appended = 0;
+        let refusal = loop {
+            match log.append(Origin::Host, "test.big", &big, 1) {
+                Ok(_) => appended += 1,
+                Err(e) => break e,
+            }
+            assert!(appended <= MAX_UNACKED, "the byte bound never refused");
+        };
+        assert!(
+            appended < MAX_UNACKED / 10,
+            "refused by bytes, well below the count cap: {appended} leaves"
+        );
+        let LogError::Backpressure { leaves, bytes } = refusal else {
+            panic!("expected Backpressure, got {refusal:?}");
+        };
+        assert_eq!(leaves, appended);
+        assert!(
+            (MAX_UNACKED_BYTES..MAX_UNACKED_BYTES + 2 * sealgate_shared::leaf::MAX_HOST_EVENT_BYTES).contains(&bytes),
+            "held {bytes} bytes"
+        );
+        assert_eq!(log.head().size, appended as u64, "a refused append writes nothing");
+        // The message tells the host what to do.
+        assert!(refusal.to_string().contains("Ack"), "{refusal}");
+        // Small leaves are refused too, and so is the enclave's own kind of leaf.
+        assert!(matches!(log.can_append(), Err(LogError::Backpressure { .. })));
+        assert!(matches!(
+            log.append(Origin::Enclave, "token.issued", &1, 1),
+            Err(LogError::Backpressure { .. })
+        ));
+        // Everything held can still be fetched, so the host can store it and ack.
+        assert_eq!(log.unacked_from(0).unwrap()[0].index, 0);
+        log.ack(10).unwrap();
+        log.append(Origin::Host, "test.big", &big, 1).unwrap();
+        // Acknowledging everything empties the byte count, not just the count.
+        let head = log.head().size;
+        log.ack(head).unwrap();
+        assert_eq!(log.unacked_bytes, 0);
+        for _ in 0..appended {
+            log.append(Origin::Host, "test.big", &big, 1).unwrap();
+        }
+    }
+
     #[test]
     fn leaf_bytes_have_the_fixed_envelope() {
         let (_, recs) = filled(2);
@@ -316,9 +478,14 @@ mod tests {
 
         let mut restarted = Log::awaiting_restore(&KEY);
         assert_eq!(restarted.append(Origin::Host, "x", &1, 1), Err(LogError::NeedsRestore));
-        restarted
-            .restore(Some(cp.clone()), frontier.clone(), &tail_of(&recs[4..]))
-            .unwrap();
+        restore_all(
+            &mut restarted,
+            Some(cp.clone()),
+            frontier.clone(),
+            &tail_of(&recs[4..]),
+            &store,
+        )
+        .unwrap();
         assert_eq!(
             restarted.head(),
             LogHead {
@@ -349,9 +516,67 @@ mod tests {
             (None, frontier.clone(), vec![]),
         ] {
             let mut l = Log::awaiting_restore(&KEY);
-            assert!(l.restore(cp, fr, &tail).is_err());
+            assert!(restore_all(&mut l, cp, fr, &tail, &store).is_err());
             assert!(l.ready().is_err(), "a failed restore leaves the log waiting");
+            assert_eq!(
+                l.restore_end(4, &root),
+                Err(LogError::NoRestoreInProgress),
+                "a refusal abandons the restore"
+            );
         }
-        assert_eq!(log.restore(None, vec![], &[]), Err(LogError::AlreadyLive));
+        assert_eq!(log.restore_begin(None, vec![]), Err(LogError::AlreadyLive));
+        assert_eq!(log.restore_leaves(&[]), Err(LogError::AlreadyLive));
+        assert_eq!(log.restore_end(6, &root), Err(LogError::AlreadyLive));
+    }
+
+    /// Chunks are checked as they arrive and adopted only at the end, with the size and
+    /// root the host names; a new begin starts over.
+    #[test]
+    fn a_chunked_restore_is_adopted_only_at_a_matching_end() {
+        let (mut log, recs) = filled(9);
+        let (size, root) = log.ack(3).unwrap();
+        let mut store = sealgate_shared::merkle::proof::TreeStore::new();
+        for r in &recs {
+            store.push(merkle::leaf_hash(&r.bytes));
+        }
+        let cp = Checkpoint {
+            origin: "o".into(),
+            size,
+            root,
+        };
+        let frontier = store.frontier(3).unwrap();
+        let tail = tail_of(&recs[3..]);
+        let full_root = store.root(9).unwrap();
+
+        let mut l = Log::awaiting_restore(&KEY);
+        assert_eq!(l.restore_leaves(&tail[..2]), Err(LogError::NoRestoreInProgress));
+        assert_eq!(l.restore_begin(Some(cp.clone()), frontier.clone()), Ok(3));
+        assert_eq!(l.restore_leaves(&tail[..2]), Ok(5));
+        assert!(l.ready().is_err(), "half-way, the log still waits");
+        // A new begin discards the first two chunks: continuing at 5 is now a gap.
+        assert_eq!(l.restore_begin(Some(cp.clone()), frontier.clone()), Ok(3));
+        assert!(matches!(l.restore_leaves(&tail[2..]), Err(LogError::Restore(_))));
+        // Wrong size, then wrong root: refused, and each abandons the restore.
+        for (end, end_root) in [(8, store.root(8).unwrap()), (9, store.root(8).unwrap())] {
+            l.restore_begin(Some(cp.clone()), frontier.clone()).unwrap();
+            assert_eq!(l.restore_leaves(&tail[..3]), Ok(6));
+            assert_eq!(l.restore_leaves(&tail[3..]), Ok(9));
+            assert!(matches!(l.restore_end(end, &end_root), Err(LogError::Restore(_))));
+            assert!(l.ready().is_err());
+            assert_eq!(l.restore_leaves(&[]), Err(LogError::NoRestoreInProgress));
+        }
+        l.restore_begin(Some(cp), frontier).unwrap();
+        l.restore_leaves(&tail[..3]).unwrap();
+        l.restore_leaves(&tail[3..]).unwrap();
+        l.restore_end(9, &full_root).unwrap();
+        assert_eq!(l.head, log.head);
+        assert_eq!(
+            l.head(),
+            LogHead {
+                size: 9,
+                acked: 9,
+                needs_restore: false
+            }
+        );
     }
 }

@@ -192,11 +192,12 @@ fn arb_op() -> impl Strategy<Value = Op> {
         arb_string().prop_map(|caller| Op::RotateKey { caller }),
         proptest::option::of(proptest::collection::vec(any::<u8>(), 0..600).prop_map(ByteBuf::from))
             .prop_map(|nonce| Op::Attest { nonce }),
-        (arb_string(), proptest::collection::vec(bytes(), 0..4)).prop_map(|(checkpoint, frontier)| Op::Restore {
-            checkpoint,
-            frontier,
-            tail: vec![]
+        (arb_string(), proptest::collection::vec(bytes(), 0..4))
+            .prop_map(|(checkpoint, frontier)| Op::RestoreBegin { checkpoint, frontier }),
+        (any::<u64>(), bytes(), bytes()).prop_map(|(index, hash, mac)| Op::RestoreLeaves {
+            leaves: vec![TailLeaf { index, hash, mac }]
         }),
+        (any::<u64>(), bytes()).prop_map(|(size, root)| Op::RestoreEnd { size, root }),
         (any::<u32>(), arb_string()).prop_map(|(v, issuer)| Op::Hello {
             protocol_version: v,
             config: EnclaveConfig { issuer, ..config() }
@@ -247,10 +248,14 @@ fn a_locked_enclave_answers_only_the_sealing_operations() {
         Op::Unacked { from: 0 },
         Op::Checkpoint,
         Op::RotateKey { caller: "k".into() },
-        Op::Restore {
+        Op::RestoreBegin {
             checkpoint: String::new(),
             frontier: vec![],
-            tail: vec![],
+        },
+        Op::RestoreLeaves { leaves: vec![] },
+        Op::RestoreEnd {
+            size: 0,
+            root: ByteBuf::from(vec![0; 32]),
         },
     ] {
         assert_eq!(code(e.handle(op.clone())), ErrorCode::Locked, "{op:?}");
@@ -531,6 +536,32 @@ fn status_reports_no_configuration_before_the_first_hello() {
     }
 }
 
+/// A whole restore as the host sends it, one leaf per chunk; the first refusal is the
+/// answer, or `RestoreEnd`'s.
+fn restore(
+    e: &Enclave,
+    checkpoint: String,
+    frontier: Vec<ByteBuf>,
+    tail: Vec<TailLeaf>,
+    size: u64,
+    root: &[u8],
+) -> Reply {
+    match e.handle(Op::RestoreBegin { checkpoint, frontier }) {
+        Reply::Restoring(_) => {}
+        other => return other,
+    }
+    for leaf in tail {
+        match e.handle(Op::RestoreLeaves { leaves: vec![leaf] }) {
+            Reply::Restoring(_) => {}
+            other => return other,
+        }
+    }
+    e.handle(Op::RestoreEnd {
+        size,
+        root: ByteBuf::from(root.to_vec()),
+    })
+}
+
 #[test]
 fn restart_keeps_keys_and_restores_the_log() {
     let dir = tempfile::tempdir().unwrap();
@@ -564,13 +595,12 @@ fn restart_keeps_keys_and_restores_the_log() {
         "acks cannot run ahead"
     );
     assert_eq!(
-        code(e.handle(Op::Restore {
+        code(e.handle(Op::RestoreBegin {
             checkpoint: cp.note.clone(),
             frontier: vec![],
-            tail: vec![]
         })),
         ErrorCode::BadRequest,
-        "a live log refuses Restore"
+        "a live log refuses a restore"
     );
     drop(e);
 
@@ -604,6 +634,7 @@ fn restart_keeps_keys_and_restores_the_log() {
     let bad_cp = cp.note.replace("\n4\n", "\n3\n");
     let mut bad_frontier = frontier.clone();
     bad_frontier[0][0] ^= 1;
+    let root = store.root(leaves.len() as u64).unwrap();
     for (c, f, t) in [
         (cp.note.clone(), frontier.clone(), forged_tail),
         (bad_cp, frontier.clone(), tail.clone()),
@@ -611,19 +642,11 @@ fn restart_keeps_keys_and_restores_the_log() {
         (String::new(), vec![], tail.clone()),
     ] {
         assert_eq!(
-            code(e2.handle(Op::Restore {
-                checkpoint: c,
-                frontier: f,
-                tail: t
-            })),
+            code(restore(&e2, c, f, t, leaves.len() as u64, &root)),
             ErrorCode::RestoreRejected
         );
     }
-    match e2.handle(Op::Restore {
-        checkpoint: cp.note,
-        frontier,
-        tail,
-    }) {
+    match restore(&e2, cp.note, frontier, tail, leaves.len() as u64, &root) {
         Reply::Restored(head) => {
             assert_eq!(head.size, leaves.len() as u64 + 1, "restored leaves plus the boot leaf");
             assert_eq!(
@@ -701,4 +724,401 @@ fn key_rotation_keeps_the_old_key_published_and_survives_a_restart() {
     let mut expect = vec![(old_kid, Some(retire)), (new.kid.clone(), None)];
     expect.sort();
     assert_eq!(kids, expect);
+}
+
+/// What a restarted enclave needs from the host: the checkpoint note, the frontier at
+/// its size, the MAC'd tail after it, and the host's tree over all of it.
+struct RestoreKit {
+    dir: tempfile::TempDir,
+    note: String,
+    cp_size: u64,
+    frontier: Vec<ByteBuf>,
+    tail: Vec<TailLeaf>,
+    store: TreeStore,
+}
+
+/// An enclave with `minted` tokens of which the first few are checkpointed, then
+/// restarted: it awaits a restore.
+fn restarted_with_tail(minted: usize) -> (Enclave, RestoreKit) {
+    let dir = tempfile::tempdir().unwrap();
+    let e = boot(dir.path());
+    hello(&e);
+    let mut leaves = match e.handle(Op::Unacked { from: 0 }) {
+        Reply::Leaves(l) => l,
+        other => panic!("{other:?}"),
+    };
+    for _ in 0..minted {
+        match e.handle(Op::MintToken(mint_req())) {
+            Reply::Minted(m) => leaves.push(m.leaf),
+            other => panic!("{other:?}"),
+        }
+    }
+    let mut store = TreeStore::new();
+    for l in &leaves {
+        store.push(merkle::leaf_hash(&l.bytes));
+    }
+    let cp_size = 3;
+    let note = match e.handle(Op::Ack { size: cp_size }) {
+        Reply::Checkpoint(cp) => cp.note,
+        other => panic!("{other:?}"),
+    };
+    drop(e);
+    let e = boot(dir.path());
+    assert!(hello(&e).log.needs_restore);
+    let frontier = store
+        .frontier(cp_size)
+        .unwrap()
+        .iter()
+        .map(|h| ByteBuf::from(h.to_vec()))
+        .collect();
+    let tail = leaves[cp_size as usize..]
+        .iter()
+        .map(|l| TailLeaf {
+            index: l.index,
+            hash: ByteBuf::from(merkle::leaf_hash(&l.bytes).to_vec()),
+            mac: l.mac.clone(),
+        })
+        .collect();
+    (
+        e,
+        RestoreKit {
+            dir,
+            note,
+            cp_size,
+            frontier,
+            tail,
+            store,
+        },
+    )
+}
+
+impl RestoreKit {
+    fn size(&self) -> u64 {
+        self.store.len()
+    }
+
+    fn root(&self, size: u64) -> ByteBuf {
+        ByteBuf::from(self.store.root(size).unwrap().to_vec())
+    }
+
+    fn begin(&self, e: &Enclave) -> Reply {
+        e.handle(Op::RestoreBegin {
+            checkpoint: self.note.clone(),
+            frontier: self.frontier.clone(),
+        })
+    }
+
+    /// Tail leaves `[from, to)` (tail positions, not log indices) as one chunk.
+    fn chunk(&self, e: &Enclave, from: usize, to: usize) -> Reply {
+        e.handle(Op::RestoreLeaves {
+            leaves: self.tail[from..to].to_vec(),
+        })
+    }
+
+    fn end(&self, e: &Enclave, size: u64) -> Reply {
+        e.handle(Op::RestoreEnd {
+            size,
+            root: self.root(size),
+        })
+    }
+}
+
+/// Still waiting for a restore: nothing is minted, the head says so.
+fn assert_unrestored(e: &Enclave) {
+    assert_eq!(code(e.handle(Op::MintToken(mint_req()))), ErrorCode::NotReady);
+    assert_eq!(code(e.handle(Op::Checkpoint)), ErrorCode::NotReady);
+    assert!(hello(e).log.needs_restore, "the log must still await a restore");
+}
+
+fn restoring(r: Reply) -> u64 {
+    match r {
+        Reply::Restoring(size) => size,
+        other => panic!("expected Restoring, got {other:?}"),
+    }
+}
+
+/// Issue 11: a tail sent in chunks is checked chunk by chunk and adopted only at a
+/// matching `RestoreEnd`; the adopted log continues exactly where the old one stopped.
+#[test]
+fn a_chunked_restore_continues_the_log() {
+    let (e, kit) = restarted_with_tail(20);
+    assert_eq!(restoring(kit.begin(&e)), kit.cp_size);
+    let mut at = 0;
+    for len in [7, 1, 0, kit.tail.len() - 8] {
+        let reached = restoring(kit.chunk(&e, at, at + len));
+        at += len;
+        assert_eq!(reached, kit.cp_size + at as u64);
+        assert_unrestored(&e);
+    }
+    assert_eq!(at, kit.tail.len());
+    match kit.end(&e, kit.size()) {
+        Reply::Restored(head) => assert_eq!((head.acked, head.size), (kit.size(), kit.size() + 1)),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(e.handle(Op::MintToken(mint_req())), Reply::Minted(_)));
+    // The restored tree is the old one: a checkpoint at its size has the host's root.
+    let vk: VerifierKey = hello(&e).checkpoint_key.parse().unwrap();
+    match e.handle(Op::Checkpoint) {
+        Reply::Checkpoint(cp) => {
+            let opened = vk.open(&cp.note).unwrap();
+            assert_eq!(opened.size, kit.size());
+            assert_eq!(opened.root, kit.store.root(kit.size()).unwrap());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        code(kit.begin(&e)),
+        ErrorCode::BadRequest,
+        "a restored log refuses another restore"
+    );
+    drop(kit.dir);
+}
+
+#[test]
+fn restore_chunks_out_of_order_are_refused() {
+    let (e, kit) = restarted_with_tail(12);
+    restoring(kit.begin(&e));
+    // The second chunk first: its first index is not where the restore stands.
+    assert_eq!(code(kit.chunk(&e, 4, 8)), ErrorCode::RestoreRejected);
+    assert_unrestored(&e);
+    // The refusal abandoned the restore: the first chunk now has nothing to continue.
+    assert_eq!(code(kit.chunk(&e, 0, 4)), ErrorCode::NotReady);
+    // A chunk sent twice is out of order too.
+    restoring(kit.begin(&e));
+    restoring(kit.chunk(&e, 0, 4));
+    assert_eq!(code(kit.chunk(&e, 0, 4)), ErrorCode::RestoreRejected);
+    // So are leaves out of order inside a chunk.
+    restoring(kit.begin(&e));
+    let mut swapped = kit.tail[..4].to_vec();
+    swapped.swap(1, 2);
+    assert_eq!(
+        code(e.handle(Op::RestoreLeaves { leaves: swapped })),
+        ErrorCode::RestoreRejected
+    );
+    assert_unrestored(&e);
+    assert_eq!(code(kit.end(&e, kit.size())), ErrorCode::NotReady, "nothing to end");
+    assert_unrestored(&e);
+}
+
+#[test]
+fn a_bad_mac_in_the_second_chunk_leaves_the_enclave_unrestored() {
+    let (e, kit) = restarted_with_tail(12);
+    restoring(kit.begin(&e));
+    assert_eq!(restoring(kit.chunk(&e, 0, 4)), kit.cp_size + 4);
+    let mut second = kit.tail[4..8].to_vec();
+    second[2].mac[0] ^= 1;
+    assert_eq!(
+        code(e.handle(Op::RestoreLeaves { leaves: second })),
+        ErrorCode::RestoreRejected
+    );
+    assert_unrestored(&e);
+    // Neither the first chunk nor the good leaves of the second were kept: the rest of
+    // the tail and the end are refused, and the log is still waiting.
+    assert_eq!(code(kit.chunk(&e, 8, kit.tail.len())), ErrorCode::NotReady);
+    assert_eq!(code(kit.end(&e, kit.size())), ErrorCode::NotReady);
+    assert_unrestored(&e);
+    // A hash swapped for another leaf's (under its own MAC) is refused the same way.
+    restoring(kit.begin(&e));
+    let mut forged = kit.tail[..2].to_vec();
+    forged[1].hash = kit.tail[0].hash.clone();
+    assert_eq!(
+        code(e.handle(Op::RestoreLeaves { leaves: forged })),
+        ErrorCode::RestoreRejected
+    );
+    assert_unrestored(&e);
+}
+
+#[test]
+fn restore_end_with_the_wrong_size_or_root_is_refused() {
+    let (e, kit) = restarted_with_tail(12);
+    let full = kit.size();
+    let all = kit.tail.len();
+    for (sent, size, root) in [
+        // Ends before the last leaves it sent.
+        (all, full - 4, kit.root(full - 4)),
+        // Claims leaves it never sent (the last chunk went missing).
+        (all - 4, full, kit.root(full)),
+        (all, full + 1, kit.root(full)),
+        // The right size with another root.
+        (all, full, kit.root(full - 1)),
+        // A root that is not a hash.
+        (all, full, ByteBuf::from(vec![1; 5])),
+    ] {
+        restoring(kit.begin(&e));
+        restoring(kit.chunk(&e, 0, all - 4));
+        if sent == all {
+            restoring(kit.chunk(&e, all - 4, all));
+        }
+        assert_eq!(
+            code(e.handle(Op::RestoreEnd { size, root })),
+            ErrorCode::RestoreRejected,
+            "{sent} leaves sent, end at {size}"
+        );
+        assert_unrestored(&e);
+        assert_eq!(code(kit.end(&e, full)), ErrorCode::NotReady, "the refusal abandoned it");
+    }
+    // The same enclave restores fine from a fresh start.
+    restoring(kit.begin(&e));
+    restoring(kit.chunk(&e, 0, kit.tail.len()));
+    assert!(matches!(kit.end(&e, full), Reply::Restored(_)));
+}
+
+#[test]
+fn a_fresh_restore_begin_discards_a_half_done_restore() {
+    let (e, kit) = restarted_with_tail(12);
+    restoring(kit.begin(&e));
+    restoring(kit.chunk(&e, 0, 6));
+    // The host crashed and starts over: the six leaves already sent count for nothing.
+    assert_eq!(restoring(kit.begin(&e)), kit.cp_size);
+    assert_eq!(
+        code(kit.chunk(&e, 6, kit.tail.len())),
+        ErrorCode::RestoreRejected,
+        "continuing the old restore is a gap in the new one"
+    );
+    // A refused Begin discards it too: nothing can continue after it.
+    restoring(kit.begin(&e));
+    restoring(kit.chunk(&e, 0, 6));
+    assert_eq!(
+        code(e.handle(Op::RestoreBegin {
+            checkpoint: kit.note.replace("\n3\n", "\n2\n"),
+            frontier: kit.frontier.clone(),
+        })),
+        ErrorCode::RestoreRejected
+    );
+    assert_eq!(code(kit.chunk(&e, 6, kit.tail.len())), ErrorCode::NotReady);
+    assert_unrestored(&e);
+    // Started over properly, the whole tail restores.
+    restoring(kit.begin(&e));
+    restoring(kit.chunk(&e, 0, 6));
+    restoring(kit.chunk(&e, 6, kit.tail.len()));
+    assert!(matches!(kit.end(&e, kit.size()), Reply::Restored(_)));
+}
+
+/// Through the real server: a tail longer than one frame could hold as a single
+/// message is restored in chunks over one connection.
+#[tokio::test]
+async fn a_tail_larger_than_one_frame_restores_over_the_socket() {
+    let n = 2 * frame::MAX_FRAME / 80;
+    let (e, kit) = restarted_with_tail(n);
+    drop(e);
+    let enclave = Arc::new(boot(kit.dir.path()));
+    let sock = kit.dir.path().join("e.sock");
+    let listener = Listener::bind(&Addr::Unix(sock.clone())).unwrap();
+    tokio::spawn(listener.serve(enclave.clone()));
+    let mut s = UnixStream::connect(&sock).await.unwrap();
+    let hello_op = Op::Hello {
+        protocol_version: sealgate_shared::PROTOCOL_VERSION,
+        config: config(),
+    };
+    assert!(matches!(call(&mut s, 1, hello_op).await.reply, Reply::Hello(_)));
+    // As one message the tail does not fit a frame.
+    assert!(frame::encode(&Op::RestoreLeaves {
+        leaves: kit.tail.clone()
+    })
+    .is_err());
+    let begin = Op::RestoreBegin {
+        checkpoint: kit.note.clone(),
+        frontier: kit.frontier.clone(),
+    };
+    assert_eq!(restoring(call(&mut s, 2, begin).await.reply), kit.cp_size);
+    let mut id = 3;
+    for chunk in kit.tail.chunks(RESTORE_CHUNK_LEAVES) {
+        let op = Op::RestoreLeaves { leaves: chunk.to_vec() };
+        restoring(call(&mut s, id, op).await.reply);
+        id += 1;
+    }
+    assert!(id > 5, "several chunks");
+    let end = Op::RestoreEnd {
+        size: kit.size(),
+        root: kit.root(kit.size()),
+    };
+    match call(&mut s, id, end).await.reply {
+        Reply::Restored(head) => assert_eq!(head.acked, kit.size()),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// An NSM that holds every attestation until the test lets it go, and says when one
+/// has started: it stands for a slow `/dev/nsm` ioctl.
+struct GatedNsm {
+    inner: SimNsm,
+    entered: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl sealgate_enclave::nsm::Nsm for GatedNsm {
+    fn attest(
+        &self,
+        user_data: Option<&[u8]>,
+        nonce: Option<&[u8]>,
+        public_key: Option<&[u8]>,
+    ) -> Result<Vec<u8>, sealgate_enclave::nsm::NsmError> {
+        let _ = self.entered.lock().unwrap().send(());
+        let _ = self.release.lock().unwrap().recv();
+        sealgate_enclave::nsm::Nsm::attest(&self.inner, user_data, nonce, public_key)
+    }
+
+    fn pcr0(&self) -> Vec<u8> {
+        sealgate_enclave::nsm::Nsm::pcr0(&self.inner)
+    }
+}
+
+/// Issue 11 part 6: an attestation's NSM call runs off the async executor. The server
+/// runs on a single-threaded runtime, so if `Attest` ran on it, the whole enclave would
+/// stop while the NSM works: here a `Status` sent after it is answered while the
+/// attestation is still held inside the NSM, and the attestation completes afterwards.
+/// (The 60 s bounds only turn such a hang into a failure; nothing here measures time.)
+#[test]
+fn an_attestation_in_the_nsm_does_not_block_other_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let image = state.join("image.bin");
+    std::fs::write(&image, b"sealgate-enclave test image").unwrap();
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel();
+    let nsm = GatedNsm {
+        inner: SimNsm::open(&state, &image).unwrap(),
+        entered: std::sync::Mutex::new(entered_tx),
+        release: std::sync::Mutex::new(release_rx),
+    };
+    let enclave = Arc::new(Enclave::boot(Mode::Sim, SealedStore::open(&state).unwrap(), Box::new(nsm)).unwrap());
+    hello(&enclave);
+
+    let sock = dir.path().join("e.sock");
+    let server = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = {
+        let _in_runtime = server.enter();
+        Listener::bind(&Addr::Unix(sock.clone())).unwrap()
+    };
+    std::thread::spawn(move || server.block_on(listener.serve(enclave)));
+
+    let client = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    client.block_on(async {
+        let mut s = UnixStream::connect(&sock).await.unwrap();
+        let send = |id, op| frame::encode(&Request { id, op }).unwrap();
+        s.write_all(&send(2, Op::Attest { nonce: None })).await.unwrap();
+        entered
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the attestation reached the NSM");
+        s.write_all(&send(3, Op::Status)).await.unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(60), read_frame(&mut s)).await;
+        let Ok(first) = first else {
+            let _ = release.send(());
+            panic!("Status was not answered while an attestation was in the NSM: the NSM call blocks the executor");
+        };
+        let first: Response = frame::decode(&first.unwrap().unwrap()).unwrap();
+        assert_eq!(first.id, 3, "Status is answered first: {first:?}");
+        assert!(matches!(first.reply, Reply::Status(_)), "{first:?}");
+        release.send(()).unwrap();
+        let second: Response = frame::decode(&read_frame(&mut s).await.unwrap().unwrap()).unwrap();
+        assert_eq!(second.id, 2);
+        assert!(matches!(second.reply, Reply::Attestation(_)), "{second:?}");
+    });
 }

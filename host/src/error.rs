@@ -146,9 +146,19 @@ impl From<crate::enclave_client::ClientError> for ApiError {
             C::Enclave(w) => match w.code {
                 E::BadRequest => ApiError::bad(w.message),
                 E::Forbidden => ApiError::Forbidden(w.message),
-                E::NotReady | E::Backpressure => {
-                    ApiError::EnclaveUnavailable(format!("enclave busy or restoring: {}", w.message))
-                }
+                E::NotReady => ApiError::EnclaveUnavailable(format!("enclave busy or restoring: {}", w.message)),
+                // The host's own acknowledgements are behind (`Ledger::call` wakes the
+                // supervisor, whose sync stores what the enclave holds and acks it).
+                E::Backpressure => ApiError::coded(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "LOG_BACKPRESSURE",
+                    format!(
+                        "the enclave holds as many log leaves awaiting the host's acknowledgement as it can, \
+                         and writes nothing more until the host has stored and acknowledged them; the host \
+                         catches up on its own, so retry in a few seconds (enclave: {})",
+                        w.message
+                    ),
+                ),
                 E::Locked | E::UnsealRejected => {
                     ApiError::EnclaveUnavailable(format!("enclave not unsealed yet: {}", w.message))
                 }
@@ -189,6 +199,25 @@ mod tests {
         assert_eq!(body["error"]["code"], "INTERNAL");
         assert_eq!(body["error"]["message"], INTERNAL_MESSAGE);
         assert_eq!(body["error"]["request_id"], "req-42");
+    }
+
+    /// Issue 11: an enclave whose unacknowledged queue is full answers `Backpressure`;
+    /// the client gets a 503 with its own code and a message that says to retry.
+    #[tokio::test]
+    async fn enclave_backpressure_is_a_503_with_its_own_code() {
+        use sealgate_shared::protocol::{ErrorCode, WireError};
+        let e = ApiError::from(crate::enclave_client::ClientError::Enclave(WireError::new(
+            ErrorCode::Backpressure,
+            "4097 unacknowledged leaves (67125000 bytes) fill the enclave's queue",
+        )));
+        let (status, body) = body_of(e, "r3").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"]["code"], "LOG_BACKPRESSURE");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("retry") && message.contains("67125000 bytes"),
+            "{message}"
+        );
     }
 
     #[tokio::test]

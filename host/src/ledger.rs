@@ -410,18 +410,10 @@ impl Ledger {
                 })
                 .collect::<Result<Vec<_>, SyncError>>()?
         };
+        let root = self.tree().root(d).map_err(|e| SyncError::Integrity(e.to_string()))?;
         tracing::info!(checkpoint = cp_size, tail = tail.len(), "restoring the enclave's log");
-        match self
-            .enclave
-            .call(Op::Restore {
-                checkpoint: note,
-                frontier,
-                tail,
-            })
-            .await
-        {
-            Ok(r) => {
-                let head = expect_reply!(r, Reply::Restored, "Restore")?;
+        match self.send_restore(note, frontier, tail, d, root).await {
+            Ok(head) => {
                 tracing::info!(size = head.size, "enclave log restored");
                 Ok(())
             }
@@ -431,6 +423,52 @@ impl Ledger {
             ))),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Sends a restore in steps that each fit a frame: the checkpoint and frontier, the
+    /// tail in chunks of [`RESTORE_CHUNK_LEAVES`], then the end with the size and root.
+    /// Each step waits for its answer (the enclave handles requests concurrently, so
+    /// pipelining could reorder them). If anything fails half-way the enclave is left
+    /// waiting for a restore, and the next sync starts over with `RestoreBegin`.
+    async fn send_restore(
+        &self,
+        checkpoint: String,
+        frontier: Vec<ByteBuf>,
+        tail: Vec<TailLeaf>,
+        size: u64,
+        root: Hash,
+    ) -> Result<LogHead, ClientError> {
+        let reached = expect_reply!(
+            self.enclave.call(Op::RestoreBegin { checkpoint, frontier }).await?,
+            Reply::Restoring,
+            "RestoreBegin"
+        )?;
+        let mut chunks = 0usize;
+        for chunk in tail.chunks(RESTORE_CHUNK_LEAVES) {
+            let reached = expect_reply!(
+                self.enclave.call(Op::RestoreLeaves { leaves: chunk.to_vec() }).await?,
+                Reply::Restoring,
+                "RestoreLeaves"
+            )?;
+            chunks += 1;
+            tracing::debug!(reached, "restore chunk accepted");
+        }
+        tracing::info!(
+            from = reached,
+            to = size,
+            chunks,
+            "restore chunks accepted; ending the restore"
+        );
+        expect_reply!(
+            self.enclave
+                .call(Op::RestoreEnd {
+                    size,
+                    root: ByteBuf::from(root.to_vec()),
+                })
+                .await?,
+            Reply::Restored,
+            "RestoreEnd"
+        )
     }
 
     /// After an enclave restart, rows past the contiguous prefix `d` (a hole's far
@@ -494,7 +532,7 @@ impl Ledger {
     /// Checks a checkpoint against the stored leaves, serves it, and stores it. Every
     /// checkpoint is stored (acks are coalesced, so at most ~50 a second, and they ride
     /// in the group commit): after an enclave restart, `Restore` starts from the newest
-    /// stored one, and the leaves after it must fit one frame.
+    /// stored one (its tail is sent in chunks, so it may be of any length).
     async fn keep_checkpoint(&self, cp: SignedCheckpoint) -> Result<(), SyncError> {
         // The enclave signed it, but check anyway: a bad note must never be served.
         if let Some(h) = self.hello() {

@@ -22,8 +22,9 @@ pub mod connection;
 #[cfg(feature = "io")]
 pub mod state_lock;
 
-/// Version of the host ↔ enclave protocol; `Hello` refuses a mismatch.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// Version of the host ↔ enclave protocol; `Hello` refuses a mismatch. 4: `Restore`
+/// became `RestoreBegin` / `RestoreLeaves` / `RestoreEnd` (a tail longer than one frame).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Token lifetime bounds the enclave enforces, in seconds (DESIGN §2.1).
 pub const TTL_MIN_SECONDS: u64 = 60;

@@ -115,13 +115,19 @@ pub struct LeafRecord {
     pub mac: ByteBuf,
 }
 
-/// A stored leaf handed back at `Restore`: its index, leaf hash and the enclave's MAC.
+/// A stored leaf handed back in `RestoreLeaves`: its index, leaf hash and the enclave's MAC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TailLeaf {
     pub index: u64,
     pub hash: ByteBuf,
     pub mac: ByteBuf,
 }
+
+/// Leaves per [`Op::RestoreLeaves`] the host sends. One encoded [`TailLeaf`] is ~90
+/// bytes (a test pins the bound), so a chunk is ~370 KB: well inside [`crate::frame::MAX_FRAME`]
+/// with room for the MACs to grow, and few enough round trips that restoring a million
+/// leaves takes ~250 of them.
+pub const RESTORE_CHUNK_LEAVES: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
@@ -154,13 +160,32 @@ pub enum Op {
     RotateKey {
         caller: String,
     },
-    /// After an enclave restart: the last signed checkpoint, the frontier at its size,
-    /// and the MAC'd leaves the host holds beyond it (by hash: the enclave needs only
-    /// the hashes, which keeps ~12k leaves inside one frame).
-    Restore {
+    /// After an enclave restart, the first step of restoring its log: the last signed
+    /// checkpoint (empty for none) and the frontier at its size. Then come the MAC'd
+    /// leaves the host holds beyond it, in [`Op::RestoreLeaves`] chunks (a long tail does
+    /// not fit one frame), and [`Op::RestoreEnd`]. The enclave checks each step as it
+    /// arrives but adopts the restored log only at a matching end: until then it stays
+    /// waiting for a restore, so a host that stops half-way leaves it un-restored, never
+    /// half-restored. A new `RestoreBegin` discards a half-done restore. Any refusal
+    /// abandons the restore; the host starts again with `RestoreBegin`.
+    ///
+    /// The enclave handles requests concurrently, so the host sends each step only after
+    /// the previous one has been answered.
+    RestoreBegin {
         checkpoint: String,
         frontier: Vec<ByteBuf>,
-        tail: Vec<TailLeaf>,
+    },
+    /// The next leaves of the tail, continuing the previous chunk exactly (by hash: the
+    /// enclave needs only the hashes). At most [`RESTORE_CHUNK_LEAVES`] from this host.
+    RestoreLeaves {
+        leaves: Vec<TailLeaf>,
+    },
+    /// The end of the restore: the size it reaches (the checkpoint's plus every leaf
+    /// sent) and the host's Merkle root at that size, both of which must match what the
+    /// enclave built from the checked chunks.
+    RestoreEnd {
+        size: u64,
+        root: ByteBuf,
     },
     /// What the enclave is and whether it is unsealed. Answered in every state, so the
     /// host can tell a locked KMS-sealed enclave from one that is ready for `Hello`.
@@ -197,7 +222,7 @@ pub struct TokenKey {
 pub struct LogHead {
     pub size: u64,
     pub acked: u64,
-    /// True after an enclave restart until the host sends `Restore`.
+    /// True after an enclave restart until a restore ends (`RestoreEnd`).
     pub needs_restore: bool,
 }
 
@@ -269,7 +294,7 @@ pub struct RecipientAttestation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unsealed {
     /// Whether the sealed state already holds a configuration (a restart: the log then
-    /// awaits `Restore`); false on first boot, when the first `Hello` seals it.
+    /// awaits a restore); false on first boot, when the first `Hello` seals it.
     pub configured: bool,
     /// The kid of the current token key, to log which keys came back.
     pub token_kid: String,
@@ -291,7 +316,7 @@ pub struct Attestation {
 pub enum ErrorCode {
     /// The request is malformed or violates a rule (bad subject, TTL, audience, kind).
     BadRequest,
-    /// The log awaits `Restore`, or `Hello` has not configured the enclave yet.
+    /// The log awaits a restore, or `Hello` has not configured the enclave yet.
     NotReady,
     /// `Hello` proposed a configuration other than the sealed one.
     ConfigMismatch,
@@ -299,9 +324,11 @@ pub enum ErrorCode {
     Version,
     /// The host tried to write an enclave-only kind.
     Forbidden,
-    /// Too many leaves await acknowledgement; the host must commit and `Ack`.
+    /// Too many leaves, or too many bytes of leaves, await acknowledgement; the host must
+    /// store them (`Unacked`) and `Ack` before the enclave appends (or mints) again.
     Backpressure,
-    /// `Restore` evidence did not check out.
+    /// Restore evidence did not check out (a checkpoint, frontier, leaf MAC, gap, or an
+    /// end that does not match); the restore is abandoned.
     RestoreRejected,
     /// The enclave failed internally (NSM, RNG); not the host's fault.
     Internal,
@@ -338,6 +365,10 @@ pub enum Reply {
     Appended(LeafRecord),
     Checkpoint(SignedCheckpoint),
     Leaves(Vec<LeafRecord>),
+    /// The size a restore under way has reached (answers `RestoreBegin` and
+    /// `RestoreLeaves`).
+    Restoring(u64),
+    /// The restored log (answers `RestoreEnd`).
     Restored(LogHead),
     Rotated(Rotated),
     Status(EnclaveStatus),
@@ -390,6 +421,35 @@ mod tests {
             },
             sealed_state: Some(ByteBuf::from(vec![0xAA; 300])),
         }
+    }
+
+    /// A full chunk of the largest leaves (index near `u64::MAX`, 32-byte hash and MAC)
+    /// fits one frame, with room to spare, and so does the reply.
+    #[test]
+    fn a_full_restore_chunk_fits_one_frame() {
+        let leaves = (0..RESTORE_CHUNK_LEAVES as u64)
+            .map(|i| TailLeaf {
+                index: u64::MAX - i,
+                hash: ByteBuf::from(vec![0xFF; 32]),
+                mac: ByteBuf::from(vec![0xFF; 32]),
+            })
+            .collect();
+        let req = Request {
+            id: u64::MAX,
+            op: Op::RestoreLeaves { leaves },
+        };
+        let bytes = frame::encode(&req).expect("a full chunk encodes within MAX_FRAME");
+        assert!(bytes.len() < frame::MAX_FRAME / 2, "{} bytes", bytes.len());
+        roundtrip_request(req.op);
+        roundtrip_request(Op::RestoreBegin {
+            checkpoint: "o\n3\nAAAA\n\n— o AAAA\n".into(),
+            frontier: vec![ByteBuf::from(vec![1; 32]); 64],
+        });
+        roundtrip_request(Op::RestoreEnd {
+            size: 7,
+            root: ByteBuf::from(vec![2; 32]),
+        });
+        roundtrip_reply(Reply::Restoring(4099));
     }
 
     #[test]

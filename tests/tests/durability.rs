@@ -506,3 +506,80 @@ fn restore_of_a_long_unpersisted_tail() {
     let vk = verifier_key(&d.api());
     audit(&d, &vk, &minted);
 }
+
+/// Issue 11: a restore whose tail does not fit one frame. Every leaf after genesis is
+/// left to be restored by MAC (the checkpoints after it are removed, as in
+/// `restore_of_a_long_unpersisted_tail`), and enough tokens are minted that the tail,
+/// sent as one message the way protocol 3 did, would exceed `MAX_FRAME`: the host sends
+/// it in `RestoreLeaves` chunks and the enclave adopts it at `RestoreEnd`.
+#[test]
+fn restore_of_a_tail_larger_than_one_frame() {
+    use sealgate_shared::frame;
+    use sealgate_shared::protocol::{Op, Request, TailLeaf};
+    use serde_bytes::ByteBuf;
+
+    let mut d = unthrottled();
+    let t = d.new_tenant();
+    let workers: Vec<_> = (0..16)
+        .map(|_| {
+            let (url, key) = (d.url.clone(), t.agent_key.clone());
+            std::thread::spawn(move || {
+                let api = Api::new(&url);
+                (0..900).map(|_| mint(&api, &key)).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let minted: Vec<Minted> = workers.into_iter().flat_map(|w| w.join().expect("worker")).collect();
+    d.stop_host();
+    d.kill9_enclave();
+    let before = {
+        let c = rusqlite::Connection::open(d.db_path()).unwrap();
+        c.execute("DELETE FROM checkpoints WHERE size > 1", []).unwrap();
+        let mut st = c
+            .prepare("SELECT idx, bytes, mac FROM leaves WHERE idx >= 1 ORDER BY idx")
+            .unwrap();
+        let tail: Vec<TailLeaf> = st
+            .query_map([], |r| {
+                Ok(TailLeaf {
+                    index: r.get::<_, i64>(0)? as u64,
+                    hash: ByteBuf::from(merkle::leaf_hash(&r.get::<_, Vec<u8>>(1)?).to_vec()),
+                    mac: ByteBuf::from(r.get::<_, Vec<u8>>(2)?),
+                })
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let one_message = Request {
+            id: 1,
+            op: Op::RestoreLeaves { leaves: tail.clone() },
+        };
+        let refused = frame::encode(&one_message);
+        println!(
+            "unrestored tail: {} leaves; as one message: {:?}",
+            tail.len(),
+            refused.as_ref().map(Vec::len)
+        );
+        assert!(
+            matches!(refused, Err(frame::FrameError::TooLarge(n)) if n > frame::MAX_FRAME),
+            "setup: the tail of {} leaves fits one frame",
+            tail.len()
+        );
+        tail.len() as u64 + 1
+    };
+    assert!(db_gaps(&d).is_empty());
+    with_logs(&mut d, |d| d.start_enclave());
+    with_logs(&mut d, |d| d.start_host());
+    let api = d.api();
+    wait_minting(&api, &t);
+    let vk = verifier_key(&api);
+    let (_, cp) = audit(&d, &vk, &minted);
+    assert!(cp.size > before, "the log continues past the restored tail");
+    // The restored log continues the old one: one enclave.boot, right after the tail.
+    let leaves = all_leaves(&api, cp.size);
+    let boots: Vec<u64> = leaves.iter().filter(|l| l.kind == KIND_BOOT).map(|l| l.index).collect();
+    assert_eq!(
+        boots,
+        vec![before],
+        "one enclave.boot leaf, at the end of the restored tail"
+    );
+}

@@ -273,3 +273,68 @@ fn connection_limit_refuses_connections_over_the_cap() {
         (exchange(&mut c, "GET", "/healthz", None, "").0 == 200).then_some(())
     });
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to `pid`.
+fn signal(pid: u32, signal: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill -{signal} {pid}");
+}
+
+/// Continues a stopped enclave when dropped, so a failed assertion never leaves it
+/// stopped.
+struct Stopped(u32);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        signal(self.0, "CONT");
+    }
+}
+
+/// Issue 11 part 6: attestation requests at the enclave are capped over all callers
+/// together, so no number of addresses can make the enclave do unbounded attestation
+/// work. The enclave is stopped (SIGSTOP) so that one request stays in flight for as
+/// long as the test needs (it must be continued within the host's 15 s call timeout,
+/// which the few requests below take a small part of); a second request, from another
+/// address with its own rate budget, is refused at once with 429 while the first is
+/// held, and is served again once the first has returned.
+#[test]
+fn attestations_beyond_the_in_flight_cap_are_refused_from_any_address() {
+    let d = deployment(&["--max-attestations-in-flight", "1"]);
+    let mut c = connect(&d);
+    let (s, _, body) = exchange(&mut c, "GET", "/v1/attestation?nonce=01", None, "");
+    assert_eq!(s, 200, "{body}");
+
+    let stopped = Stopped(d.enclave_pid().expect("the enclave runs"));
+    signal(stopped.0, "STOP");
+    let port = d.port;
+    let held = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        exchange(&mut s, "GET", "/v1/attestation?nonce=02", None, "")
+    });
+    wait_for("one attestation in flight", Duration::from_secs(10), || {
+        let (_, _, m) = exchange(&mut c, "GET", "/metrics", None, "");
+        m.contains("sealgate_attestations_in_flight 1").then_some(())
+    });
+    let mut other = connect_from(&d, "127.0.0.2");
+    assert_rate_limited(
+        exchange(&mut other, "GET", "/v1/attestation?nonce=03", None, ""),
+        "--max-attestations-in-flight",
+    );
+    drop(stopped);
+    let (s, _, body) = held.join().expect("held request");
+    assert_eq!(s, 200, "the held attestation completes once the enclave runs: {body}");
+    let (s, _, body) = exchange(&mut other, "GET", "/v1/attestation?nonce=04", None, "");
+    assert_eq!(s, 200, "the slot is free again: {body}");
+    let (_, _, m) = exchange(&mut c, "GET", "/metrics", None, "");
+    assert!(m.contains("sealgate_attestations_refused_total 1"), "{m}");
+    assert!(m.contains("sealgate_attestations_in_flight 0"), "{m}");
+    assert!(
+        m.contains("sealgate_limit{name=\"max_attestations_in_flight\"} 1"),
+        "{m}"
+    );
+}

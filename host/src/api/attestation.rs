@@ -41,7 +41,18 @@ pub async fn attestation(
             Some(ByteBuf::from(raw))
         }
     };
-    let reply = app.ledger.call(Op::Attest { nonce }).await?;
+    // The slot is held until the enclave answers, in a task of its own: a client that
+    // hangs up does not stop the enclave's work, so it must not free the slot either.
+    let slot = app.limits.attestations.acquire()?;
+    let ledger = app.ledger.clone();
+    let call = tokio::spawn(async move {
+        let reply = ledger.call(Op::Attest { nonce }).await;
+        drop(slot);
+        reply
+    });
+    let reply = call
+        .await
+        .map_err(|e| ApiError::Internal(format!("attestation task: {e}")))??;
     let att = expect_reply!(reply, Reply::Attestation, "Attest")?;
     Ok(Json(json!({
         "mode": att.commitment.mode,

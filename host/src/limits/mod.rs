@@ -5,6 +5,8 @@
 //!   reach the enclave or STS (minting, grant requests, attestation, readiness, long
 //!   polls), with `governor`'s keyed GCRA limiters; a refusal is a 429 `RATE_LIMITED`
 //!   with `Retry-After`.
+//! - [`inflight`]: how many attestation requests (unauthenticated, each an NSM call in
+//!   the enclave) may be in flight at once, over all callers.
 //! - [`polls`]: how many long polls (`GET /v1/aws/access/{id}?wait=`) may be held open
 //!   at once, per key and in total.
 //! - [`listener`]: the HTTP listener itself: a cap on open connections and a timeout
@@ -13,6 +15,7 @@
 //! Every limit is a flag of `sealgate serve`/`sim` ([`LimitArgs`]) and is shown in
 //! `/metrics` with the count of what it refused.
 
+pub mod inflight;
 pub mod listener;
 pub mod polls;
 pub mod rate;
@@ -42,6 +45,11 @@ pub struct LimitArgs {
     /// source address.
     #[arg(long, default_value_t = 10)]
     pub rate_attestation_per_addr: u32,
+    /// Attestation requests (`GET /v1/attestation`) in flight at once, from all callers
+    /// together; over it the answer is 429. The per-address rate does not bound the sum
+    /// over many addresses; this does, so the enclave's attestation work stays bounded.
+    #[arg(long, default_value_t = 4)]
+    pub max_attestations_in_flight: u32,
     /// Readiness checks (`GET /readyz`, unauthenticated; each reaches the enclave) per
     /// second per source address.
     #[arg(long, default_value_t = 50)]
@@ -89,6 +97,8 @@ pub struct Limits {
     pub args: LimitArgs,
     pub rates: rate::Rates,
     pub polls: std::sync::Arc<polls::Polls>,
+    /// Attestation requests in flight (`--max-attestations-in-flight`).
+    pub attestations: inflight::InFlight,
     /// Connections refused at the connection cap.
     pub connections_refused: AtomicU64,
     /// Connections closed because the headers did not arrive in time.
@@ -102,6 +112,11 @@ impl Limits {
         Self {
             rates: rate::Rates::new(&args),
             polls: std::sync::Arc::new(polls::Polls::new(args.max_polls_per_key, args.max_polls)),
+            attestations: inflight::InFlight::new(
+                args.max_attestations_in_flight,
+                "attestation requests",
+                "max-attestations-in-flight",
+            ),
             args,
             connections_refused: AtomicU64::new(0),
             header_timeouts: AtomicU64::new(0),
@@ -123,6 +138,7 @@ impl Limits {
             ("rate_grant_per_key", a.rate_grant_per_key as u64),
             ("rate_grant_per_addr", a.rate_grant_per_addr as u64),
             ("rate_attestation_per_addr", a.rate_attestation_per_addr as u64),
+            ("max_attestations_in_flight", a.max_attestations_in_flight as u64),
             ("rate_readyz_per_addr", a.rate_readyz_per_addr as u64),
             ("rate_poll_per_key", a.rate_poll_per_key as u64),
             ("rate_poll_per_addr", a.rate_poll_per_addr as u64),
@@ -157,6 +173,18 @@ impl Limits {
                 "gauge",
                 "Long polls held open now.",
                 self.polls.open(),
+            ),
+            (
+                "sealgate_attestations_in_flight",
+                "gauge",
+                "Attestation requests at the enclave now.",
+                self.attestations.in_flight(),
+            ),
+            (
+                "sealgate_attestations_refused_total",
+                "counter",
+                "Attestation requests refused with 429 at --max-attestations-in-flight.",
+                self.attestations.refused(),
             ),
             (
                 "sealgate_connections_open",
