@@ -77,7 +77,7 @@ where
         };
         let (tx, enclave) = (tx.clone(), enclave.clone());
         tokio::spawn(async move {
-            let reply = enclave.handle(req.op);
+            let reply = enclave.serve(req.op).await;
             let out = frame::encode(&Response { id: req.id, reply }).or_else(|e| {
                 let reply = Reply::Error(WireError::new(ErrorCode::Internal, e.to_string()));
                 frame::encode(&Response { id: req.id, reply })

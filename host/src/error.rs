@@ -149,7 +149,7 @@ impl From<crate::enclave_client::ClientError> for ApiError {
                 E::NotReady | E::Backpressure => {
                     ApiError::EnclaveUnavailable(format!("enclave busy or restoring: {}", w.message))
                 }
-                E::Locked | E::UnsealRejected => {
+                E::Locked | E::UnsealRejected | E::Kms => {
                     ApiError::EnclaveUnavailable(format!("enclave not unsealed yet: {}", w.message))
                 }
                 E::RestoreRejected | E::ConfigMismatch | E::Version => ApiError::LogIntegrity(w.message),

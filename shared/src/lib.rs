@@ -23,7 +23,7 @@ pub mod connection;
 pub mod state_lock;
 
 /// Version of the host ↔ enclave protocol; `Hello` refuses a mismatch.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Token lifetime bounds the enclave enforces, in seconds (DESIGN §2.1).
 pub const TTL_MIN_SECONDS: u64 = 60;
