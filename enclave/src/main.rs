@@ -37,7 +37,7 @@ enum SealKind {
     /// AES-256-GCM under a key file in `--state` (protects nothing against its readers).
     Sim,
     /// AES-256-GCM under a KMS data key released to this enclave's attestation; boots
-    /// locked until the host unseals it.
+    /// locked until it has fetched the data key from KMS itself (the host's UnsealKms).
     Kms,
 }
 
@@ -178,7 +178,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 listen = %args.listen,
                 mode = mode.as_str(),
                 sealing = sealing.as_str(),
-                "enclave listening, locked until the host unseals it with KMS"
+                "enclave listening, locked until it fetches its data key from KMS (UnsealKms)"
             ),
         }
         if args.exit_on_stdin_eof {

@@ -76,6 +76,7 @@ enum Cmd {
     /// A C2SP tlog-witness: cosigns a log's checkpoints only when consistent with the
     /// last one it cosigned (see the witness module's docs).
     Witness {
+        /// Where the witness serves C2SP add-checkpoint (plain HTTP).
         #[arg(long, default_value = "127.0.0.1:7380")]
         listen: SocketAddr,
         /// State directory (witness.key, witness.vkey, witness.db).
