@@ -227,6 +227,10 @@ pub fn check_commitment(
         log_origin: claimed.log_origin.clone(),
         jwk_thumbprints: thumbprints,
         checkpoint_key: served.checkpoint_key.clone(),
+        // Nothing else the host serves names the KMS key or CA: like the audiences they
+        // come from the commitment itself (so user_data covers them), and are shown.
+        kms_key: claimed.kms_key.clone(),
+        kms_ca: claimed.kms_ca.clone(),
     };
     let mut problems = Vec::new();
     let mut differs = |field: &str, served: String, claimed: String| {
@@ -261,6 +265,14 @@ pub fn check_commitment(
             "checkpoint_key",
             format!("{:?}", recomputed.checkpoint_key),
             format!("{:?}", claimed.checkpoint_key),
+        );
+    }
+    // A simulator CA is honoured only by an enclave in mode "sim" (`--sim-kms-ca`).
+    if let Some(ca) = claimed.kms_ca.as_deref().filter(|_| claimed.mode != "sim") {
+        differs(
+            "kms_ca",
+            format!("mode {:?}", claimed.mode),
+            format!("a simulator KMS CA {ca:?}, which only a simulated enclave may trust"),
         );
     }
     match VerifierKey::from_str(&served.checkpoint_key) {
@@ -302,9 +314,14 @@ pub fn check_commitment(
         None => problems.push("the document has no user_data".into()),
     }
     if problems.is_empty() {
+        let kms = match (&claimed.kms_key, &claimed.kms_ca) {
+            (None, _) => "sealing: local (no KMS key)".to_string(),
+            (Some(key), None) => format!("KMS key {key}, reached over TLS to the public web roots"),
+            (Some(key), Some(ca)) => format!("KMS key {key}, reached over TLS to the simulator CA {ca}"),
+        };
         Ok(format!(
             "user_data {} = SHA-256 of the commitment recomputed from the served JWKS ({} key(s)), \
-             checkpoint key, issuer {:?} and mode {:?}",
+             checkpoint key, issuer {:?} and mode {:?}; {kms}",
             hex::encode(digest),
             served.jwks.len(),
             served.issuer,

@@ -50,6 +50,8 @@ fn commitment(ck: &str, seeds: &[u8]) -> Commitment {
         log_origin: ORIGIN.into(),
         jwk_thumbprints: thumbprints,
         checkpoint_key: ck.into(),
+        kms_key: None,
+        kms_ca: None,
     }
 }
 

@@ -2,16 +2,19 @@
 //! input and answering a [`Reply`]. Nothing here panics on what the host sends; every
 //! failure is a typed [`WireError`] for that request only.
 //!
-//! With KMS sealing the enclave boots *locked*: it has no keys until the host brings it
-//! a data key from KMS (`RecipientAttest`, then `Unseal`; see [`Enclave::boot_locked`]).
-//! Until then every other operation answers [`ErrorCode::Locked`].
+//! With KMS sealing the enclave boots *locked*: it has no keys until it has fetched its
+//! data key from KMS itself (`UnsealKms`; see [`Enclave::boot_locked`]). Until then every
+//! other operation answers [`ErrorCode::Locked`].
 
 use crate::keys::{KeyError, Keys, SealedStore};
+use crate::kms::client::{blob_field, CallCredentials, KmsClient, KmsError, Target};
 use crate::kms::{unwrap_enveloped_data, RecipientKey};
 use crate::log::{Log, LogError};
 use crate::nsm::Nsm;
 use crate::{config, jwt, now_millis};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
 use sealgate_shared::commitment::{Commitment, COMMITMENT_VERSION};
 use sealgate_shared::leaf::{
     self, Origin, TokenIssued, KIND_BOOT, KIND_GENESIS, KIND_KEY_ROTATED, KIND_TOKEN_ISSUED, MAX_HOST_EVENT_BYTES,
@@ -59,6 +62,18 @@ struct BootRecord<'a> {
     config: &'a EnclaveConfig,
 }
 
+impl From<KmsError> for WireError {
+    fn from(e: KmsError) -> Self {
+        err(ErrorCode::Kms, e.to_string())
+    }
+}
+
+/// KMS sealing, once unsealed: which KMS key and which data key (as KMS encrypted it).
+struct KmsSealed {
+    key_arn: String,
+    ciphertext_blob: Vec<u8>,
+}
+
 /// The keys and where their sealed form goes; present once the enclave is unsealed.
 struct Vault {
     keys: Keys,
@@ -72,9 +87,14 @@ pub struct Enclave {
     rng: SystemRandom,
     /// Set once: at boot (simulator sealing) or by `Unseal` (KMS sealing).
     vault: OnceLock<Vault>,
-    /// KMS sealing, while locked: the key KMS encrypts the data key to. Held under this
-    /// lock for the whole of an `Unseal`, so two cannot race.
+    /// KMS sealing, while locked: the key KMS encrypts the data key to.
     recipient: Mutex<Option<RecipientKey>>,
+    /// KMS sealing: the enclave's own KMS client (TLS ends here).
+    kms: Option<KmsClient>,
+    /// Held for the whole of an `UnsealKms` (across its KMS call), so two cannot race.
+    unseal_gate: tokio::sync::Mutex<()>,
+    /// Set once, by a successful `UnsealKms`.
+    kms_sealed: OnceLock<KmsSealed>,
     /// Set once: from the sealed state when unsealed, or from the first `Hello`.
     config: OnceLock<EnclaveConfig>,
     /// `None` until configured.
@@ -90,20 +110,26 @@ impl Enclave {
             Some((keys, config)) => (keys, config),
             None => (Keys::generate()?, None),
         };
-        let enclave = Self::new(mode, Sealing::Sim, nsm, None);
+        let enclave = Self::new(mode, Sealing::Sim, nsm, None, None);
         enclave.open_vault(Vault { keys, store }, config);
         Ok(enclave)
     }
 
-    /// Boots with KMS sealing: no state of its own, only a fresh RSA-2048 recipient key.
-    /// The enclave stays locked until the host sends `Unseal` with KMS's
-    /// `CiphertextForRecipient` (and the sealed state it stored, after the first boot).
-    pub fn boot_locked(mode: Mode, nsm: Box<dyn Nsm>) -> Result<Self, KeyError> {
+    /// Boots with KMS sealing: no state of its own, only a fresh RSA-2048 recipient key
+    /// and the client it reaches KMS with. The enclave stays locked until the host sends
+    /// `UnsealKms` (with the ciphertexts it stored, after the first boot).
+    pub fn boot_locked(mode: Mode, nsm: Box<dyn Nsm>, kms: KmsClient) -> Result<Self, KeyError> {
         let recipient = RecipientKey::generate().map_err(|_| KeyError::Generate)?;
-        Ok(Self::new(mode, Sealing::Kms, nsm, Some(recipient)))
+        Ok(Self::new(mode, Sealing::Kms, nsm, Some(recipient), Some(kms)))
     }
 
-    fn new(mode: Mode, sealing: Sealing, nsm: Box<dyn Nsm>, recipient: Option<RecipientKey>) -> Self {
+    fn new(
+        mode: Mode,
+        sealing: Sealing,
+        nsm: Box<dyn Nsm>,
+        recipient: Option<RecipientKey>,
+        kms: Option<KmsClient>,
+    ) -> Self {
         Self {
             mode,
             sealing,
@@ -111,6 +137,9 @@ impl Enclave {
             rng: SystemRandom::new(),
             vault: OnceLock::new(),
             recipient: Mutex::new(recipient),
+            kms,
+            unseal_gate: tokio::sync::Mutex::new(()),
+            kms_sealed: OnceLock::new(),
             config: OnceLock::new(),
             log: Mutex::new(None),
         }
@@ -139,7 +168,7 @@ impl Enclave {
         self.vault.get().ok_or_else(|| {
             err(
                 ErrorCode::Locked,
-                "the enclave is locked: it seals with KMS and awaits Unseal (Status, RecipientAttest and Unseal are answered)",
+                "the enclave is locked: it seals with KMS and awaits UnsealKms (Status, RecipientAttest and UnsealKms are answered)",
             )
         })
     }
@@ -148,19 +177,39 @@ impl Enclave {
         Ok(&self.vault()?.keys)
     }
 
-    /// Handles one request. Never panics on host input.
+    /// Handles one request, including `UnsealKms`, which waits on the network. Never
+    /// panics on host input.
+    pub async fn serve(&self, op: Op) -> Reply {
+        match op {
+            Op::UnsealKms(u) => self
+                .unseal_kms(u)
+                .await
+                .map(Reply::Unsealed)
+                .unwrap_or_else(Reply::Error),
+            op => self.handle(op),
+        }
+    }
+
+    /// Handles one request that needs no network (everything but `UnsealKms`, which
+    /// [`Enclave::serve`] answers). Never panics on host input.
     pub fn handle(&self, op: Op) -> Reply {
         let result = match op {
             Op::Status => Ok(Reply::Status(self.status())),
             Op::RecipientAttest { nonce } => self
                 .recipient_attest(nonce.as_ref().map(|n| n.as_slice()))
                 .map(Reply::RecipientAttestation),
-            Op::Unseal {
-                ciphertext_for_recipient,
-                sealed_state,
-            } => self
-                .unseal(&ciphertext_for_recipient, sealed_state.as_ref().map(|b| b.as_slice()))
-                .map(Reply::Unsealed),
+            // Whatever it carries: a data key from the host is exactly what must never be
+            // trusted (issue 11, break 1), so its contents are not even parsed.
+            Op::Unseal { .. } => Err(err(
+                ErrorCode::UnsealRejected,
+                "Unseal with a host-supplied CiphertextForRecipient is no longer accepted: a CMS to the \
+                 recipient key proves nothing about who chose the data key. The enclave fetches its data \
+                 key from KMS itself (UnsealKms)",
+            )),
+            Op::UnsealKms(_) => Err(err(
+                ErrorCode::Internal,
+                "UnsealKms is answered by Enclave::serve, which can wait for KMS",
+            )),
             op => self.vault().and_then(|_| self.handle_unsealed(op)),
         };
         result.unwrap_or_else(Reply::Error)
@@ -188,7 +237,7 @@ impl Enclave {
                 .with_log(|log| Ok(log.restore_leaves(&leaves)?))
                 .map(Reply::Restoring),
             Op::RestoreEnd { size, root } => self.restore_end(size, &root).map(Reply::Restored),
-            Op::Status | Op::RecipientAttest { .. } | Op::Unseal { .. } => Err(err(
+            Op::Status | Op::RecipientAttest { .. } | Op::Unseal { .. } | Op::UnsealKms(_) => Err(err(
                 ErrorCode::Internal,
                 "sealing operations are handled before the vault",
             )),
@@ -212,6 +261,7 @@ impl Enclave {
             pcr0: ByteBuf::from(self.nsm.pcr0()),
             sealed_state,
             config: self.config.get().cloned(),
+            ciphertext_blob: self.kms_sealed.get().map(|k| ByteBuf::from(k.ciphertext_blob.clone())),
         }
     }
 
@@ -223,7 +273,7 @@ impl Enclave {
         if self.sealing != Sealing::Kms {
             return Err(err(
                 ErrorCode::BadRequest,
-                "this enclave seals with a local key (--seal sim); RecipientAttest and Unseal are for --seal kms",
+                "this enclave seals with a local key (--seal sim); RecipientAttest and UnsealKms are for --seal kms",
             ));
         }
         if self.vault.get().is_some() {
@@ -248,40 +298,56 @@ impl Enclave {
         })
     }
 
-    /// Unwraps the data key from KMS's `CiphertextForRecipient` and opens the sealed
-    /// state with it (restart), or generates keys to be sealed under it (first boot: the
-    /// first `Hello` seals them with the configuration and returns the blob).
+    /// Fetches the data key from KMS over the enclave's own TLS connection and opens the
+    /// stored sealed state with it (restart: `Decrypt` of the stored `CiphertextBlob`), or
+    /// generates keys to be sealed under a new one (first boot: `GenerateDataKey`; the first
+    /// `Hello` seals them with the configuration).
     ///
-    /// On restart the AES-GCM tag of the sealed state is what authenticates the data key:
-    /// anyone can build a CMS for the recipient key, but only the data key that sealed the
-    /// state opens it. On first boot nothing can authenticate it (see host `kms_seal`).
+    /// The data key is trusted because of where it came from: KMS, authenticated by TLS to
+    /// roots compiled into the enclave, answering for this enclave's attestation document,
+    /// encrypted to a recipient key that never left the enclave. The host supplies only
+    /// where, as whom and the ciphertexts it stored; it never sees the data key and cannot
+    /// choose it, on first boot or on restart.
     ///
-    /// Every refused `Unseal` replaces the recipient key, so the host must attest again
-    /// and ask KMS again. This is deliberate: the CMS layer (RSA-OAEP, then AES-CBC
-    /// without integrity) would otherwise be an oracle — a host replaying KMS's message
-    /// with changed ciphertext blocks could tell a CBC padding failure from a GCM failure
-    /// and recover the data key a block at a time. With a fresh key per attempt, each
-    /// `CiphertextForRecipient` can be tried exactly once.
-    fn unseal(&self, cms: &[u8], sealed: Option<&[u8]>) -> Result<Unsealed, WireError> {
+    /// A refused attempt replaces the recipient key (as the old host-relayed flow did):
+    /// each `CiphertextForRecipient` is then opened at most once, so no message can be
+    /// replayed against one key to probe the CMS layer (AES-CBC without integrity).
+    async fn unseal_kms(&self, u: KmsUnseal) -> Result<Unsealed, WireError> {
         self.require_kms_locked()?;
-        let mut guard = self.recipient_guard();
-        // Checked again under the lock: a concurrent Unseal may have just succeeded.
+        let client = self
+            .kms
+            .as_ref()
+            .ok_or_else(|| err(ErrorCode::Internal, "KMS sealing without a KMS client"))?;
+        let _gate = self.unseal_gate.lock().await;
+        // Checked again under the gate: a concurrent UnsealKms may have just succeeded.
         if self.vault.get().is_some() {
             return Err(err(ErrorCode::BadRequest, "the enclave is already unsealed"));
         }
-        let key = guard
+        let key = self
+            .recipient_guard()
             .take()
             .ok_or_else(|| err(ErrorCode::Internal, "no recipient key while locked"))?;
-        match Self::open_with(&key, cms, sealed) {
-            Ok((vault, config)) => {
+        match self.fetch_and_open(client, &key, &u).await {
+            Ok((vault, config, sealed)) => {
                 let configured = config.is_some();
                 let token_kid = vault.keys.current_token().public.kid.clone();
+                let fresh_blob = u
+                    .stored
+                    .is_none()
+                    .then(|| ByteBuf::from(sealed.ciphertext_blob.clone()));
+                let kms_key = sealed.key_arn.clone();
+                let _ = self.kms_sealed.set(sealed);
                 self.open_vault(vault, config);
-                tracing::info!(token_kid, configured, "unsealed with the KMS data key");
-                Ok(Unsealed { configured, token_kid })
+                tracing::info!(token_kid, configured, kms_key, "unsealed with a data key from KMS");
+                Ok(Unsealed {
+                    configured,
+                    token_kid,
+                    kms_key,
+                    ciphertext_blob: fresh_blob,
+                })
             }
             Err(refusal) => {
-                *guard = Some(RecipientKey::generate().map_err(|e| {
+                *self.recipient_guard() = Some(RecipientKey::generate().map_err(|e| {
                     err(
                         ErrorCode::Internal,
                         format!(
@@ -296,24 +362,81 @@ impl Enclave {
         }
     }
 
-    fn open_with(
+    /// The KMS call and what follows it: unwrap the data key, open or create the keys.
+    async fn fetch_and_open(
+        &self,
+        client: &KmsClient,
         key: &RecipientKey,
-        cms: &[u8],
-        sealed: Option<&[u8]>,
-    ) -> Result<(Vault, Option<EnclaveConfig>), WireError> {
+        u: &KmsUnseal,
+    ) -> Result<(Vault, Option<EnclaveConfig>, KmsSealed), WireError> {
+        let document = self
+            .nsm
+            .attest(Some(RECIPIENT_USER_DATA), None, Some(key.spki_der()))
+            .map_err(|e| err(ErrorCode::Internal, format!("recipient attestation failed: {e}")))?;
+        let recipient = serde_json::json!({
+            "AttestationDocument": B64.encode(&document),
+            "KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_256",
+        });
+        let (op, body) = match &u.stored {
+            None => (
+                "GenerateDataKey",
+                serde_json::json!({ "KeyId": u.key_id, "KeySpec": "AES_256", "Recipient": recipient }),
+            ),
+            Some(stored) => (
+                "Decrypt",
+                serde_json::json!({
+                    "KeyId": u.key_id,
+                    "CiphertextBlob": B64.encode(stored.ciphertext_blob.as_slice()),
+                    "Recipient": recipient,
+                }),
+            ),
+        };
+        let target = Target {
+            region: &u.region,
+            endpoint_host: &u.endpoint_host,
+            credentials: CallCredentials {
+                access_key_id: &u.credentials.access_key_id,
+                secret_access_key: &u.credentials.secret_access_key,
+                session_token: u.credentials.session_token.as_deref(),
+            },
+        };
+        let answer = client.call(op, &target, &body).await?;
+        if answer.get("Plaintext").is_some_and(|p| !p.is_null()) {
+            // Real KMS never sends it with a Recipient; it is not used either way.
+            tracing::warn!("KMS {op} answered a Plaintext despite Recipient; ignoring it");
+        }
+        let cms = blob_field(op, &answer, "CiphertextForRecipient")?;
+        let key_arn = answer
+            .get("KeyId")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| {
+                WireError::from(KmsError::Missing {
+                    op: op.into(),
+                    field: "KeyId",
+                })
+            })?
+            .to_string();
+        let ciphertext_blob = match &u.stored {
+            None => blob_field(op, &answer, "CiphertextBlob")?,
+            Some(stored) => stored.ciphertext_blob.to_vec(),
+        };
         let rejected = |m: String| err(ErrorCode::UnsealRejected, m);
-        let mut data_key =
-            unwrap_enveloped_data(cms, key).map_err(|e| rejected(format!("CiphertextForRecipient refused: {e}")))?;
+        let mut data_key = unwrap_enveloped_data(&cms, key)
+            .map_err(|e| rejected(format!("KMS's CiphertextForRecipient does not open: {e}")))?;
         let store = SealedStore::kms(&data_key);
         data_key.fill(0);
         let store = store.map_err(|e| err(ErrorCode::Internal, e.to_string()))?;
-        match sealed {
+        let sealed = KmsSealed {
+            key_arn,
+            ciphertext_blob,
+        };
+        match &u.stored {
             None => {
                 let keys = Keys::generate().map_err(|e| err(ErrorCode::Internal, e.to_string()))?;
-                Ok((Vault { keys, store }, None))
+                Ok((Vault { keys, store }, None, sealed))
             }
-            Some(blob) => {
-                let (keys, config) = store.open_blob(blob).map_err(|e| match e {
+            Some(stored) => {
+                let (keys, config) = store.open_blob(&stored.sealed_state).map_err(|e| match e {
                     KeyError::Seal(_) => rejected(
                         "the sealed state does not open under the data key KMS released: it was \
                          tampered with, or sealed under another data key (a CiphertextBlob or \
@@ -322,7 +445,7 @@ impl Enclave {
                     ),
                     other => rejected(format!("the sealed state opened but is malformed: {other}")),
                 })?;
-                Ok((Vault { keys, store }, config))
+                Ok((Vault { keys, store }, config, sealed))
             }
         }
     }
@@ -430,6 +553,8 @@ impl Enclave {
             log_origin: cfg.log_origin.clone(),
             jwk_thumbprints: thumbprints,
             checkpoint_key: self.checkpoint_key(&cfg.log_origin)?.to_string(),
+            kms_key: self.kms_sealed.get().map(|k| k.key_arn.clone()),
+            kms_ca: self.kms.as_ref().and_then(KmsClient::ca_fingerprint),
         })
     }
 

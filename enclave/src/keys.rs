@@ -174,7 +174,7 @@ impl Keys {
 }
 
 /// Where sealed state goes: a file in the enclave's state directory (simulator sealing),
-/// or back to the host, which stores it and returns it at the next `Unseal` (KMS
+/// or back to the host, which stores it and returns it at the next `UnsealKms` (KMS
 /// sealing: a Nitro Enclave has no disk of its own).
 enum Sink {
     File(PathBuf),

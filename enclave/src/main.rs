@@ -1,14 +1,17 @@
 //! `sealgate-enclave --listen unix:PATH|vsock:CID:PORT [--state DIR] [--sim]
-//! [--nsm sim|nitro] [--seal sim|kms]`
+//! [--nsm sim|nitro] [--seal sim|kms] [--kms-proxy tcp:HOST:PORT|vsock:CID:PORT]
+//! [--sim-kms-ca PEM]`
 //!
 //! Production inside a Nitro Enclave: `--listen vsock:4294967295:5000 --nsm nitro --seal
 //! kms` (no state directory: the enclave has no disk, and the host stores the sealed
-//! state). `--sim` keeps meaning the whole simulator (`--nsm sim --seal sim`); either
+//! state); the enclave reaches KMS itself through the parent's vsock-proxy
+//! (`--kms-proxy`, default `vsock:3:8000`). `--sim` keeps meaning the whole simulator (`--nsm sim --seal sim`); either
 //! half can be overridden, e.g. `--sim --seal kms` to exercise KMS sealing off Nitro.
 
 use clap::{Parser, ValueEnum};
 use sealgate_enclave::enclave::Enclave;
 use sealgate_enclave::keys::SealedStore;
+use sealgate_enclave::kms::client::{KmsClient, KmsProxy};
 use sealgate_enclave::nsm::nitro::NitroNsm;
 use sealgate_enclave::nsm::sim::SimNsm;
 use sealgate_enclave::nsm::Nsm;
@@ -34,7 +37,7 @@ enum SealKind {
     /// AES-256-GCM under a key file in `--state` (protects nothing against its readers).
     Sim,
     /// AES-256-GCM under a KMS data key released to this enclave's attestation; boots
-    /// locked until the host unseals it.
+    /// locked until it has fetched the data key from KMS itself (the host's UnsealKms).
     Kms,
 }
 
@@ -58,6 +61,14 @@ struct Args {
     /// How the private keys are sealed across restarts [default: sim].
     #[arg(long, value_enum)]
     seal: Option<SealKind>,
+    /// KMS sealing: where the byte pipe to KMS starts (TLS runs inside the enclave):
+    /// vsock:CID:PORT of the parent's vsock-proxy, or tcp:HOST:PORT [default: vsock:3:8000].
+    #[arg(long, value_name = "ADDR")]
+    kms_proxy: Option<String>,
+    /// Simulator only: trust this CA (PEM) for KMS instead of the public web roots. Its
+    /// SHA-256 fingerprint is attested (`kms_ca`) and the mode becomes "sim".
+    #[arg(long, value_name = "PEM")]
+    sim_kms_ca: Option<PathBuf>,
     /// Exit when standard input closes: `sealgate sim` holds the other end, so the
     /// simulated enclave never outlives its host, even after `kill -9`.
     #[arg(long)]
@@ -87,6 +98,9 @@ fn state_dir<'a>(state: &'a Option<PathBuf>, why: &str) -> Result<&'a Path, Box<
     Ok(dir)
 }
 
+/// The parent instance (CID 3) and the port `deploy/vsock-proxy.yaml`'s KMS entry uses.
+const DEFAULT_KMS_PROXY: &str = "vsock:3:8000";
+
 /// The lock file inside `--state`: one enclave per state directory (two would each
 /// think they own the keys and the log, and the second replaced the first's socket).
 const LOCK_FILE: &str = "enclave.lock";
@@ -111,10 +125,14 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let nsm_kind = args.nsm.unwrap_or(if args.sim { NsmKind::Sim } else { NsmKind::Nitro });
     let seal_kind = args.seal.unwrap_or(SealKind::Sim);
+    if seal_kind == SealKind::Sim && (args.kms_proxy.is_some() || args.sim_kms_ca.is_some()) {
+        return Err("--kms-proxy and --sim-kms-ca are for --seal kms".into());
+    }
     // "nitro" only when nothing is simulated: a real NSM with a local sealing key still
-    // keeps its keys where the host can read them.
-    let mode = match (nsm_kind, seal_kind) {
-        (NsmKind::Nitro, SealKind::Kms) => Mode::Nitro,
+    // keeps its keys where the host can read them, and a KMS reached under a test CA
+    // need not be KMS at all.
+    let mode = match (nsm_kind, seal_kind, &args.sim_kms_ca) {
+        (NsmKind::Nitro, SealKind::Kms, None) => Mode::Nitro,
         _ => Mode::Sim,
     };
     let nsm: Box<dyn Nsm> = match nsm_kind {
@@ -132,7 +150,22 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             let dir = state_dir(&args.state, "simulator sealing (--seal sim)")?;
             Enclave::boot(mode, SealedStore::open(dir)?, nsm)?
         }
-        SealKind::Kms => Enclave::boot_locked(mode, nsm)?,
+        SealKind::Kms => {
+            let proxy: KmsProxy = args.kms_proxy.as_deref().unwrap_or(DEFAULT_KMS_PROXY).parse()?;
+            let client = match &args.sim_kms_ca {
+                Some(path) => {
+                    let pem = std::fs::read(path).map_err(|e| format!("--sim-kms-ca {}: {e}", path.display()))?;
+                    let client = KmsClient::sim_ca(proxy, &pem)?;
+                    tracing::warn!(
+                        "KMS is trusted under the simulator CA {}: mode is \"sim\"",
+                        client.ca_fingerprint().unwrap_or_default()
+                    );
+                    client
+                }
+                None => KmsClient::public(proxy)?,
+            };
+            Enclave::boot_locked(mode, nsm, client)?
+        }
     };
     let enclave = Arc::new(enclave);
     let sealing = enclave.sealing();
@@ -145,7 +178,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 listen = %args.listen,
                 mode = mode.as_str(),
                 sealing = sealing.as_str(),
-                "enclave listening, locked until the host unseals it with KMS"
+                "enclave listening, locked until it fetches its data key from KMS (UnsealKms)"
             ),
         }
         if args.exit_on_stdin_eof {

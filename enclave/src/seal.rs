@@ -3,7 +3,7 @@
 //!
 //! - production (`--seal kms`): a KMS data key released only to an enclave whose
 //!   attestation satisfies the key policy ([`Sealer::kms`], see `crate::kms`); the
-//!   sealed bytes go to the host, which stores them and hands them back at `Unseal`;
+//!   sealed bytes go to the host, which stores them and hands them back at `UnsealKms`;
 //! - simulator (`--seal sim`): a random AES-256 key in the state directory
 //!   ([`Sealer::sim`]), which protects nothing against someone who can read that
 //!   directory; every surface therefore reports `"mode": "sim"`.

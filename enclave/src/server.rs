@@ -5,7 +5,7 @@
 //!
 //! Most operations are short CPU work (an ES256 signature, a few hashes) and run on the
 //! executor's threads. The few that block a thread for long ([`blocks`]: the NSM call of
-//! an attestation, RSA in `Unseal`) run on tokio's blocking pool instead, at most
+//! an attestation) run on tokio's blocking pool instead, at most
 //! [`MAX_BLOCKING_IN_FLIGHT`] at once, so a burst of attestation requests neither stalls
 //! the executor (and every mint behind it) nor grows the blocking pool without bound.
 
@@ -26,9 +26,10 @@ pub const MAX_BLOCKING_IN_FLIGHT: usize = 4;
 
 /// The operations that block their thread for long: `Attest` and `RecipientAttest`
 /// (an ioctl on `/dev/nsm`, or the simulator's ES384 COSE signature and certificate
-/// chain), and `Unseal` (RSA-OAEP, and a fresh RSA-2048 key after a refusal).
+/// chain). `UnsealKms` waits on KMS and is answered by the async [`Enclave::serve`];
+/// it runs once per boot (a second is refused), and the old `Unseal` is refused unread.
 pub fn blocks(op: &Op) -> bool {
-    matches!(op, Op::Attest { .. } | Op::RecipientAttest { .. } | Op::Unseal { .. })
+    matches!(op, Op::Attest { .. } | Op::RecipientAttest { .. })
 }
 
 /// The enclave's listening socket: Unix (simulator, tests) or vsock (Nitro).
@@ -102,7 +103,7 @@ where
             let reply = if blocks(&req.op) {
                 handle_blocking(enclave, &blocking, req.op).await
             } else {
-                enclave.handle(req.op)
+                enclave.serve(req.op).await
             };
             let out = frame::encode(&Response { id: req.id, reply }).or_else(|e| {
                 let reply = Reply::Error(WireError::new(ErrorCode::Internal, e.to_string()));

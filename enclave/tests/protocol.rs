@@ -5,6 +5,7 @@
 use proptest::prelude::*;
 use sealgate_enclave::enclave::Enclave;
 use sealgate_enclave::keys::SealedStore;
+use sealgate_enclave::kms::client::{KmsClient, KmsProxy};
 use sealgate_enclave::nsm::sim::SimNsm;
 use sealgate_enclave::server::Listener;
 use sealgate_shared::addr::Addr;
@@ -217,7 +218,65 @@ fn boot_locked(state: &Path) -> Enclave {
     let image = state.join("image.bin");
     std::fs::write(&image, b"sealgate-enclave test image").unwrap();
     let nsm = SimNsm::open(state, &image).unwrap();
-    Enclave::boot_locked(Mode::Sim, Box::new(nsm)).unwrap()
+    // A proxy address nothing listens on: these tests never reach KMS.
+    let kms = KmsClient::public(KmsProxy::Tcp(format!("127.0.0.1:{}", closed_port()))).unwrap();
+    Enclave::boot_locked(Mode::Sim, Box::new(nsm), kms).unwrap()
+}
+
+/// A loopback port that was free a moment ago (bound, then released).
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The removed `Unseal` (a data key relayed by the host) is refused whatever it carries,
+/// and the enclave stays locked; `UnsealKms` that cannot reach KMS is a typed `Kms` error,
+/// after which the enclave is still locked and answers `Status`.
+#[tokio::test]
+async fn a_locked_enclave_takes_no_data_key_from_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = boot_locked(&dir.path().join("state"));
+    let old = e
+        .serve(Op::Unseal {
+            ciphertext_for_recipient: ByteBuf::from(vec![0x30, 0x80, 0, 0]),
+            sealed_state: None,
+        })
+        .await;
+    assert_eq!(code(old), ErrorCode::UnsealRejected);
+    let unseal = Op::UnsealKms(KmsUnseal {
+        region: "us-east-1".into(),
+        key_id: "k".into(),
+        endpoint_host: "kms.us-east-1.amazonaws.com".into(),
+        credentials: AwsCredentials {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: "secret".into(),
+            session_token: None,
+        },
+        stored: None,
+    });
+    match e.serve(unseal.clone()).await {
+        Reply::Error(w) => {
+            assert_eq!(w.code, ErrorCode::Kms, "{w:?}");
+            assert!(w.message.contains("cannot reach the KMS proxy"), "{w:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A name other than KMS's own is refused before any connection (public roots).
+    let Op::UnsealKms(mut elsewhere) = unseal else {
+        unreachable!()
+    };
+    elsewhere.endpoint_host = "kms.attacker.example".into();
+    match e.serve(Op::UnsealKms(elsewhere)).await {
+        Reply::Error(w) => assert!(w.message.contains("is not kms.us-east-1.amazonaws.com"), "{w:?}"),
+        other => panic!("{other:?}"),
+    }
+    match e.serve(Op::Status).await {
+        Reply::Status(s) => assert!(s.locked && s.ciphertext_blob.is_none()),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -286,7 +345,8 @@ fn a_simulator_sealed_enclave_refuses_the_kms_operations() {
             ciphertext_for_recipient: ByteBuf::from(vec![1]),
             sealed_state: None
         })),
-        ErrorCode::BadRequest
+        ErrorCode::UnsealRejected,
+        "the removed operation, refused everywhere"
     );
     // Sealing happens on disk, so nothing is handed to the host.
     assert_eq!(hello(&e).sealed_state, None);

@@ -159,7 +159,7 @@ impl From<crate::enclave_client::ClientError> for ApiError {
                         w.message
                     ),
                 ),
-                E::Locked | E::UnsealRejected => {
+                E::Locked | E::UnsealRejected | E::Kms => {
                     ApiError::EnclaveUnavailable(format!("enclave not unsealed yet: {}", w.message))
                 }
                 E::RestoreRejected | E::ConfigMismatch | E::Version => ApiError::LogIntegrity(w.message),

@@ -1,51 +1,50 @@
 //! KMS sealing, the host's half (`sealgate serve --kms-key-id KEY`, enclave `--seal kms`).
 //!
 //! An enclave started with `--seal kms` has no disk state: it boots *locked*, holding only
-//! a fresh RSA-2048 recipient key, and the host brings it a KMS data key:
+//! a fresh RSA-2048 recipient key, and fetches its data key from KMS **itself**, over TLS
+//! that terminates inside the enclave and runs through its KMS proxy (vsock-proxy on the
+//! parent instance). The host's part is small and holds nothing secret:
 //!
 //! 1. `Status`: the enclave is locked (if not, there is nothing to do but store the
-//!    newest sealed state it reports, in case the host crashed before storing it).
-//! 2. `RecipientAttest`: an attestation document whose `public_key` is the recipient key.
-//! 3. KMS, with `Recipient { AttestationDocument, RSAES_OAEP_SHA_256 }`:
-//!    `GenerateDataKey { KeySpec: AES_256 }` on first boot, or `Decrypt { CiphertextBlob }`
-//!    of the stored data key on restart. KMS checks the document against the key policy
-//!    (`kms:RecipientAttestation:ImageSha384` = the enclave's PCR0) and answers
-//!    `CiphertextForRecipient`, a CMS EnvelopedData only the enclave can open, instead of
-//!    the plaintext.
-//! 4. `Unseal { ciphertext_for_recipient, sealed_state }`: the enclave unwraps the data
-//!    key and opens the sealed state it had handed out (restart), or generates its keys
-//!    (first boot).
+//!    newest data key and sealed state it reports, in case the host crashed before
+//!    storing them).
+//! 2. `UnsealKms { region, key_id, endpoint_host, credentials, stored }`: where KMS is,
+//!    the instance role's credentials (resolved by the SDK's default chain; the enclave
+//!    signs with them, SigV4) and, after the first boot, the stored `CiphertextBlob` and
+//!    sealed state. The enclave attests its recipient key, calls `GenerateDataKey` (first
+//!    boot) or `Decrypt` (restart) with `Recipient`, unwraps `CiphertextForRecipient` and
+//!    opens the sealed state or generates its keys. On first boot it returns the new
+//!    `CiphertextBlob`, which is stored before the first `Hello` seals anything under it.
 //!
 //! The enclave seals its keys and configuration with AES-256-GCM under the data key and
 //! hands the sealed bytes out whenever they change (the first `Hello`, each key rotation,
 //! and in `Status`); they are stored in `kms_sealed_state` next to the data key's
 //! `CiphertextBlob`. Those two ciphertexts are all the host ever holds: it never sees the
-//! data key or a private key. A failed unseal (KMS `AccessDeniedException` because the
-//! attestation does not satisfy the key policy, a tampered blob) stops `sealgate serve`
-//! with the cause; the enclave keeps running, still locked, and can be unsealed again.
+//! data key or a private key, and it cannot choose the data key either — the enclave no
+//! longer accepts one from the host (the old `Unseal` is refused), so a host that wraps a
+//! key of its own to the recipient key, on first boot or on restart, gets nowhere. A
+//! failed unseal (KMS `AccessDeniedException` because the attestation does not satisfy
+//! the key policy, a tampered blob, a TLS failure such as a certificate the enclave does
+//! not trust) stops `sealgate serve` with the cause; the enclave keeps running, still
+//! locked, and can be unsealed again.
 //!
-//! # Known weakness: the first boot trusts the host
-//!
-//! On the *first* boot the data key reaches the enclave through the host, and anyone
-//! holding the recipient public key (it is in the attestation document) can build a CMS
-//! EnvelopedData for it. A malicious host can therefore skip KMS on first boot and hand
-//! the enclave a data key it chose, then read everything sealed under it. The proper fix
-//! is for the enclave to call KMS itself over TLS it terminates (through `vsock-proxy`),
-//! so the host only relays ciphertext. Restarts are safe: the sealed state is
-//! authenticated by AES-GCM under the original data key, so a substituted key does not
-//! open it, and the enclave refuses. (The host can still withhold the newest sealed state
-//! and hand back an older one it stored — a rollback of the key set — which the audit
-//! log's `enclave.boot` and `key.rotated` leaves make visible to auditors.)
+//! What the host can still do: withhold the newest sealed state and hand back an older
+//! one it stored (a rollback of the key set, which the audit log's `enclave.boot` and
+//! `key.rotated` leaves make visible), or start over with a fresh data key (a new key set
+//! and genesis, equally visible). The KMS key's ARN the enclave used is in the attested
+//! commitment (`kms_key`), so an auditor sees a key outside the operator's account, and
+//! the key policy must let the host role neither `Decrypt` without a `Recipient` nor
+//! `Encrypt` (deploy/README.md).
 
 use crate::aws::Aws;
 use crate::db::Db;
 use crate::enclave_client::{ClientError, EnclaveClient};
 use crate::expect_reply;
-use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_kms::primitives::Blob;
-use aws_sdk_kms::types::{DataKeySpec, KeyEncryptionMechanism, RecipientInfo};
+use aws_credential_types::provider::ProvideCredentials;
 use rusqlite::{params, Connection, OptionalExtension};
-use sealgate_shared::protocol::{EnclaveStatus, ErrorCode, Op, Reply, Sealing};
+use sealgate_shared::protocol::{
+    AwsCredentials, EnclaveStatus, ErrorCode, KmsUnseal, Op, Reply, Sealing, StoredSeal, Unsealed,
+};
 use serde_bytes::ByteBuf;
 use std::time::{Duration, Instant};
 
@@ -62,33 +61,29 @@ pub enum UnsealError {
     #[error("the enclave speaks protocol {enclave}, this host {host}: deploy matching builds")]
     Version { enclave: u32, host: u32 },
     #[error(
-        "KMS {op} was denied ({code}: {message}). KMS releases the data key only to an enclave whose \
-         attestation satisfies the key policy of {key_id}: is kms:RecipientAttestation:ImageSha384 \
-         the enclave's PCR0 ({pcr0}), and may this host's role use the key? The enclave keeps running, locked."
+        "{detail}. KMS releases the data key only to an enclave whose attestation satisfies the key \
+         policy of {key_id}: is kms:RecipientAttestation:ImageSha384 the enclave's PCR0 ({pcr0}), and may \
+         this host's role use the key? The enclave keeps running, locked."
     )]
     AccessDenied {
-        op: &'static str,
-        code: String,
-        message: String,
+        detail: String,
         key_id: String,
         pcr0: String,
     },
     #[error(
-        "KMS Decrypt refused the stored data key ({code}: {message}): the CiphertextBlob in the database \
-         was altered or belongs to another KMS key than {key_id}. The enclave keeps running, locked."
+        "{detail}: the CiphertextBlob in the database was altered or belongs to another KMS key than \
+         {key_id}. The enclave keeps running, locked."
     )]
-    StoredDataKey {
-        code: String,
-        message: String,
-        key_id: String,
-    },
-    #[error("KMS {op} failed: {detail}")]
-    Kms { op: &'static str, detail: String },
+    StoredDataKey { detail: String, key_id: String },
+    #[error("the enclave's own call to KMS failed: {0}. The enclave keeps running, locked.")]
+    Kms(String),
     #[error(
-        "KMS {op} answered without CiphertextForRecipient: the endpoint ignores the Recipient parameter \
-         (local KMS emulators do), so it cannot unseal an enclave"
+        "no AWS credentials or region for the enclave's KMS calls: {0} (the SDK's default chain: \
+         AWS_REGION, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile, or the instance role)"
     )]
-    NoCiphertextForRecipient { op: &'static str },
+    Credentials(String),
+    #[error("the enclave did not return the new data key's CiphertextBlob on first boot")]
+    NoCiphertextBlob,
     #[error(
         "the enclave refused to unseal: {0}. The enclave keeps running, locked; the stored sealed state \
          and data key are unchanged"
@@ -178,19 +173,18 @@ impl KmsSeal {
             return Err(UnsealError::NotKmsSealed);
         }
         if !status.locked {
+            if let Some(blob) = status.ciphertext_blob.clone() {
+                let key_id = self.key_id.clone();
+                db.commit(vec![], Some(Box::new(move |c| store_data_key(c, &key_id, &blob))))
+                    .await?;
+            }
             if let Some(blob) = status.sealed_state {
                 store_sealed_state_async(db, blob.into_vec()).await?;
             }
             return Ok(Outcome::AlreadyUnsealed);
         }
         let stored = db.read(latest).await?;
-        let document = self.recipient_document(enclave).await?;
-        let recipient = RecipientInfo::builder()
-            .attestation_document(Blob::new(document))
-            .key_encryption_algorithm(KeyEncryptionMechanism::RsaesOaepSha256)
-            .build();
-        let kms = self.aws.kms().await;
-        match stored {
+        let stored = match stored {
             Some(Stored {
                 key_id,
                 ciphertext_blob,
@@ -203,133 +197,137 @@ impl KmsSeal {
                         "the data key was generated under another key id"
                     );
                 }
-                let out = kms
-                    .decrypt()
-                    .key_id(&self.key_id)
-                    .ciphertext_blob(Blob::new(ciphertext_blob))
-                    .recipient(recipient)
-                    .send()
-                    .await
-                    .map_err(|e| self.kms_error("Decrypt", e, &status))?;
-                let cms = out
-                    .ciphertext_for_recipient()
-                    .ok_or(UnsealError::NoCiphertextForRecipient { op: "Decrypt" })?
-                    .as_ref()
-                    .to_vec();
-                self.unseal(enclave, cms, Some(sealed)).await?;
-                tracing::info!(key_id = self.key_id, "enclave unsealed from the stored sealed state");
-                Ok(Outcome::Restored)
+                Some(StoredSeal {
+                    ciphertext_blob: ByteBuf::from(ciphertext_blob),
+                    sealed_state: ByteBuf::from(sealed),
+                })
             }
-            _ => {
-                let out = kms
-                    .generate_data_key()
-                    .key_id(&self.key_id)
-                    .key_spec(DataKeySpec::Aes256)
-                    .recipient(recipient)
-                    .send()
-                    .await
-                    .map_err(|e| self.kms_error("GenerateDataKey", e, &status))?;
-                if out.plaintext().is_some_and(|p| !p.as_ref().is_empty()) {
-                    // Real KMS never sends it with a Recipient. Not stored, not logged.
-                    tracing::warn!("KMS GenerateDataKey returned a plaintext data key despite Recipient; ignoring it");
-                }
-                let cms = out
-                    .ciphertext_for_recipient()
-                    .ok_or(UnsealError::NoCiphertextForRecipient { op: "GenerateDataKey" })?
-                    .as_ref()
-                    .to_vec();
-                let blob = out
-                    .ciphertext_blob()
-                    .ok_or_else(|| UnsealError::Kms {
-                        op: "GenerateDataKey",
-                        detail: "the answer has no CiphertextBlob".into(),
-                    })?
-                    .as_ref()
-                    .to_vec();
-                // Stored before the enclave uses it: a data key the enclave seals under
-                // must never exist only in the enclave's memory.
-                let key_id = self.key_id.clone();
-                db.commit(
-                    vec![],
-                    Some(Box::new(move |c| {
-                        c.execute(
-                            "INSERT INTO kms_sealed_state (key_id, ciphertext_blob, sealed, created_at) \
-                             VALUES (?1, ?2, NULL, ?3)",
-                            params![key_id, blob, crate::now_secs() as i64],
-                        )?;
-                        Ok(())
-                    })),
-                )
-                .await?;
-                self.unseal(enclave, cms, None).await?;
-                tracing::info!(
-                    key_id = self.key_id,
-                    "first boot: enclave unsealed with a new KMS data key"
-                );
-                Ok(Outcome::FirstBoot)
-            }
+            _ => None,
+        };
+        let restart = stored.is_some();
+        let request = self.request(stored).await?;
+        let done = self.unseal(enclave, request, &status).await?;
+        if restart {
+            tracing::info!(
+                key_id = self.key_id,
+                kms_key = done.kms_key,
+                "enclave unsealed from the stored sealed state"
+            );
+            return Ok(Outcome::Restored);
         }
+        let blob = done.ciphertext_blob.ok_or(UnsealError::NoCiphertextBlob)?.into_vec();
+        // Stored before the first Hello: that Hello seals the keys under this data key,
+        // and a sealed state must never exist without the data key it needs. (Should the
+        // host crash first, `Status` hands the blob over again.)
+        let key_id = self.key_id.clone();
+        db.commit(vec![], Some(Box::new(move |c| store_data_key(c, &key_id, &blob))))
+            .await?;
+        tracing::info!(
+            key_id = self.key_id,
+            kms_key = done.kms_key,
+            "first boot: the enclave fetched a new KMS data key"
+        );
+        Ok(Outcome::FirstBoot)
     }
 
-    async fn recipient_document(&self, enclave: &EnclaveClient) -> Result<Vec<u8>, UnsealError> {
-        let reply = enclave
-            .call(Op::RecipientAttest { nonce: None })
+    /// Where the enclave finds KMS and as whom it signs: the SDK's region and credential
+    /// chain, and the KMS endpoint's host name (`AWS_ENDPOINT_URL_KMS`, `AWS_ENDPOINT_URL`,
+    /// else `kms.<region>.amazonaws.com`). Only the name matters: the bytes go where the
+    /// enclave's `--kms-proxy` sends them, and TLS checks the name.
+    async fn request(&self, stored: Option<StoredSeal>) -> Result<Op, UnsealError> {
+        let config = self.aws.config().await;
+        let region = config
+            .region()
+            .map(|r| r.to_string())
+            .ok_or_else(|| UnsealError::Credentials("no region is configured".into()))?;
+        let provider = config
+            .credentials_provider()
+            .ok_or_else(|| UnsealError::Credentials("no credentials provider".into()))?;
+        let creds = provider
+            .provide_credentials()
             .await
-            .map_err(UnsealError::Enclave)?;
-        let att = expect_reply!(reply, Reply::RecipientAttestation, "RecipientAttest").map_err(UnsealError::Enclave)?;
-        Ok(att.document.into_vec())
+            .map_err(|e| UnsealError::Credentials(e.to_string()))?;
+        let endpoint_host = std::env::var("AWS_ENDPOINT_URL_KMS")
+            .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+            .ok()
+            .and_then(|u| url::Url::parse(&u).ok())
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_else(|| format!("kms.{region}.amazonaws.com"));
+        Ok(Op::UnsealKms(KmsUnseal {
+            region,
+            key_id: self.key_id.clone(),
+            endpoint_host,
+            credentials: AwsCredentials {
+                access_key_id: creds.access_key_id().to_string(),
+                secret_access_key: creds.secret_access_key().to_string(),
+                session_token: creds.session_token().map(str::to_string),
+            },
+            stored,
+        }))
     }
 
-    async fn unseal(&self, enclave: &EnclaveClient, cms: Vec<u8>, sealed: Option<Vec<u8>>) -> Result<(), UnsealError> {
-        let reply = enclave
-            .call(Op::Unseal {
-                ciphertext_for_recipient: ByteBuf::from(cms),
-                sealed_state: sealed.map(ByteBuf::from),
-            })
-            .await;
-        match reply {
+    async fn unseal(
+        &self,
+        enclave: &EnclaveClient,
+        request: Op,
+        status: &EnclaveStatus,
+    ) -> Result<Unsealed, UnsealError> {
+        match enclave.call(request).await {
             Ok(r) => {
-                let done = expect_reply!(r, Reply::Unsealed, "Unseal").map_err(UnsealError::Enclave)?;
+                let done = expect_reply!(r, Reply::Unsealed, "UnsealKms").map_err(UnsealError::Enclave)?;
                 tracing::info!(
                     token_kid = done.token_kid,
                     configured = done.configured,
                     "enclave unsealed"
                 );
-                Ok(())
+                Ok(done)
             }
             Err(ClientError::Enclave(w)) if w.code == ErrorCode::UnsealRejected => {
                 Err(UnsealError::Rejected(w.message))
             }
+            Err(ClientError::Enclave(w)) if w.code == ErrorCode::Kms => Err(self.kms_error(w.message, status)),
             Err(e) => Err(UnsealError::Enclave(e)),
         }
     }
 
-    fn kms_error<E, R>(&self, op: &'static str, e: SdkError<E, R>, status: &EnclaveStatus) -> UnsealError
-    where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
-    {
-        let code = e.code().unwrap_or_default().to_string();
-        let message = e.message().unwrap_or_default().to_string();
-        match code.as_str() {
-            "AccessDeniedException" => UnsealError::AccessDenied {
-                op,
-                code,
-                message,
+    /// Names the cause of a failed KMS call from the enclave's message, which starts
+    /// `KMS <op> answered <ExceptionName>:` when KMS itself refused.
+    fn kms_error(&self, detail: String, status: &EnclaveStatus) -> UnsealError {
+        let answered = |kind: &str| detail.contains(&format!("answered {kind}"));
+        if answered("AccessDeniedException") {
+            UnsealError::AccessDenied {
+                detail,
                 key_id: self.key_id.clone(),
                 pcr0: hex::encode(&status.pcr0),
-            },
-            "InvalidCiphertextException" | "IncorrectKeyException" => UnsealError::StoredDataKey {
-                code,
-                message,
+            }
+        } else if answered("InvalidCiphertextException") || answered("IncorrectKeyException") {
+            UnsealError::StoredDataKey {
+                detail,
                 key_id: self.key_id.clone(),
-            },
-            _ => UnsealError::Kms {
-                op,
-                detail: DisplayErrorContext(&e).to_string(),
-            },
+            }
+        } else {
+            UnsealError::Kms(detail)
         }
     }
+}
+
+/// Stores a data key's `CiphertextBlob` as the newest row, unless it already is.
+fn store_data_key(c: &Connection, key_id: &str, blob: &[u8]) -> rusqlite::Result<()> {
+    let newest: Option<Vec<u8>> = c
+        .query_row(
+            "SELECT ciphertext_blob FROM kms_sealed_state ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if newest.as_deref() == Some(blob) {
+        return Ok(());
+    }
+    c.execute(
+        "INSERT INTO kms_sealed_state (key_id, ciphertext_blob, sealed, created_at) VALUES (?1, ?2, NULL, ?3)",
+        params![key_id, blob, crate::now_secs() as i64],
+    )?;
+    Ok(())
 }
 
 /// The newest row, preferring one with a sealed state: a row without one is a first boot
@@ -445,5 +443,24 @@ mod tests {
         .unwrap();
         let l = latest(&c).unwrap().unwrap();
         assert_eq!((l.ciphertext_blob, l.sealed.as_deref()), (vec![1], Some(&b"s2"[..])));
+    }
+
+    /// A data key the enclave reports (first boot, or `Status` after a host crash) is
+    /// stored once, as the newest row, so the sealed state that follows attaches to it.
+    #[test]
+    fn data_keys_are_stored_once_and_sealed_states_follow_them() {
+        let (_dir, c) = db();
+        store_data_key(&c, "k", &[7]).unwrap();
+        store_data_key(&c, "k", &[7]).unwrap();
+        store_sealed_state(&c, b"s").unwrap();
+        store_data_key(&c, "k", &[7]).unwrap();
+        assert_eq!(
+            rows(&c),
+            vec![("k".into(), vec![7], None), ("k".into(), vec![7], Some(b"s".to_vec()))]
+        );
+        store_data_key(&c, "k", &[8]).unwrap();
+        store_sealed_state(&c, b"t").unwrap();
+        let l = latest(&c).unwrap().unwrap();
+        assert_eq!((l.ciphertext_blob, l.sealed.as_deref()), (vec![8], Some(&b"t"[..])));
     }
 }

@@ -32,6 +32,17 @@ pub struct Commitment {
     pub jwk_thumbprints: Vec<String>,
     /// The checkpoint signer as a signed-note verifier key string.
     pub checkpoint_key: String,
+    /// KMS sealing: the ARN of the KMS key the enclave's data key belongs to, as KMS
+    /// itself reported it over the enclave's own TLS connection. Absent with simulator
+    /// sealing (and then the digest is that of the fields above alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key: Option<String>,
+    /// KMS sealing with a simulator CA (`--sim-kms-ca`): `sha256:<hex>` of that CA
+    /// certificate's DER, the only root the enclave accepted for KMS. Absent when it
+    /// trusts the public web roots (or seals locally), so an auditor sees whether anything
+    /// but the real KMS could have released the data key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_ca: Option<String>,
 }
 
 impl Commitment {
@@ -74,6 +85,8 @@ mod tests {
             log_origin: "127.0.0.1:8080/log".into(),
             jwk_thumbprints: vec!["a".into()],
             checkpoint_key: "k".into(),
+            kms_key: None,
+            kms_ca: None,
         };
         let d = base.digest();
         let mut c = base.clone();
@@ -85,6 +98,40 @@ mod tests {
         let mut c = base.clone();
         c.ttl_max_seconds = 3599;
         assert_ne!(c.digest(), d);
+        let mut c = base.clone();
+        c.kms_key = Some("arn:aws:kms:us-east-1:111122223333:key/k".into());
+        let with_key = c.digest();
+        assert_ne!(with_key, d);
+        c.kms_ca = Some("sha256:00".into());
+        assert_ne!(c.digest(), with_key);
+    }
+
+    /// Without KMS sealing the new fields are absent, not `null`: the encoding (and so
+    /// `user_data`) of such commitments is what it was before they existed.
+    #[test]
+    fn kms_fields_are_absent_unless_set() {
+        let mut c = Commitment {
+            version: COMMITMENT_VERSION.into(),
+            mode: "sim".into(),
+            issuer: "i".into(),
+            audiences: vec![],
+            ttl_min_seconds: 60,
+            ttl_max_seconds: 3600,
+            log_origin: "o".into(),
+            jwk_thumbprints: vec![],
+            checkpoint_key: "k".into(),
+            kms_key: None,
+            kms_ca: None,
+        };
+        assert!(c.canonical_json().ends_with(r#""checkpoint_key":"k"}"#));
+        c.kms_key = Some("arn".into());
+        c.kms_ca = Some("sha256:ab".into());
+        assert!(
+            c.canonical_json()
+                .ends_with(r#""checkpoint_key":"k","kms_key":"arn","kms_ca":"sha256:ab"}"#),
+            "{}",
+            c.canonical_json()
+        );
     }
 
     #[test]
@@ -99,6 +146,8 @@ mod tests {
             log_origin: "o".into(),
             jwk_thumbprints: vec![],
             checkpoint_key: "k".into(),
+            kms_key: None,
+            kms_ca: None,
         };
         let json = c.canonical_json();
         assert!(

@@ -195,15 +195,62 @@ pub enum Op {
     RecipientAttest {
         nonce: Option<ByteBuf>,
     },
-    /// KMS sealing, while locked: KMS's `CiphertextForRecipient` (a CMS EnvelopedData
-    /// holding the data key, encrypted to the recipient key) and the sealed state the
-    /// host stored, or `None` on first boot (the enclave then generates its keys). A
-    /// refused `Unseal` leaves the enclave locked with a fresh recipient key: the host
-    /// attests again and asks KMS again.
+    /// Removed: KMS's `CiphertextForRecipient` relayed by the host. A CMS to the recipient
+    /// key authenticates nothing (anyone can build one), so a host could hand in a data key
+    /// it chose (issue 11, break 1). Kept only so that an old host's frame is answered with
+    /// [`ErrorCode::UnsealRejected`] instead of closing the connection; the enclave never
+    /// uses its contents. Use [`Op::UnsealKms`].
     Unseal {
         ciphertext_for_recipient: ByteBuf,
         sealed_state: Option<ByteBuf>,
     },
+    /// KMS sealing, while locked: the enclave itself calls KMS (`GenerateDataKey` on first
+    /// boot, `Decrypt` of the stored `CiphertextBlob` on restart, both with `Recipient`)
+    /// over TLS it terminates, through its KMS proxy. The host supplies where and as whom
+    /// (not secret from it) and the ciphertexts it stored. A refused `UnsealKms` leaves the
+    /// enclave locked; it can be retried.
+    UnsealKms(KmsUnseal),
+}
+
+/// What `UnsealKms` needs from the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KmsUnseal {
+    pub region: String,
+    /// The KMS key id, ARN or alias; the ARN KMS answers with is attested (`kms_key`).
+    pub key_id: String,
+    /// The TLS server name and `Host`: `kms.<region>.amazonaws.com` (the enclave refuses
+    /// any other name unless it trusts a simulator CA).
+    pub endpoint_host: String,
+    /// The instance role's credentials, to sign the request (SigV4).
+    pub credentials: AwsCredentials,
+    /// The stored data key and sealed state (restart), or `None` on first boot.
+    pub stored: Option<StoredSeal>,
+}
+
+/// AWS credentials for one signed request. `Debug` does not print the secret.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwsCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for AwsCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field("session_token", &self.session_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// The host's copy of a KMS-sealed enclave: the data key as KMS encrypted it and the
+/// sealed state under that data key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredSeal {
+    pub ciphertext_blob: ByteBuf,
+    pub sealed_state: ByteBuf,
 }
 
 /// The public half of a token signing key.
@@ -281,6 +328,10 @@ pub struct EnclaveStatus {
     /// the operator exactly what the first start chose.
     #[serde(default)]
     pub config: Option<EnclaveConfig>,
+    /// KMS sealing, once unsealed: the `CiphertextBlob` of the data key the enclave seals
+    /// under, so a host that crashed before storing the `UnsealKms` answer can store it.
+    #[serde(default)]
+    pub ciphertext_blob: Option<ByteBuf>,
 }
 
 /// The answer to `RecipientAttest`.
@@ -290,7 +341,7 @@ pub struct RecipientAttestation {
     pub document: ByteBuf,
 }
 
-/// The answer to `Unseal`.
+/// The answer to `UnsealKms`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unsealed {
     /// Whether the sealed state already holds a configuration (a restart: the log then
@@ -298,6 +349,11 @@ pub struct Unsealed {
     pub configured: bool,
     /// The kid of the current token key, to log which keys came back.
     pub token_kid: String,
+    /// The KMS key's ARN as KMS reported it (attested as `kms_key`).
+    pub kms_key: String,
+    /// First boot: the new data key's `CiphertextBlob`, which the host stores before its
+    /// first `Hello` (the sealed state it then gets is under this data key).
+    pub ciphertext_blob: Option<ByteBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -333,12 +389,16 @@ pub enum ErrorCode {
     /// The enclave failed internally (NSM, RNG); not the host's fault.
     Internal,
     /// A KMS-sealed enclave has not been unsealed yet: only `Status`, `RecipientAttest`
-    /// and `Unseal` are answered.
+    /// and `UnsealKms` are answered.
     Locked,
-    /// `Unseal` was refused: the CMS was not addressed to this enclave's recipient key or
-    /// was tampered with, or the sealed state does not open under the data key it holds.
-    /// The enclave stays locked and can be unsealed again.
+    /// Unsealing was refused: KMS's CMS was not addressed to this enclave's recipient key,
+    /// the sealed state does not open under the data key KMS released, or the host sent
+    /// the removed `Unseal`. The enclave stays locked and can be unsealed again.
     UnsealRejected,
+    /// The enclave's own call to KMS failed: KMS answered with an error (the message
+    /// starts `KMS <op> answered <ExceptionName>:`), or the proxy, TLS or HTTP exchange
+    /// failed. The enclave stays locked.
+    Kms,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -467,6 +527,25 @@ mod tests {
             ciphertext_for_recipient: ByteBuf::from(vec![0x30; 700]),
             sealed_state: Some(ByteBuf::from(vec![5; 2000])),
         });
+        for stored in [
+            None,
+            Some(StoredSeal {
+                ciphertext_blob: ByteBuf::from(vec![1; 180]),
+                sealed_state: ByteBuf::from(vec![5; 2000]),
+            }),
+        ] {
+            roundtrip_request(Op::UnsealKms(KmsUnseal {
+                region: "eu-west-1".into(),
+                key_id: "alias/sealgate".into(),
+                endpoint_host: "kms.eu-west-1.amazonaws.com".into(),
+                credentials: AwsCredentials {
+                    access_key_id: "AKIDEXAMPLE".into(),
+                    secret_access_key: "secret".into(),
+                    session_token: Some("token".into()),
+                },
+                stored,
+            }));
+        }
     }
 
     #[test]
@@ -484,6 +563,7 @@ mod tests {
                 pcr0: ByteBuf::from(vec![3; 48]),
                 sealed_state: sealed,
                 config: (!locked).then(|| hello().config),
+                ciphertext_blob: (!locked).then(|| ByteBuf::from(vec![2; 180])),
             }));
         }
         roundtrip_reply(Reply::RecipientAttestation(RecipientAttestation {
@@ -492,6 +572,8 @@ mod tests {
         roundtrip_reply(Reply::Unsealed(Unsealed {
             configured: true,
             token_kid: "kid".into(),
+            kms_key: "arn:aws:kms:eu-west-1:111122223333:key/k".into(),
+            ciphertext_blob: Some(ByteBuf::from(vec![3; 180])),
         }));
         roundtrip_reply(Reply::Hello(hello()));
         let mut plain = hello();
@@ -506,9 +588,25 @@ mod tests {
             },
             sealed_state: Some(ByteBuf::from(vec![4; 100])),
         }));
-        for code in [ErrorCode::Locked, ErrorCode::UnsealRejected] {
+        for code in [ErrorCode::Locked, ErrorCode::UnsealRejected, ErrorCode::Kms] {
             roundtrip_reply(Reply::Error(WireError::new(code, "no")));
         }
+    }
+
+    /// Credentials travel to the enclave, but never into a log line through `Debug`.
+    #[test]
+    fn credentials_debug_hides_the_secret() {
+        let c = AwsCredentials {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: "wJalrXUtnFEMI".into(),
+            session_token: Some("FwoGZXIvYXdzE".into()),
+        };
+        let shown = format!("{c:?}");
+        assert!(shown.contains("AKIDEXAMPLE"), "{shown}");
+        assert!(
+            !shown.contains("wJalrXUtnFEMI") && !shown.contains("FwoGZXIvYXdzE"),
+            "{shown}"
+        );
     }
 
     /// The wire names are part of the protocol: renaming a variant breaks old peers

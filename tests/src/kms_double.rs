@@ -8,8 +8,14 @@
 //!
 //! - it speaks KMS's real wire protocol (HTTP POST, `X-Amz-Target: TrentService.<Op>`,
 //!   `application/x-amz-json-1.1`, base64 blobs, errors as `{"__type", "message"}` with
-//!   `x-amzn-errortype`) to the real `aws-sdk-kms` client the host uses; it checks that
-//!   requests carry a SigV4 `Authorization` header but not the signature itself;
+//!   `x-amzn-errortype`) over HTTPS, to the enclave's own KMS client: TLS under a test CA
+//!   generated per double ([`KmsDouble::ca_file`], for the enclave's `--sim-kms-ca`),
+//!   with a server certificate for `kms.<region>.amazonaws.com`, `localhost` and
+//!   `127.0.0.1`, so the enclave reaches it through `--kms-proxy tcp:…` exactly as it
+//!   reaches KMS through vsock-proxy;
+//! - it verifies SigV4: the credential scope (access key, date, region, `kms`), the
+//!   signed headers, and the signature itself, recomputed with `aws-sigv4` from the
+//!   test credentials ([`ACCESS_KEY_ID`] …) — a wrong one is `InvalidSignatureException`;
 //! - with a `Recipient`, it verifies the attestation document with the auditor's own
 //!   verifier (`sealgate-attestation`: COSE ES384 signature, certificate chain to the
 //!   simulator root the test hands it, freshness), applies the condition a real key
@@ -27,16 +33,20 @@
 use crate::cms;
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use sealgate_attestation::nitro::{verify_chain, verify_signature, Document, TrustRoot};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The credentials the double accepts (the host's environment in the tests).
+pub const ACCESS_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
+pub const SECRET_ACCESS_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+pub const SESSION_TOKEN: &str = "FwoGZXIvYXdzEXAMPLEsessiontoken";
 
 /// The account the double pretends to be.
 pub const ACCOUNT: &str = "111122223333";
@@ -56,6 +66,7 @@ pub struct Call {
 }
 
 struct Inner {
+    region: String,
     key_id: String,
     arn: String,
     master: LessSafeKey,
@@ -68,13 +79,14 @@ struct Inner {
     request_ids: AtomicU64,
 }
 
-/// A running double on `127.0.0.1`; stops when dropped.
+/// A running double on `127.0.0.1`; stops accepting when dropped.
 pub struct KmsDouble {
-    /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL_KMS`.
-    pub url: String,
+    /// `127.0.0.1:PORT`, where it serves HTTPS.
+    pub addr: String,
     inner: Arc<Inner>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    ca_pem: PathBuf,
+    stop: Arc<AtomicBool>,
+    _dir: tempfile::TempDir,
 }
 
 /// A KMS error: the exception name (`__type`) and its message.
@@ -105,6 +117,7 @@ impl KmsDouble {
         let mut master = [0u8; 32];
         rng.fill(&mut master).expect("rng");
         let inner = Arc::new(Inner {
+            region: region.to_string(),
             key_id: key_id.to_string(),
             arn: format!("arn:aws:kms:{region}:{ACCOUNT}:key/{key_id}"),
             master: LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &master).expect("aes key")),
@@ -116,36 +129,42 @@ impl KmsDouble {
             calls: Mutex::new(Vec::new()),
             request_ids: AtomicU64::new(1),
         });
+        let (dir, ca_pem, tls) = test_ca(region);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the KMS double");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let url = format!("http://{}", listener.local_addr().expect("local addr"));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let app = axum::Router::new()
-            .fallback(axum::routing::any(handle))
-            .with_state(inner.clone());
-        let thread = std::thread::Builder::new()
+        let addr = listener.local_addr().expect("local addr").to_string();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (state, stopped) = (inner.clone(), stop.clone());
+        std::thread::Builder::new()
             .name("kms-double".into())
             .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(async move {
-                            let _ = stopped.await;
-                        })
-                        .await;
-                });
+                for tcp in listener.incoming().flatten() {
+                    if stopped.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let (state, tls) = (state.clone(), tls.clone());
+                    std::thread::spawn(move || {
+                        let _ = serve_one(tcp, tls, &state);
+                    });
+                }
             })
             .expect("spawn the KMS double");
         Self {
-            url,
+            addr,
             inner,
-            stop: Some(stop),
-            thread: Some(thread),
+            ca_pem,
+            stop,
+            _dir: dir,
         }
+    }
+
+    /// `--kms-proxy` for an enclave that reaches this double directly.
+    pub fn proxy(&self) -> String {
+        format!("tcp:{}", self.addr)
+    }
+
+    /// The double's test CA (PEM), for the enclave's `--sim-kms-ca`.
+    pub fn ca_file(&self) -> PathBuf {
+        self.ca_pem.clone()
     }
 
     /// The key's ARN (what `KeyId` in answers says).
@@ -183,23 +202,83 @@ impl KmsDouble {
 
 impl Drop for KmsDouble {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = std::net::TcpStream::connect(&self.addr);
     }
 }
 
-async fn handle(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
-    let target = headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+/// A CA and a server certificate it issued, the CA written as PEM into a temporary
+/// directory; one per double, so another double's certificate is a stranger's.
+fn test_ca(region: &str) -> (tempfile::TempDir, PathBuf, Arc<rustls::ServerConfig>) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "sealgate KMS double test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().expect("server key");
+    let leaf = CertificateParams::new(vec![
+        format!("kms.{region}.amazonaws.com"),
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+    ])
+    .expect("server params")
+    .signed_by(&leaf_key, &issuer)
+    .expect("server certificate");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pem = dir.path().join("kms-double-ca.pem");
+    std::fs::write(&pem, ca_cert.pem()).expect("write the CA");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+        )
+        .expect("server TLS config");
+    (dir, pem, Arc::new(server))
+}
+
+/// One HTTPS request: parse it, answer it, record it, close.
+fn serve_one(tcp: std::net::TcpStream, tls: Arc<rustls::ServerConfig>, inner: &Inner) -> std::io::Result<()> {
+    tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let conn = rustls::ServerConnection::new(tls).map_err(std::io::Error::other)?;
+    let mut reader = BufReader::new(rustls::StreamOwned::new(conn, tcp));
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let mut parts = line.split_whitespace();
+    let (method, path) = (
+        parts.next().unwrap_or_default().to_string(),
+        parts.next().unwrap_or_default().to_string(),
+    );
+    let mut headers = BTreeMap::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h)?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let len: usize = headers.get("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
+    let mut body = vec![0; len.min(1 << 20)];
+    reader.read_exact(&mut body)?;
+    let target = headers.get("x-amz-target").cloned().unwrap_or_default();
     let op = target.strip_prefix("TrentService.").unwrap_or(&target).to_string();
-    let result = answer(&inner, &headers, &op, &body);
+    let result = if method != "POST" || path != "/" {
+        Err(fail("UnknownOperationException", format!("{method} {path}")))
+    } else {
+        answer(inner, &headers, &op, &body)
+    };
     let outcome = match &result {
         Ok(_) => "ok".to_string(),
         Err(e) => e.kind.to_string(),
@@ -209,47 +288,143 @@ async fn handle(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes
         "00000000-0000-4000-8000-{:012x}",
         inner.request_ids.fetch_add(1, Ordering::Relaxed)
     );
-    match result {
-        Ok(v) => (
-            StatusCode::OK,
-            [
-                ("content-type", "application/x-amz-json-1.1".to_string()),
-                ("x-amzn-requestid", request_id),
-            ],
-            v.to_string(),
-        )
-            .into_response(),
+    let (status, extra, body) = match result {
+        Ok(v) => ("200 OK", String::new(), v.to_string()),
         Err(e) => (
-            StatusCode::BAD_REQUEST,
-            [
-                ("content-type", "application/x-amz-json-1.1".to_string()),
-                ("x-amzn-requestid", request_id),
-                ("x-amzn-errortype", e.kind.to_string()),
-            ],
+            "400 Bad Request",
+            format!("x-amzn-errortype: {}\r\n", e.kind),
             json!({ "__type": e.kind, "message": e.message }).to_string(),
-        )
-            .into_response(),
-    }
+        ),
+    };
+    let stream = reader.get_mut();
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\ncontent-type: application/x-amz-json-1.1\r\nx-amzn-requestid: {request_id}\r\n\
+         {extra}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    stream.flush()?;
+    stream.conn.send_close_notify();
+    stream.flush()
 }
 
-fn answer(inner: &Inner, headers: &HeaderMap, op: &str, body: &[u8]) -> Result<Value, KmsError> {
-    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+/// Verifies the request's SigV4 signature by signing the same request again with
+/// `aws-sigv4` and the test credentials at the request's own `x-amz-date`.
+fn check_sigv4(inner: &Inner, headers: &BTreeMap<String, String>, body: &[u8]) -> Result<(), KmsError> {
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    let missing = || {
+        fail(
+            "MissingAuthenticationTokenException",
+            "Request is missing Authentication Token",
+        )
+    };
+    let auth = headers.get("authorization").ok_or_else(missing)?;
+    let rest = auth.strip_prefix("AWS4-HMAC-SHA256 Credential=").ok_or_else(missing)?;
+    let (scope, rest) = rest.split_once(", SignedHeaders=").ok_or_else(missing)?;
+    let (signed, _signature) = rest.split_once(", Signature=").ok_or_else(missing)?;
+    let date = headers.get("x-amz-date").ok_or_else(missing)?;
+    let want_scope = format!(
+        "{ACCESS_KEY_ID}/{}/{}/kms/aws4_request",
+        date.get(..8).unwrap_or_default(),
+        inner.region
+    );
+    if scope != want_scope {
+        return Err(fail(
+            "InvalidSignatureException",
+            format!("credential scope {scope:?}, expected {want_scope:?}"),
+        ));
+    }
+    for needed in [
+        "content-type",
+        "host",
+        "x-amz-date",
+        "x-amz-target",
+        "x-amz-security-token",
+    ] {
+        if !signed.split(';').any(|h| h == needed) {
+            return Err(fail(
+                "InvalidSignatureException",
+                format!("SignedHeaders {signed:?} lacks {needed}"),
+            ));
+        }
+    }
+    let time = parse_amz_date(date).ok_or_else(|| fail("InvalidSignatureException", "bad x-amz-date"))?;
+    let identity = aws_credential_types::Credentials::new(
+        ACCESS_KEY_ID,
+        SECRET_ACCESS_KEY,
+        Some(SESSION_TOKEN.to_string()),
+        None,
+        "kms-double",
+    )
+    .into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&inner.region)
+        .name("kms")
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| fail("KMSInternalException", e.to_string()))?
+        .into();
+    // The signer adds x-amz-date and the session token itself.
+    let resign: Vec<(&str, &str)> = signed
+        .split(';')
+        .filter(|h| !matches!(*h, "x-amz-date" | "x-amz-security-token"))
+        .filter_map(|h| headers.get(h).map(|v| (h, v.as_str())))
+        .collect();
+    let host = headers.get("host").cloned().unwrap_or_default();
+    let request = SignableRequest::new(
+        "POST",
+        format!("https://{host}/"),
+        resign.into_iter(),
+        SignableBody::Bytes(body),
+    )
+    .map_err(|e| fail("KMSInternalException", e.to_string()))?;
+    let (instructions, _) = sign(request, &params)
+        .map_err(|e| fail("KMSInternalException", e.to_string()))?
+        .into_parts();
+    let expected = instructions
+        .headers()
+        .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_default();
+    if &expected != auth {
+        return Err(fail(
+            "InvalidSignatureException",
+            "The request signature we calculated does not match the signature you provided.",
+        ));
+    }
+    Ok(())
+}
+
+/// `20231114T221320Z` → the instant.
+fn parse_amz_date(s: &str) -> Option<SystemTime> {
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    if s.len() != 16 || s.as_bytes()[8] != b'T' || !s.ends_with('Z') {
+        return None;
+    }
+    let (y, m, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (hh, mm, ss) = (num(9..11)?, num(11..13)?, num(13..15)?);
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
+}
+
+fn answer(inner: &Inner, headers: &BTreeMap<String, String>, op: &str, body: &[u8]) -> Result<Value, KmsError> {
+    let content_type = headers.get("content-type").map(String::as_str).unwrap_or("");
     if content_type != "application/x-amz-json-1.1" {
         return Err(fail(
             "SerializationException",
             format!("content type {content_type:?} is not application/x-amz-json-1.1"),
         ));
     }
-    let signed = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.starts_with("AWS4-HMAC-SHA256 Credential="));
-    if !signed {
-        return Err(fail(
-            "MissingAuthenticationTokenException",
-            "Request is missing Authentication Token",
-        ));
-    }
+    check_sigv4(inner, headers, body)?;
     let req: Value =
         serde_json::from_slice(body).map_err(|e| fail("SerializationException", format!("body is not JSON: {e}")))?;
     match op {

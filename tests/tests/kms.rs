@@ -1,22 +1,25 @@
 //! KMS sealing end to end: the real `sealgate-enclave --seal kms` and `sealgate serve
 //! --kms-key-id` against the KMS test double (`sealgate_tests::kms_double`), which checks
-//! the enclave's attestation document like a key policy would and answers with a real
-//! CMS to the enclave's recipient key, through the real `aws-sdk-kms` client.
+//! the enclave's attestation document like a key policy would, verifies SigV4 and
+//! answers with a real CMS to the enclave's recipient key. The enclave calls it itself,
+//! over HTTPS under the double's test CA (`--sim-kms-ca`), through `--kms-proxy tcp:…`;
+//! the host only supplies credentials and stores ciphertexts.
 //!
 //! What must hold: the host stores only ciphertexts (no data key, no private key in any
-//! file); a restart of either or both processes unseals the same keys and the log goes
-//! on; a tampered sealed state, a tampered `CiphertextBlob`, a foreign attestation and a
-//! CMS addressed to another key are each refused with a clear error, the enclave keeps
-//! running (locked) and unsealing can be retried.
+//! file) and cannot choose the data key, on first boot or on restart; a restart of
+//! either or both processes unseals the same keys and the log goes on; a tampered sealed
+//! state, a tampered `CiphertextBlob`, a foreign attestation, a CMS addressed to another
+//! key, a bad signature, an untrusted certificate and a relay presenting another one are
+//! each refused with a clear error, the enclave keeps running (locked) and unsealing can
+//! be retried; the attested commitment names the KMS key and the test CA.
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use base64::Engine;
 use rusqlite::Connection;
 use sealgate_attestation::nitro::Document;
-use sealgate_enclave::kms::RecipientKey;
 use sealgate_shared::frame;
 use sealgate_shared::protocol::*;
-use sealgate_tests::kms_double::KmsDouble;
+use sealgate_tests::kms_double::{self, KmsDouble};
 use sealgate_tests::{bin, cms, target_dir, wait_until, Deployment, Options};
 use serde_bytes::ByteBuf;
 use serde_json::{json, Value};
@@ -41,18 +44,35 @@ fn double() -> KmsDouble {
     KmsDouble::start(KEY_ID, REGION, &pcr0_of_enclave_binary())
 }
 
-fn options(double: &KmsDouble) -> Options {
-    let env = [
-        ("AWS_ENDPOINT_URL_KMS", double.url.as_str()),
+/// The host's environment: region and the (test) role credentials, no endpoint override,
+/// so the enclave is told `kms.us-east-1.amazonaws.com`, as in production.
+fn host_env(secret: &str) -> Vec<(String, String)> {
+    [
         ("AWS_REGION", REGION),
-        ("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE"),
-        ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+        ("AWS_ACCESS_KEY_ID", kms_double::ACCESS_KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", secret),
+        ("AWS_SESSION_TOKEN", kms_double::SESSION_TOKEN),
         ("AWS_EC2_METADATA_DISABLED", "true"),
-    ];
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// An enclave that reaches `via` (a double, or a relay) and trusts `ca` for KMS.
+fn enclave_args(via: &str, ca: Option<&Path>) -> Vec<String> {
+    let mut args: Vec<String> = vec!["--seal".into(), "kms".into(), "--kms-proxy".into(), via.into()];
+    if let Some(ca) = ca {
+        args.extend(["--sim-kms-ca".into(), ca.display().to_string()]);
+    }
+    args
+}
+
+fn options(double: &KmsDouble) -> Options {
     Options {
-        host_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        host_env: host_env(kms_double::SECRET_ACCESS_KEY),
         host_args: vec!["--kms-key-id".into(), KEY_ID.into()],
-        enclave_args: vec!["--seal".into(), "kms".into()],
+        enclave_args: enclave_args(&double.proxy(), Some(&double.ca_file())),
     }
 }
 
@@ -543,31 +563,14 @@ fn a_cms_for_another_recipient_is_refused() {
     assert!(!status(&d).locked);
 }
 
-/// The sealing operations straight on the enclave's socket, with CMS messages the test
-/// builds itself (as a malicious host could).
+/// The sealing operations straight on the enclave's socket, as a malicious host could
+/// send them.
 #[test]
 fn unseal_protocol_rules() {
     let double = double();
     let mut d = Deployment::prepare(options(&double));
     d.start_enclave();
-    let recipient_key = |d: &Deployment| -> Vec<u8> {
-        let doc = match enclave_call(d, Op::RecipientAttest { nonce: None }) {
-            Reply::RecipientAttestation(a) => a.document.into_vec(),
-            other => panic!("{other:?}"),
-        };
-        let doc = Document::decode(&doc).expect("an attestation document");
-        assert_eq!(doc.user_data.as_deref(), Some(&b"sealgate kms recipient v1"[..]));
-        doc.public_key.expect("the recipient key")
-    };
-    let unseal = |d: &Deployment, cms: Vec<u8>, sealed: Option<Vec<u8>>| {
-        enclave_call(
-            d,
-            Op::Unseal {
-                ciphertext_for_recipient: ByteBuf::from(cms),
-                sealed_state: sealed.map(ByteBuf::from),
-            },
-        )
-    };
+    trust_root(&d, &double);
     let config = EnclaveConfig {
         issuer: d.url.clone(),
         audiences: vec!["sts.amazonaws.com".into()],
@@ -585,79 +588,158 @@ fn unseal_protocol_rules() {
         )
     };
 
-    // Locked: only Status, RecipientAttest and Unseal are answered.
+    // Locked: only Status, RecipientAttest and UnsealKms are answered.
     assert_eq!(refused(hello(&d)).code, ErrorCode::Locked);
     assert_eq!(
         refused(enclave_call(&d, Op::Attest { nonce: None })).code,
         ErrorCode::Locked
     );
+    let st = status(&d);
+    assert!(st.locked && st.ciphertext_blob.is_none(), "{st:?}");
 
-    // A CMS to another key is refused, and the recipient key is replaced: the message
-    // built for the old key no longer opens either (no retries against one key).
-    let spki = recipient_key(&d);
-    let other = RecipientKey::generate().expect("key");
-    let data_key = [0x42u8; 32];
-    let e = refused(unseal(
-        &d,
-        cms::envelope(other.spki_der(), &data_key).expect("cms"),
-        None,
-    ));
-    assert_eq!(e.code, ErrorCode::UnsealRejected, "{e:?}");
-    assert!(e.message.contains("CiphertextForRecipient"), "{e:?}");
-    let spki2 = recipient_key(&d);
-    assert_ne!(spki, spki2, "a refused Unseal replaces the recipient key");
-    let stale = cms::envelope(&spki, &data_key).expect("cms");
-    assert_eq!(refused(unseal(&d, stale, None)).code, ErrorCode::UnsealRejected);
-    assert!(status(&d).locked);
-    // Garbage is refused the same way.
-    assert_eq!(
-        refused(unseal(&d, vec![0x30, 0x80, 0, 0], None)).code,
-        ErrorCode::UnsealRejected
-    );
-
-    // First boot accepts any data key addressed to the recipient key: the documented
-    // weakness (the host could choose it). The first Hello seals under it.
-    let spki = recipient_key(&d);
-    match unseal(&d, cms::envelope(&spki, &data_key).expect("cms"), None) {
-        Reply::Unsealed(u) => assert!(!u.configured),
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(
-        refused(unseal(&d, vec![1], None)).code,
-        ErrorCode::BadRequest,
-        "already unsealed"
-    );
-    let sealed = match hello(&d) {
-        Reply::Hello(h) => h.sealed_state.expect("the first Hello seals").into_vec(),
+    // The removed Unseal is a typed refusal, whatever it carries (a well-formed CMS to
+    // the recipient key included), not a closed connection.
+    let doc = match enclave_call(&d, Op::RecipientAttest { nonce: None }) {
+        Reply::RecipientAttestation(a) => a.document.into_vec(),
         other => panic!("{other:?}"),
     };
-    assert!(open_sealed(&data_key, &sealed).is_some());
-    match hello(&d) {
-        Reply::Hello(h) => assert!(h.sealed_state.is_none(), "nothing new to seal"),
-        other => panic!("{other:?}"),
+    let doc = Document::decode(&doc).expect("an attestation document");
+    assert_eq!(doc.user_data.as_deref(), Some(&b"sealgate kms recipient v1"[..]));
+    let spki = doc.public_key.expect("the recipient key");
+    for sealed in [None, Some(ByteBuf::from(vec![0u8; 64]))] {
+        let e = refused(enclave_call(
+            &d,
+            Op::Unseal {
+                ciphertext_for_recipient: ByteBuf::from(cms::envelope(&spki, &[0x42; 32]).expect("cms")),
+                sealed_state: sealed,
+            },
+        ));
+        assert_eq!(e.code, ErrorCode::UnsealRejected, "{e:?}");
+        assert!(e.message.contains("no longer accepted"), "{e:?}");
     }
-
-    // Restart: a different data key does not open the sealed state (the GCM tag ties the
-    // state to the key that sealed it), so a substituted key is refused; the right one
-    // opens it.
-    d.kill9_enclave();
-    d.start_enclave();
-    let spki = recipient_key(&d);
-    let wrong = cms::envelope(&spki, &[0x43u8; 32]).expect("cms");
-    let e = refused(unseal(&d, wrong, Some(sealed.clone())));
-    assert_eq!(e.code, ErrorCode::UnsealRejected);
-    assert!(e.message.contains("sealed state does not open"), "{e:?}");
     assert!(status(&d).locked);
-    let spki = recipient_key(&d);
-    match unseal(&d, cms::envelope(&spki, &data_key).expect("cms"), Some(sealed)) {
-        Reply::Unsealed(u) => assert!(u.configured),
-        other => panic!("{other:?}"),
-    }
-    assert!(!status(&d).locked);
+    assert!(double.calls().is_empty(), "nothing reached KMS");
+
+    // The host's part: after it, the enclave reports the data key it seals under, and
+    // refuses a second unseal.
+    d.start_host();
+    let st = status(&d);
+    assert!(!st.locked);
+    let rows = kms_rows(&d);
+    assert_eq!(
+        st.ciphertext_blob.as_ref().map(|b| b.as_slice()),
+        Some(rows[0].1.as_slice())
+    );
     assert_eq!(
         refused(enclave_call(&d, Op::RecipientAttest { nonce: None })).code,
         ErrorCode::BadRequest
     );
+    let again = Op::UnsealKms(KmsUnseal {
+        region: REGION.into(),
+        key_id: KEY_ID.into(),
+        endpoint_host: format!("kms.{REGION}.amazonaws.com"),
+        credentials: AwsCredentials {
+            access_key_id: kms_double::ACCESS_KEY_ID.into(),
+            secret_access_key: kms_double::SECRET_ACCESS_KEY.into(),
+            session_token: Some(kms_double::SESSION_TOKEN.into()),
+        },
+        stored: None,
+    });
+    let e = refused(enclave_call(&d, again));
+    assert_eq!(e.code, ErrorCode::BadRequest, "already unsealed: {e:?}");
+    assert_eq!(double.issued_data_keys().len(), 1);
+}
+
+/// The attested commitment names the KMS key (as KMS reported it) and the test CA's
+/// fingerprint, and `sealgate-verify attest` checks the digest over them and shows them.
+#[test]
+fn the_commitment_attests_the_kms_key_and_the_test_ca() {
+    let double = double();
+    let d = start(&double, options(&double));
+    let pem = std::fs::read_to_string(double.ca_file()).expect("the CA");
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD.decode(b64).expect("PEM body");
+    let fingerprint = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&der)));
+
+    let (s, att) = d.api().get("/v1/attestation", None);
+    assert_eq!(s, 200, "{att}");
+    assert_eq!(att["commitment"]["kms_ca"], json!(fingerprint), "{att}");
+    assert_eq!(att["commitment"]["kms_key"], json!(double.arn()), "{att}");
+    let bytes = att["commitment_json"].as_str().expect("commitment_json");
+    assert!(
+        bytes.ends_with(&format!(r#","kms_key":"{}","kms_ca":"{fingerprint}"}}"#, double.arn())),
+        "{bytes}"
+    );
+    assert_eq!(att["mode"], json!("sim"), "a test CA makes the enclave a simulated one");
+
+    let root = d.path("enclave/sim-nsm/root.pem");
+    let (code, out) = sealgate_tests::verify(&["attest", "--url", &d.url, "--sim-root", root.to_str().expect("path")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&fingerprint), "{out}");
+    assert!(out.contains(double.arn()), "{out}");
+}
+
+/// KMS checks the signature: a host whose credentials do not match signs requests KMS
+/// refuses, and the operator reads why.
+#[test]
+fn a_bad_signature_is_refused() {
+    let double = double();
+    let mut opts = options(&double);
+    opts.host_env = host_env("not-the-secret");
+    let mut d = Deployment::prepare(opts.clone());
+    d.start_enclave();
+    trust_root(&d, &double);
+    let log = host_must_refuse(&d, &opts);
+    assert!(log.contains("InvalidSignatureException"), "{log}");
+    assert!(status(&d).locked);
+    assert_eq!(
+        double.calls(),
+        vec![kms_double::Call {
+            op: "GenerateDataKey".into(),
+            outcome: "InvalidSignatureException".into()
+        }]
+    );
+    assert!(double.issued_data_keys().is_empty());
+}
+
+/// Without `--sim-kms-ca` the enclave trusts only the public web roots, so the double's
+/// certificate (for kms.us-east-1.amazonaws.com, under a test CA) is refused in the TLS
+/// handshake, and the host names the cause.
+#[test]
+fn without_the_sim_flag_the_test_ca_is_refused() {
+    let double = double();
+    let mut opts = options(&double);
+    opts.enclave_args = enclave_args(&double.proxy(), None);
+    let mut d = Deployment::prepare(opts.clone());
+    d.start_enclave();
+    trust_root(&d, &double);
+    let log = host_must_refuse(&d, &opts);
+    assert!(log.contains("TLS to kms.us-east-1.amazonaws.com failed"), "{log}");
+    assert!(log.contains("invalid peer certificate"), "{log}");
+    assert!(log.contains("the public web roots"), "{log}");
+    assert!(status(&d).locked);
+    assert!(double.calls().is_empty(), "no request was sent: {:?}", double.calls());
+}
+
+/// A relay between the enclave and KMS (the host, or anything on the proxy's path) that
+/// terminates TLS itself with a certificate of its own — here another double, under its
+/// own CA — is refused: TLS ends in the enclave, under the one CA it was started with.
+#[test]
+fn a_relay_presenting_another_certificate_is_refused() {
+    let double = double();
+    let mitm = KmsDouble::start(KEY_ID, REGION, &pcr0_of_enclave_binary());
+    let mut opts = options(&double);
+    opts.enclave_args = enclave_args(&mitm.proxy(), Some(&double.ca_file()));
+    let mut d = Deployment::prepare(opts.clone());
+    d.start_enclave();
+    trust_root(&d, &double);
+    trust_root(&d, &mitm);
+    let log = host_must_refuse(&d, &opts);
+    assert!(log.contains("invalid peer certificate"), "{log}");
+    assert!(log.contains("only the simulator KMS CA sha256:"), "{log}");
+    assert!(status(&d).locked);
+    assert!(mitm.calls().is_empty(), "the relay saw no request: {:?}", mitm.calls());
+    assert!(mitm.issued_data_keys().is_empty() && double.issued_data_keys().is_empty());
 }
 
 #[test]
@@ -685,4 +767,89 @@ fn mismatched_host_and_enclave_sealing_are_named() {
     let log = host_must_refuse(&d, &kms);
     assert!(log.contains("--seal kms"), "{log}");
     assert!(double.calls().is_empty(), "KMS was never asked");
+}
+
+/// Break 1 of issue 11: a host that wraps a data key it chose to the enclave's recipient
+/// key (the public key is in every recipient attestation document, so anyone can build
+/// the CMS) and hands it in with no sealed state. Before the fix the enclave took it, on
+/// first boot and on every restart alike, generated fresh keys and sealed them under the
+/// host's key, so the host could open the sealed state and hold the signing keys. The
+/// enclave must refuse any data key the host supplies: it takes data keys only from KMS,
+/// over TLS it terminates itself.
+#[test]
+fn a_host_chosen_data_key_is_refused_on_first_boot_and_on_restart() {
+    let double = double();
+    let opts = options(&double);
+    let mut d = Deployment::prepare(opts.clone());
+    d.start_enclave();
+    trust_root(&d, &double);
+    let known_key = [0x66u8; 32];
+    let attack = |d: &Deployment| {
+        let doc = match enclave_call(d, Op::RecipientAttest { nonce: None }) {
+            Reply::RecipientAttestation(a) => a.document.into_vec(),
+            other => panic!("{other:?}"),
+        };
+        let spki = Document::decode(&doc)
+            .expect("an attestation document")
+            .public_key
+            .expect("the recipient key");
+        enclave_call(
+            d,
+            Op::Unseal {
+                ciphertext_for_recipient: ByteBuf::from(cms::envelope(&spki, &known_key).expect("cms")),
+                sealed_state: None,
+            },
+        )
+    };
+    let hello = |d: &Deployment| {
+        enclave_call(
+            d,
+            Op::Hello {
+                protocol_version: sealgate_shared::PROTOCOL_VERSION,
+                config: EnclaveConfig {
+                    issuer: d.url.clone(),
+                    audiences: vec!["sts.amazonaws.com".into()],
+                    ttl_min_seconds: 60,
+                    ttl_max_seconds: 3600,
+                    log_origin: format!("127.0.0.1:{}/log", d.port),
+                },
+            },
+        )
+    };
+    // What the host would learn if the enclave took its key: the sealed state opens.
+    let host_reads_the_keys = |d: &Deployment| match hello(d) {
+        Reply::Hello(h) => h
+            .sealed_state
+            .is_some_and(|s| open_sealed(&known_key, s.as_slice()).is_some()),
+        _ => false,
+    };
+
+    // First boot.
+    let reply = attack(&d);
+    assert!(
+        !host_reads_the_keys(&d),
+        "first boot: the enclave took the host's data key ({reply:?}) and the host opens the sealed state"
+    );
+    assert_eq!(refused(reply).code, ErrorCode::UnsealRejected);
+    assert!(status(&d).locked, "still locked after the refusal");
+
+    // An honest first boot through KMS, then a restart of the enclave: the host again
+    // claims "first boot" with a key of its own instead of handing back the sealed state.
+    d.start_host();
+    let before = kids(&d);
+    d.stop_host();
+    d.kill9_enclave();
+    d.start_enclave();
+    let reply = attack(&d);
+    assert!(
+        !host_reads_the_keys(&d),
+        "restart: the enclave took the host's data key ({reply:?}) and the host opens the sealed state"
+    );
+    assert_eq!(refused(reply).code, ErrorCode::UnsealRejected);
+    assert!(status(&d).locked);
+
+    // The honest host still unseals the same enclave, with the same keys.
+    d.start_host();
+    assert_eq!(kids(&d), before);
+    assert_eq!(double.issued_data_keys().len(), 1, "no second data key");
 }

@@ -5,24 +5,25 @@
 //!
 //! 1. The enclave generates an RSA-2048 [`RecipientKey`] in its own memory and puts the
 //!    key's SubjectPublicKeyInfo into the attestation document's `public_key`.
-//! 2. The host calls KMS `GenerateDataKey` (first boot) or `Decrypt` (restart) with
-//!    `Recipient { AttestationDocument, KeyEncryptionAlgorithm: RSAES_OAEP_SHA_256 }`.
-//!    KMS checks the document against the key policy and, instead of returning the
-//!    plaintext, returns `CiphertextForRecipient`: a CMS EnvelopedData (RFC 5652) whose
-//!    content-encryption key is RSA-OAEP-SHA256-encrypted to that public key.
-//! 3. The host forwards those bytes to the enclave, which calls
-//!    [`unwrap_enveloped_data`] to recover the 32-byte data key.
+//! 2. The enclave itself calls KMS `GenerateDataKey` (first boot) or `Decrypt` (restart)
+//!    with `Recipient { AttestationDocument, KeyEncryptionAlgorithm: RSAES_OAEP_SHA_256 }`
+//!    over TLS it terminates ([`client`]). KMS checks the document against the key
+//!    policy and, instead of returning the plaintext, returns `CiphertextForRecipient`: a
+//!    CMS EnvelopedData (RFC 5652) whose content-encryption key is RSA-OAEP-SHA256-
+//!    encrypted to that public key.
+//! 3. [`unwrap_enveloped_data`] recovers the 32-byte data key.
 //!
-//! The host never sees the data key, but everything it forwards is untrusted input: the
-//! CMS parser must refuse malformed, tampered or unexpected structures with a typed error
-//! and must never panic.
+//! The CMS parser must still refuse malformed, tampered or unexpected structures with a
+//! typed error and never panic, whoever sent the bytes.
 //!
-//! What this does **not** give: authentication of KMS. Anyone holding the public key (the
-//! host included) can build a well-formed EnvelopedData for it, so a successful unwrap
-//! proves only that the bytes were addressed to this enclave, not that KMS produced them.
-//! Callers must tie the data key to something the host cannot forge (for example, checking
-//! it against previously sealed material) before trusting it for new seals.
+//! Why the enclave makes the call: a CMS addressed to the recipient key proves only that
+//! its bytes were addressed to this enclave, not that KMS produced them — anyone holding
+//! the public key (it is in the attestation document) can build one. When the host
+//! relayed KMS's answer it could therefore substitute a data key of its own (issue 11,
+//! break 1). What authenticates the data key now is the TLS connection to KMS, under
+//! roots compiled into the enclave; the host's old `Unseal` is refused.
 
+pub mod client;
 mod cms;
 mod recipient;
 
