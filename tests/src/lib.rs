@@ -81,6 +81,11 @@ pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
 
 /// Sends SIGTERM (std only offers SIGKILL) and waits for the process.
 pub fn terminate(child: &mut Child) {
+    // A child already reaped must not be signalled: its PID may belong to another
+    // process by now.
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
     let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
