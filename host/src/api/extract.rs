@@ -79,35 +79,52 @@ async fn read<S: Send + Sync, T: DeserializeOwned>(req: Request, state: &S, code
 }
 
 /// Parses a JSON object body into `T`, or 400 `code` with a [`plain`] message.
+///
+/// The body is parsed once on the way that succeeds (every mint comes through here);
+/// only a refused body is parsed a second time, as a `Value`, to say what is wrong.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8], code: &'static str) -> Result<T, ApiError> {
+    // A derived struct would also accept a JSON array of its fields in order; every
+    // body of this API is an object, so anything else is refused by what it is.
+    let is_object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let typed = if is_object {
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        match serde_path_to_error::deserialize(&mut *de) {
+            // Trailing bytes after the object are refused, as `serde_json::from_slice`
+            // does; the `Value` parse below then says so.
+            Ok(t) if de.end().is_ok() => return Ok(t),
+            Ok(_) => None,
+            Err(e) => Some(e),
+        }
+    } else {
+        None
+    };
     // Syntax first, on its own: serde_json reports some type mismatches (a number where
     // an enum's string belongs) as syntax errors, which would read "not valid JSON".
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_code(code, format!("the body is not valid JSON: {}", plain(&e, ""))))?;
-    // A derived struct would also accept a JSON array of its fields in order; every
-    // body of this API is an object, so anything else is refused by what it is.
     if !value.is_object() {
         return Err(ApiError::bad_code(
             code,
             format!("the body must be a JSON object, not {}", kind(&value)),
         ));
     }
-    // From the bytes again (not the value) for the error's line and column.
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let message = if inner.is_data() {
-            plain(&inner, &path)
-        } else {
-            format!(
-                "{path}: a value of the wrong type (line {}, column {})",
-                inner.line(),
-                inner.column()
-            )
-        };
-        ApiError::bad_code(code, format!("invalid JSON body: {message}"))
-    })
+    let Some(e) = typed else {
+        // Unreachable in practice: an object that is valid JSON either parsed into `T`
+        // or gave a typed error above.
+        return Err(ApiError::bad_code(code, "invalid JSON body"));
+    };
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    let message = if inner.is_data() {
+        plain(&inner, &path)
+    } else {
+        format!(
+            "{path}: a value of the wrong type (line {}, column {})",
+            inner.line(),
+            inner.column()
+        )
+    };
+    Err(ApiError::bad_code(code, format!("invalid JSON body: {message}")))
 }
 
 /// `T` from a JSON value already parsed, or the [`plain`] message (for bodies taken as
@@ -249,6 +266,17 @@ mod tests {
             Err(ApiError::BadRequest { code: "X", message }) => message,
             other => panic!("{body}: {other:?}"),
         }
+    }
+
+    /// The one-pass parse keeps what the two-pass one refused: anything after the
+    /// object, and a body that is not an object even where serde would take it.
+    #[test]
+    fn trailing_bytes_and_non_objects_are_refused_and_a_good_body_parses() {
+        assert!(parse::<SecretInternalName>(br#" {"a":1,"b":[]} "#, "X").is_ok());
+        let trailing = message(r#"{"a":1,"b":[]} {"a":2}"#);
+        assert!(trailing.starts_with("the body is not valid JSON"), "{trailing}");
+        let array = message(r#"[1, [{"kind":"one"}]]"#);
+        assert_eq!(array, "the body must be a JSON object, not an array");
     }
 
     #[test]
