@@ -73,6 +73,23 @@ pub fn p256_thumbprint(x: &[u8], y: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    /// A small commitment without KMS fields.
+    fn sample() -> Commitment {
+        Commitment {
+            version: COMMITMENT_VERSION.into(),
+            mode: "sim".into(),
+            issuer: "i".into(),
+            audiences: vec![],
+            ttl_min_seconds: 60,
+            ttl_max_seconds: 3600,
+            log_origin: "o".into(),
+            jwk_thumbprints: vec![],
+            checkpoint_key: "k".into(),
+            kms_key: None,
+            kms_ca: None,
+        }
+    }
+
     #[test]
     fn digest_changes_with_every_field() {
         let base = Commitment {
@@ -110,19 +127,7 @@ mod tests {
     /// `user_data`) of such commitments is what it was before they existed.
     #[test]
     fn kms_fields_are_absent_unless_set() {
-        let mut c = Commitment {
-            version: COMMITMENT_VERSION.into(),
-            mode: "sim".into(),
-            issuer: "i".into(),
-            audiences: vec![],
-            ttl_min_seconds: 60,
-            ttl_max_seconds: 3600,
-            log_origin: "o".into(),
-            jwk_thumbprints: vec![],
-            checkpoint_key: "k".into(),
-            kms_key: None,
-            kms_ca: None,
-        };
+        let mut c = sample();
         assert!(c.canonical_json().ends_with(r#""checkpoint_key":"k"}"#));
         c.kms_key = Some("arn".into());
         c.kms_ca = Some("sha256:ab".into());
@@ -137,17 +142,8 @@ mod tests {
     #[test]
     fn canonical_json_keeps_declaration_order() {
         let c = Commitment {
-            version: COMMITMENT_VERSION.into(),
-            mode: "sim".into(),
-            issuer: "i".into(),
             audiences: vec!["a".into()],
-            ttl_min_seconds: 60,
-            ttl_max_seconds: 3600,
-            log_origin: "o".into(),
-            jwk_thumbprints: vec![],
-            checkpoint_key: "k".into(),
-            kms_key: None,
-            kms_ca: None,
+            ..sample()
         };
         let json = c.canonical_json();
         assert!(
