@@ -211,38 +211,16 @@ impl Drop for KmsDouble {
 /// A CA and a server certificate it issued, the CA written as PEM into a temporary
 /// directory; one per double, so another double's certificate is a stranger's.
 fn test_ca(region: &str) -> (tempfile::TempDir, PathBuf, Arc<rustls::ServerConfig>) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "sealgate KMS double test CA");
-    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf_key = KeyPair::generate().expect("server key");
-    let leaf = CertificateParams::new(vec![
-        format!("kms.{region}.amazonaws.com"),
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-    ])
-    .expect("server params")
-    .signed_by(&leaf_key, &issuer)
-    .expect("server certificate");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pem = dir.path().join("kms-double-ca.pem");
-    std::fs::write(&pem, ca_cert.pem()).expect("write the CA");
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
-        )
-        .expect("server TLS config");
-    (dir, pem, Arc::new(server))
+    let ca = crate::test_ca::TestCa::new(
+        "sealgate KMS double test CA",
+        vec![
+            format!("kms.{region}.amazonaws.com"),
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+        ],
+        "kms-double-ca.pem",
+    );
+    (ca.dir, ca.pem_path, ca.server)
 }
 
 /// One HTTPS request: parse it, answer it, record it, close.

@@ -17,6 +17,7 @@ pub mod aws;
 pub mod cms;
 pub mod fault;
 pub mod kms_double;
+pub mod test_ca;
 pub mod webhook_receiver;
 
 /// The cargo target profile directory holding the binaries.

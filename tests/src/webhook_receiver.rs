@@ -7,6 +7,7 @@
 //! The host must also run with `--allow-private-webhooks`, since these receivers
 //! listen on loopback; [`host_args`] gives both flags.
 
+use crate::test_ca::TestCa;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -14,45 +15,12 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
-struct TestCa {
-    _dir: tempfile::TempDir,
-    pem_path: PathBuf,
-    server: Arc<rustls::ServerConfig>,
-}
-
 static CA: LazyLock<TestCa> = LazyLock::new(|| {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "sealgate webhook test CA");
-    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf_key = KeyPair::generate().expect("server key");
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .expect("server params")
-        .signed_by(&leaf_key, &issuer)
-        .expect("server certificate");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pem_path = dir.path().join("webhook-ca.pem");
-    std::fs::write(&pem_path, ca_cert.pem()).expect("write the CA");
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
-        )
-        .expect("server TLS config");
-    TestCa {
-        _dir: dir,
-        pem_path,
-        server: Arc::new(server),
-    }
+    TestCa::new(
+        "sealgate webhook test CA",
+        vec!["127.0.0.1".to_string(), "localhost".to_string()],
+        "webhook-ca.pem",
+    )
 });
 
 /// `sealgate serve` flags for a host that delivers to these receivers.
