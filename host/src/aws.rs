@@ -41,16 +41,6 @@ impl Aws {
         aws_sdk_sts::Client::from_conf(conf)
     }
 
-    /// IAM (global) with the host's own credentials.
-    pub async fn iam(&self) -> aws_sdk_iam::Client {
-        aws_sdk_iam::Client::new(self.config().await)
-    }
-
-    /// KMS with the host's own credentials.
-    pub async fn kms(&self) -> aws_sdk_kms::Client {
-        aws_sdk_kms::Client::new(self.config().await)
-    }
-
     /// S3 in `region` acting with `creds` (for example an assumed role's session).
     ///
     /// Path-style addressing is used when an endpoint override is configured: custom
