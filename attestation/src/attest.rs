@@ -227,6 +227,10 @@ pub fn check_commitment(
         log_origin: claimed.log_origin.clone(),
         jwk_thumbprints: thumbprints,
         checkpoint_key: served.checkpoint_key.clone(),
+        // Like the audiences, the witnesses come from the commitment itself (user_data
+        // covers them); they are shown, and the checkpoint's cosignatures checked against them.
+        witnesses: claimed.witnesses.clone(),
+        witness_quorum: claimed.witness_quorum,
         // Nothing else the host serves names the KMS key or CA: like the audiences they
         // come from the commitment itself (so user_data covers them), and are shown.
         kms_key: claimed.kms_key.clone(),
@@ -321,15 +325,25 @@ pub fn check_commitment(
         };
         Ok(format!(
             "user_data {} = SHA-256 of the commitment recomputed from the served JWKS ({} key(s)), \
-             checkpoint key, issuer {:?} and mode {:?}; {kms}",
+             checkpoint key, issuer {:?} and mode {:?}; {kms}; witnesses: {}",
             hex::encode(digest),
             served.jwks.len(),
             served.issuer,
-            served.mode
+            served.mode,
+            describe_witnesses(&claimed.witnesses, claimed.witness_quorum)
         ))
     } else {
         Err(problems.join("; "))
     }
+}
+
+/// "none", or "2 of 3 (w1.example, w2.example, w3.example)".
+pub fn describe_witnesses(witnesses: &[String], quorum: u32) -> String {
+    if witnesses.is_empty() {
+        return "none".into();
+    }
+    let names: Vec<&str> = witnesses.iter().map(|v| v.split('+').next().unwrap_or(v)).collect();
+    format!("{quorum} of {} ({})", witnesses.len(), names.join(", "))
 }
 
 fn served_now(src: &dyn AttestSource, mode: &str) -> Result<Served, FetchError> {

@@ -226,6 +226,8 @@ fn commitment(keys: &[Jwk]) -> Commitment {
         log_origin: "127.0.0.1:8080/log".into(),
         jwk_thumbprints: thumbprints,
         checkpoint_key: checkpoint_key("127.0.0.1:8080/log"),
+        witnesses: vec![],
+        witness_quorum: 0,
         kms_key: None,
         kms_ca: None,
     }

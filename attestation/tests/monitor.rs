@@ -50,6 +50,8 @@ fn commitment(ck: &str, seeds: &[u8]) -> Commitment {
         log_origin: ORIGIN.into(),
         jwk_thumbprints: thumbprints,
         checkpoint_key: ck.into(),
+        witnesses: vec![],
+        witness_quorum: 0,
         kms_key: None,
         kms_ca: None,
     }

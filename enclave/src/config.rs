@@ -3,8 +3,10 @@
 //! The configuration is what attestation commits to, so it is checked as strictly as a
 //! token request: an issuer the enclave would put in `iss`, audiences it would put in
 //! `aud`, TTL bounds inside the hard [60, 3600] s, and a log origin usable as a
-//! signed-note key name.
+//! signed-note key name, and witnesses that are well-formed, distinct C2SP cosigner
+//! keys with a quorum they can reach.
 
+use sealgate_shared::cosignature::CosignerKey;
 use sealgate_shared::protocol::EnclaveConfig;
 use sealgate_shared::{TTL_MAX_SECONDS, TTL_MIN_SECONDS};
 
@@ -74,7 +76,41 @@ pub fn validate(c: &EnclaveConfig) -> Result<(), String> {
     if !printable(&c.log_origin, 256) || c.log_origin.contains('+') {
         return Err("log origin must be 1-256 printable characters without '+'".into());
     }
-    Ok(())
+    witnesses(c).map(|_| ())
+}
+
+/// Most witnesses a configuration may name (each costs a verification per checkpoint).
+pub const MAX_WITNESSES: usize = 16;
+
+/// The configured witnesses' keys, checked: each a C2SP Ed25519 `cosignature/v1` vkey
+/// written exactly as it parses back, no key twice (one key under two names is one
+/// witness, and would let a quorum be met by fewer parties than it says), and a quorum
+/// of 1..=n (0 without witnesses).
+pub fn witnesses(c: &EnclaveConfig) -> Result<Vec<CosignerKey>, String> {
+    if c.witnesses.len() > MAX_WITNESSES {
+        return Err(format!("at most {MAX_WITNESSES} witnesses"));
+    }
+    let mut keys: Vec<CosignerKey> = Vec::with_capacity(c.witnesses.len());
+    for v in &c.witnesses {
+        let key: CosignerKey = v
+            .parse()
+            .map_err(|e| format!("witness {v:?} is not a cosignature/v1 verifier key: {e}"))?;
+        if key.to_string() != *v {
+            return Err(format!("witness {v:?} is not in canonical form ({key})"));
+        }
+        if keys.iter().any(|k| k.public_key() == key.public_key()) {
+            return Err(format!("witness {v:?} repeats a key already configured"));
+        }
+        keys.push(key);
+    }
+    let q = c.witness_quorum as usize;
+    if keys.is_empty() && q != 0 {
+        return Err("a witness quorum needs witnesses".into());
+    }
+    if !keys.is_empty() && (q == 0 || q > keys.len()) {
+        return Err(format!("the witness quorum must be between 1 and {}", keys.len()));
+    }
+    Ok(keys)
 }
 
 #[cfg(test)]
@@ -88,6 +124,52 @@ mod tests {
             ttl_min_seconds: 60,
             ttl_max_seconds: 3600,
             log_origin: "sealgate.example.com/log".into(),
+            witnesses: vec![],
+            witness_quorum: 0,
+        }
+    }
+
+    fn vkey(name: &str, seed: u8) -> String {
+        let sk = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+        CosignerKey::new(name, sk.verifying_key().to_bytes())
+            .expect("key")
+            .to_string()
+    }
+
+    #[test]
+    fn witnesses_are_distinct_canonical_keys_with_a_reachable_quorum() {
+        let with = |w: Vec<String>, q: u32| EnclaveConfig {
+            witnesses: w,
+            witness_quorum: q,
+            ..ok()
+        };
+        let (a, b) = (vkey("w1.example", 1), vkey("w2.example", 2));
+        assert!(validate(&with(vec![a.clone(), b.clone()], 2)).is_ok());
+        assert!(validate(&with(vec![a.clone()], 1)).is_ok());
+        let refused = [
+            with(vec![a.clone(), b.clone()], 3),
+            with(vec![a.clone(), b.clone()], 0),
+            with(vec![], 1),
+            // The same key under another name is one witness, not two.
+            with(vec![a.clone(), vkey("other.example", 1)], 2),
+            with(vec![a.clone(), a.clone()], 1),
+            with(vec!["not a key".into()], 1),
+            // A log key (type 0x01) is not a cosigner key.
+            with(
+                vec![sealgate_shared::note::VerifierKey::new(
+                    "w1.example",
+                    ed25519_dalek::SigningKey::from_bytes(&[7; 32])
+                        .verifying_key()
+                        .to_bytes(),
+                )
+                .unwrap()
+                .to_string()],
+                1,
+            ),
+            with((1..=17).map(|i| vkey("w.example", i)).collect(), 1),
+        ];
+        for (i, c) in refused.iter().enumerate() {
+            assert!(validate(c).is_err(), "case {i}: {:?}", c.witnesses);
         }
     }
 

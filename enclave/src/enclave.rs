@@ -11,6 +11,7 @@ use crate::kms::client::{blob_field, CallCredentials, KmsClient, KmsError, Targe
 use crate::kms::{unwrap_enveloped_data, RecipientKey};
 use crate::log::{Log, LogError};
 use crate::nsm::Nsm;
+use crate::witnessing::{Witnessing, WitnessingError};
 use crate::{config, jwt, now_millis};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -62,6 +63,16 @@ struct BootRecord<'a> {
     config: &'a EnclaveConfig,
 }
 
+impl From<WitnessingError> for WireError {
+    fn from(e: WitnessingError) -> Self {
+        let code = match e {
+            WitnessingError::Full { .. } => ErrorCode::Backpressure,
+            _ => ErrorCode::WitnessRejected,
+        };
+        err(code, e.to_string())
+    }
+}
+
 impl From<KmsError> for WireError {
     fn from(e: KmsError) -> Self {
         err(ErrorCode::Kms, e.to_string())
@@ -99,6 +110,10 @@ pub struct Enclave {
     config: OnceLock<EnclaveConfig>,
     /// `None` until configured.
     log: Mutex<Option<Log>>,
+    /// Tokens held for witnesses; `None` until configured, or when the configuration
+    /// names no witnesses (tokens then leave with their leaf). Locked after `log` when
+    /// both are needed.
+    witnessing: Mutex<Option<Witnessing>>,
 }
 
 impl Enclave {
@@ -142,6 +157,7 @@ impl Enclave {
             kms_sealed: OnceLock::new(),
             config: OnceLock::new(),
             log: Mutex::new(None),
+            witnessing: Mutex::new(None),
         }
     }
 
@@ -150,9 +166,32 @@ impl Enclave {
         let mut log = self.lock();
         if let Some(cfg) = config {
             *log = Some(Log::awaiting_restore(&vault.keys.leaf_mac_key));
+            self.start_witnessing(&cfg);
             let _ = self.config.set(cfg);
         }
         let _ = self.vault.set(vault);
+    }
+
+    /// Sets up the held-token store for a configuration that names witnesses. The
+    /// configuration was validated when it was first sealed; one that no longer
+    /// validates (it cannot, short of a changed validator) holds every token forever
+    /// rather than release them unwitnessed.
+    fn start_witnessing(&self, cfg: &EnclaveConfig) {
+        if cfg.witnesses.is_empty() {
+            return;
+        }
+        let w = match config::witnesses(cfg) {
+            Ok(keys) => Witnessing::new(keys, cfg.witness_quorum as usize),
+            Err(e) => {
+                tracing::error!("the sealed witness configuration does not validate ({e}); no token will be released");
+                Witnessing::new(Vec::new(), usize::MAX)
+            }
+        };
+        *self.witnessing() = Some(w);
+    }
+
+    fn witnessing(&self) -> MutexGuard<'_, Option<Witnessing>> {
+        self.witnessing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The kid of the key new tokens are signed with (`None` while locked).
@@ -237,6 +276,7 @@ impl Enclave {
                 .with_log(|log| Ok(log.restore_leaves(&leaves)?))
                 .map(Reply::Restoring),
             Op::RestoreEnd { size, root } => self.restore_end(size, &root).map(Reply::Restored),
+            Op::Witnessed { checkpoint } => self.witnessed(&checkpoint).map(Reply::Released),
             Op::Status | Op::RecipientAttest { .. } | Op::Unseal { .. } | Op::UnsealKms(_) => Err(err(
                 ErrorCode::Internal,
                 "sealing operations are handled before the vault",
@@ -511,6 +551,7 @@ impl Enclave {
                     .save(keys, Some(&proposed))
                     .map_err(|e| err(ErrorCode::Internal, format!("sealing failed: {e}")))?
                     .map(ByteBuf::from);
+                self.start_witnessing(&proposed);
                 let cfg = self.config.get_or_init(|| proposed);
                 let mut log = Log::fresh(&keys.leaf_mac_key);
                 log.append(Origin::Enclave, KIND_GENESIS, &self.boot_record(cfg)?, now_millis())?;
@@ -553,6 +594,8 @@ impl Enclave {
             log_origin: cfg.log_origin.clone(),
             jwk_thumbprints: thumbprints,
             checkpoint_key: self.checkpoint_key(&cfg.log_origin)?.to_string(),
+            witnesses: cfg.witnesses.clone(),
+            witness_quorum: cfg.witness_quorum,
             kms_key: self.kms_sealed.get().map(|k| k.key_arn.clone()),
             kms_ca: self.kms.as_ref().and_then(KmsClient::ca_fingerprint),
         })
@@ -600,6 +643,9 @@ impl Enclave {
         if !config::printable(&r.caller, 128) {
             return Err(bad("caller must be 1-128 printable characters".into()));
         }
+        if let Some(w) = self.witnessing().as_ref() {
+            w.can_hold()?;
+        }
         let now = now_millis();
         let iat = now / 1000;
         let exp = iat + r.ttl_seconds;
@@ -641,8 +687,19 @@ impl Enclave {
             token_sha256: hex::encode(Sha256::digest(token.as_bytes())),
             caller: r.caller,
         };
-        // The signature and its leaf leave the enclave together or not at all.
-        let leaf = self.with_log(|log| Ok(log.append(Origin::Enclave, KIND_TOKEN_ISSUED, &issued, now)?))?;
+        // The signature and its leaf leave the enclave together or not at all; with
+        // witnesses the signature stays here until they have seen the leaf. Held under the
+        // log's lock, so a token is held before its leaf can be acknowledged.
+        let (leaf, token) = self.with_log(|log| {
+            let leaf = log.append(Origin::Enclave, KIND_TOKEN_ISSUED, &issued, now)?;
+            match self.witnessing().as_mut() {
+                Some(w) => {
+                    w.hold(leaf.index, exp, token);
+                    Ok((leaf, None))
+                }
+                None => Ok((leaf, Some(token))),
+            }
+        })?;
         Ok(Minted {
             token,
             jti,
@@ -694,6 +751,9 @@ impl Enclave {
             .try_into()
             .map_err(|_| err(ErrorCode::Internal, "signature length"))?;
         let id = note::key_id(origin, &keys.checkpoint_public());
+        if let Some(w) = self.witnessing().as_mut() {
+            w.signed(size, root);
+        }
         Ok(SignedCheckpoint {
             size,
             note: note::assemble(&body, origin, id, &sig),
@@ -713,18 +773,56 @@ impl Enclave {
         self.sign_checkpoint(size, root)
     }
 
+    /// With witnesses: releases the held tokens a cosigned checkpoint covers.
+    fn witnessed(&self, checkpoint: &str) -> Result<Released, WireError> {
+        let cfg = self.config()?;
+        let opened = self
+            .checkpoint_key(&cfg.log_origin)?
+            .open(checkpoint)
+            .map_err(|e| err(ErrorCode::WitnessRejected, format!("checkpoint: {e}")))?;
+        let mut guard = self.witnessing();
+        let w = guard.as_mut().ok_or_else(|| {
+            err(
+                ErrorCode::BadRequest,
+                "this enclave's configuration names no witnesses: its tokens leave with their leaves",
+            )
+        })?;
+        Ok(w.witness(&opened, checkpoint, now_millis() / 1000)?)
+    }
+
     /// Opens the checkpoint and frontier and begins a restore. A refused begin still
     /// discards a half-done restore, whichever check refused it.
+    ///
+    /// With witnesses configured the checkpoint must carry a quorum of their
+    /// cosignatures: an enclave that restarted is never handed an empty log, nor one
+    /// that starts from a checkpoint no witness has seen. (That the restored log reaches
+    /// every leaf the witnesses have seen, the enclave cannot know by itself; the
+    /// witnesses enforce it, by refusing to cosign any later checkpoint of a shorter or
+    /// different log, and without their cosignatures no token leaves.)
     fn restore_begin(&self, checkpoint: &str, frontier: &[ByteBuf]) -> Result<u64, WireError> {
         let cfg = self.config()?;
         let rejected = |m: String| err(ErrorCode::RestoreRejected, m);
         let opened = if checkpoint.is_empty() {
-            Ok(None)
+            if cfg.witnesses.is_empty() {
+                Ok(None)
+            } else {
+                Err(rejected(
+                    "with witnesses configured a restore starts from a checkpoint a quorum of them cosigned;                      an empty log is not accepted"
+                        .into(),
+                ))
+            }
         } else {
             self.checkpoint_key(&cfg.log_origin)?
                 .open(checkpoint)
                 .map(Some)
                 .map_err(|e| rejected(format!("checkpoint: {e}")))
+                .and_then(|cp| match self.witnessing().as_ref() {
+                    Some(w) => w
+                        .check_quorum(checkpoint)
+                        .map(|_| cp)
+                        .map_err(|e| rejected(format!("checkpoint: {e}"))),
+                    None => Ok(cp),
+                })
         };
         let frontier = frontier
             .iter()

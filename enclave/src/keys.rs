@@ -339,6 +339,8 @@ mod tests {
             ttl_min_seconds: 60,
             ttl_max_seconds: 3600,
             log_origin: "sealgate.example.com/log".into(),
+            witnesses: vec![],
+            witness_quorum: 0,
         }
     }
 

@@ -17,6 +17,7 @@ pub mod nsm;
 pub mod seal;
 pub mod server;
 pub mod signer;
+pub mod witnessing;
 
 /// Milliseconds since the Unix epoch by the enclave's own clock.
 pub fn now_millis() -> u64 {

@@ -28,6 +28,8 @@ fn config() -> EnclaveConfig {
         ttl_min_seconds: 60,
         ttl_max_seconds: 3600,
         log_origin: "sealgate.example.com/log".into(),
+        witnesses: vec![],
+        witness_quorum: 0,
     }
 }
 
@@ -512,7 +514,7 @@ fn mint_validates_every_field() {
         Reply::Minted(m) => {
             let leaf = sealgate_shared::leaf::parse(&m.leaf.bytes).unwrap();
             assert_eq!(leaf.data["sub"], "ws:ws_1:grant:gr_1");
-            let payload = m.token.split('.').nth(1).unwrap();
+            let payload = m.token.as_deref().unwrap().split('.').nth(1).unwrap();
             use base64::Engine;
             let claims: serde_json::Value = serde_json::from_slice(
                 &base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -764,7 +766,10 @@ fn key_rotation_keeps_the_old_key_published_and_survives_a_restart() {
     match e.handle(Op::MintToken(mint_req())) {
         Reply::Minted(m) => {
             assert_eq!(
-                jsonwebtoken::decode_header(&m.token).unwrap().kid.as_deref(),
+                jsonwebtoken::decode_header(m.token.as_deref().unwrap())
+                    .unwrap()
+                    .kid
+                    .as_deref(),
                 Some(new.kid.as_str())
             )
         }

@@ -163,6 +163,12 @@ impl From<crate::enclave_client::ClientError> for ApiError {
                     ApiError::EnclaveUnavailable(format!("enclave not unsealed yet: {}", w.message))
                 }
                 E::RestoreRejected | E::ConfigMismatch | E::Version => ApiError::LogIntegrity(w.message),
+                // Answers only `Witnessed`, which no request handler sends; mapped all the same.
+                E::WitnessRejected => ApiError::coded(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "WITNESS_QUORUM_UNAVAILABLE",
+                    format!("the enclave refused the witnesses' cosignatures: {}", w.message),
+                ),
                 E::Internal => ApiError::Internal(format!("enclave: {}", w.message)),
             },
             other => ApiError::EnclaveUnavailable(other.to_string()),

@@ -15,12 +15,19 @@
 //!   MAC'd leaves after it.
 //! - If a leaf's response was lost (a timed-out call), the prefix stops growing; the
 //!   acker notices the gap and fetches the missing leaves with `Unacked`.
+//! - With witnesses configured, the enclave keeps each token until a checkpoint
+//!   covering its leaf is cosigned by a quorum of them. The acker then takes every
+//!   acknowledged checkpoint to the witnesses ([`crate::witness::cosigning`]), hands the
+//!   cosigned checkpoint back (`Witnessed`), and passes each released token to the mint
+//!   waiting for it ([`Ledger::hold_for_release`]). Only cosigned checkpoints are served
+//!   and stored: a restore starts from the newest one.
 
 use crate::db::{Db, DbError, PendingLeaf};
 use crate::enclave_client::{ClientError, EnclaveClient};
 use crate::error::ApiError;
 use crate::expect_reply;
 use crate::kms_seal::{KmsSeal, UnsealError};
+use crate::witness::cosigning::{Cosigning, ProofSource, WitnessStatus};
 use rusqlite::params;
 use sealgate_shared::leaf::{self, KIND_TOKEN_ISSUED};
 use sealgate_shared::merkle::proof::TreeStore;
@@ -28,11 +35,14 @@ use sealgate_shared::merkle::{self, Hash};
 use sealgate_shared::note::VerifierKey;
 use sealgate_shared::protocol::*;
 use serde_bytes::ByteBuf;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{oneshot, watch, Notify};
+
+/// How long a mint waits for witnesses to cosign a checkpoint covering its leaf.
+pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Acks are coalesced: under load every commit batch would otherwise cost a signature
 /// in the enclave and a verification here. Checkpoints lag commits by at most this.
@@ -126,6 +136,51 @@ pub struct Ledger {
     wake_supervisor: Notify,
     /// KMS sealing: unseals the enclave before each sync (it boots locked after a restart).
     kms: OnceLock<Arc<KmsSeal>>,
+    /// With witnesses configured: who cosigns, and the mints waiting for their tokens.
+    cosigning: OnceLock<Arc<Cosigning>>,
+    waiters: Mutex<HashMap<u64, oneshot::Sender<String>>>,
+    /// Why the last witnessing round failed (`None` after one succeeds).
+    cosign_error: RwLock<Option<String>>,
+}
+
+/// A mint waiting for the enclave to release its token (see [`Ledger::hold_for_release`]).
+/// Dropping it (the caller gave up) forgets the wait; a token released later for it is
+/// discarded: it never left the host, and its leaf is in the log all the same.
+pub struct ReleaseWait<'a> {
+    ledger: &'a Ledger,
+    index: u64,
+    rx: Option<oneshot::Receiver<String>>,
+}
+
+impl ReleaseWait<'_> {
+    pub async fn token(mut self) -> Result<String, ApiError> {
+        if let Some(rx) = self.rx.take() {
+            if let Ok(Ok(token)) = tokio::time::timeout(RELEASE_TIMEOUT, rx).await {
+                return Ok(token);
+            }
+        }
+        Err(ApiError::coded(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "WITNESS_QUORUM_UNAVAILABLE",
+            format!(
+                "the token is minted and its leaf {} is logged, but the enclave releases it only under a checkpoint \
+                 a quorum of {} witnesses cosigned, and none came within {} s{}; nothing was issued, retry later",
+                self.index,
+                self.ledger.cosigning.get().map_or(0, |c| c.quorum()),
+                RELEASE_TIMEOUT.as_secs(),
+                self.ledger
+                    .cosign_error()
+                    .map(|e| format!(" (last round: {e})"))
+                    .unwrap_or_default()
+            ),
+        ))
+    }
+}
+
+impl Drop for ReleaseWait<'_> {
+    fn drop(&mut self) {
+        self.ledger.waiters().remove(&self.index);
+    }
 }
 
 impl Ledger {
@@ -150,6 +205,9 @@ impl Ledger {
             sync_lock: tokio::sync::Mutex::new(()),
             wake_supervisor: Notify::new(),
             kms: OnceLock::new(),
+            cosigning: OnceLock::new(),
+            waiters: Mutex::new(HashMap::new()),
+            cosign_error: RwLock::new(None),
         });
         ledger.load()?;
         Ok(ledger)
@@ -216,6 +274,42 @@ impl Ledger {
     /// KMS sealing: from now on every sync first unseals a locked enclave.
     pub fn set_kms(&self, kms: Arc<KmsSeal>) {
         let _ = self.kms.set(kms);
+    }
+
+    /// With witnesses configured: tokens are released only under cosigned checkpoints.
+    pub fn set_cosigning(&self, cosigning: Arc<Cosigning>) {
+        let _ = self.cosigning.set(cosigning);
+    }
+
+    pub fn cosigning(&self) -> Option<&Arc<Cosigning>> {
+        self.cosigning.get()
+    }
+
+    /// What `/readyz` says about witnessing: `None` without witnesses.
+    pub fn witness_statuses(&self) -> Option<Vec<WitnessStatus>> {
+        self.cosigning.get().map(|c| c.statuses())
+    }
+
+    pub fn cosign_error(&self) -> Option<String> {
+        ro(&self.cosign_error).clone()
+    }
+
+    fn waiters(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<String>>> {
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a mint whose token the enclave holds (witnesses configured). Called
+    /// as soon as the `Minted` answer arrives, before the leaf is committed: the enclave
+    /// can release the token only after the leaf is acknowledged, which comes after the
+    /// commit, so the release never precedes the registration.
+    pub fn hold_for_release(&self, index: u64) -> ReleaseWait<'_> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters().insert(index, tx);
+        ReleaseWait {
+            ledger: self,
+            index,
+            rx: Some(rx),
+        }
     }
 
     pub fn integrity_failure(&self) -> Option<String> {
@@ -522,11 +616,66 @@ impl Ledger {
         }
     }
 
-    /// Acknowledges the committed prefix and keeps the checkpoint it returns.
+    /// Acknowledges the committed prefix and keeps the checkpoint it returns. With
+    /// witnesses it is kept only once cosigned, by the acker's next round.
     async fn ack(&self) -> Result<(), SyncError> {
         let size = self.committed_size();
         let cp = expect_reply!(self.enclave.call(Op::Ack { size }).await?, Reply::Checkpoint, "Ack")?;
+        if self.cosigning.get().is_some() {
+            self.check_checkpoint(&cp.note)?;
+            return Ok(());
+        }
         self.keep_checkpoint(cp).await
+    }
+
+    /// One witnessing round for the enclave-signed checkpoint `cp`: cosigned by a
+    /// quorum, handed back to the enclave, whose released tokens go to their mints; then
+    /// the cosigned checkpoint is served and stored. A round without a quorum changes
+    /// nothing (the tokens stay held) and is retried by the next.
+    async fn witness_round(&self, cosigning: &Cosigning, cp: SignedCheckpoint) -> Result<(), SyncError> {
+        self.check_checkpoint(&cp.note)?;
+        let state = self.state.clone();
+        let proofs: ProofSource =
+            Arc::new(move |old, new| ro(&state.tree).consistency_proof(old, new).map_err(|e| e.to_string()));
+        let cosigned = match cosigning.cosign(&cp.note, cp.size, proofs).await {
+            Ok(note) => note,
+            Err(e) => {
+                let first = self.cosign_error().is_none();
+                *rw(&self.cosign_error) = Some(e.to_string());
+                if first {
+                    tracing::warn!(size = cp.size, "witnessing stalled: {e}");
+                } else {
+                    tracing::debug!(size = cp.size, "witnessing still stalled: {e}");
+                }
+                return Ok(());
+            }
+        };
+        let reply = self
+            .enclave
+            .call(Op::Witnessed {
+                checkpoint: cosigned.clone(),
+            })
+            .await
+            .and_then(|r| expect_reply!(r, Reply::Released, "Witnessed"));
+        let released = match reply {
+            Ok(r) => r,
+            Err(ClientError::Enclave(w)) if w.code == ErrorCode::WitnessRejected => {
+                let e = format!("the enclave refused the witnesses' cosignatures: {}", w.message);
+                tracing::warn!(size = cp.size, "{e}");
+                *rw(&self.cosign_error) = Some(e);
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if rw(&self.cosign_error).take().is_some() {
+            tracing::info!(size = cp.size, "witnessing resumed");
+        }
+        self.hand_out(released.tokens);
+        self.keep_checkpoint(SignedCheckpoint {
+            size: cp.size,
+            note: cosigned,
+        })
+        .await
     }
 
     /// Checks a checkpoint against the stored leaves, serves it, and stores it. Every
@@ -534,31 +683,46 @@ impl Ledger {
     /// in the group commit): after an enclave restart, `Restore` starts from the newest
     /// stored one (its tail is sent in chunks, so it may be of any length).
     async fn keep_checkpoint(&self, cp: SignedCheckpoint) -> Result<(), SyncError> {
-        // The enclave signed it, but check anyway: a bad note must never be served.
-        if let Some(h) = self.hello() {
-            let vk: VerifierKey = h
-                .checkpoint_key
-                .parse()
-                .map_err(|e| SyncError::Integrity(format!("{e}")))?;
-            let opened = vk
-                .open(&cp.note)
-                .map_err(|e| SyncError::Integrity(format!("enclave checkpoint: {e}")))?;
-            let ours = self
-                .tree()
-                .root(opened.size)
-                .map_err(|e| SyncError::Integrity(e.to_string()))?;
-            if ours != opened.root {
-                return Err(SyncError::Integrity(format!(
-                    "the stored leaves do not match the enclave's checkpoint at size {}",
-                    opened.size
-                )));
-            }
-        }
+        self.check_checkpoint(&cp.note)?;
         *rw(&self.checkpoint) = Some(StoredCheckpoint {
             size: cp.size,
             note: cp.note.clone(),
         });
         self.persist_checkpoint(cp).await?;
+        Ok(())
+    }
+
+    /// Gives each released token to the mint waiting for it (none: the caller gave up).
+    fn hand_out(&self, tokens: Vec<ReleasedToken>) {
+        let mut waiters = self.waiters();
+        for t in tokens {
+            if let Some(tx) = waiters.remove(&t.index) {
+                let _ = tx.send(t.token);
+            }
+        }
+    }
+
+    /// The enclave signed it, but check anyway: a bad note must never be served, nor
+    /// sent to a witness.
+    fn check_checkpoint(&self, note: &str) -> Result<(), SyncError> {
+        let Some(h) = self.hello() else { return Ok(()) };
+        let vk: VerifierKey = h
+            .checkpoint_key
+            .parse()
+            .map_err(|e| SyncError::Integrity(format!("{e}")))?;
+        let opened = vk
+            .open(note)
+            .map_err(|e| SyncError::Integrity(format!("enclave checkpoint: {e}")))?;
+        let ours = self
+            .tree()
+            .root(opened.size)
+            .map_err(|e| SyncError::Integrity(e.to_string()))?;
+        if ours != opened.root {
+            return Err(SyncError::Integrity(format!(
+                "the stored leaves do not match the enclave's checkpoint at size {}",
+                opened.size
+            )));
+        }
         Ok(())
     }
 
@@ -645,7 +809,10 @@ impl Ledger {
                     .await
                     .and_then(|r| expect_reply!(r, Reply::Checkpoint, "Ack"))
                 {
-                    Ok(cp) => match self.keep_checkpoint(cp).await {
+                    Ok(cp) => match match self.cosigning.get() {
+                        Some(c) => self.witness_round(c, cp).await,
+                        None => self.keep_checkpoint(cp).await,
+                    } {
                         Ok(()) => {}
                         Err(SyncError::Integrity(m)) => self.set_integrity(m),
                         Err(e) => tracing::warn!("keeping the checkpoint failed: {e}"),

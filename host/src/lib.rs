@@ -71,6 +71,40 @@ pub struct ServeOptions {
     /// Set by `sealgate sim` to its state directory, so a refused start names the
     /// flags of `sim` (`--listen`, `--state`) rather than those of `serve`.
     pub sim_state: Option<PathBuf>,
+    /// Witnessing (`--witness`, `--witness-quorum`): sealed into the enclave's
+    /// configuration at its first start, like the issuer.
+    pub witnesses: WitnessArgs,
+    /// `sealgate sim`: witnesses run in this process, started once the enclave has
+    /// named the log's key (their endpoints are already in `witnesses`).
+    pub local_witnesses: Vec<LocalWitness>,
+}
+
+/// `--witness VKEY@URL` (repeatable) and `--witness-quorum N`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct WitnessArgs {
+    /// A witness whose cosignatures release tokens (repeatable): its cosignature/v1
+    /// verifier key and URL, VKEY@URL (`sealgate witness --print-vkey` prints the key).
+    #[arg(long = "witness", value_name = "VKEY@URL")]
+    pub witnesses: Vec<witness::cosigning::WitnessEndpoint>,
+    /// How many witnesses must cosign a checkpoint before its tokens are released
+    /// [default: a majority].
+    #[arg(long = "witness-quorum", value_name = "N")]
+    pub quorum: Option<u32>,
+}
+
+impl WitnessArgs {
+    /// The quorum to seal: as given, or a majority of the witnesses (0 without).
+    pub fn quorum(&self) -> u32 {
+        let n = self.witnesses.len() as u32;
+        self.quorum.unwrap_or(if n == 0 { 0 } else { n / 2 + 1 })
+    }
+}
+
+/// A witness `sealgate sim` runs itself (`--witnesses N`).
+pub struct LocalWitness {
+    pub listener: tokio::net::TcpListener,
+    pub cosigner: sealgate_shared::cosignature::Cosigner,
+    pub state: PathBuf,
 }
 
 /// Binds the API's port. Called before anything is created (database, admin key, the
@@ -102,6 +136,27 @@ pub fn log_origin(issuer: &str) -> String {
     format!("{}/log", rest.trim_end_matches('/'))
 }
 
+/// Serves `sealgate sim`'s own witnesses, now that the enclave has named the log's key.
+fn start_local_witnesses(ledger: &Ledger, local: Vec<LocalWitness>) -> Result<(), Box<dyn std::error::Error>> {
+    if local.is_empty() {
+        return Ok(());
+    }
+    let Some(hello) = ledger.hello() else {
+        tracing::warn!("the enclave has not said its checkpoint key; the local witnesses do not start");
+        return Ok(());
+    };
+    let log_key: sealgate_shared::note::VerifierKey = hello.checkpoint_key.parse()?;
+    for w in local {
+        let logs = vec![log_key.clone()];
+        tokio::spawn(async move {
+            if let Err(e) = witness::serve_on(w.listener, w.cosigner, logs, &w.state, std::future::pending()).await {
+                tracing::error!("the local witness stopped: {e}");
+            }
+        });
+    }
+    Ok(())
+}
+
 /// Runs the host until `shutdown` resolves.
 pub async fn serve(
     opts: ServeOptions,
@@ -125,6 +180,8 @@ pub async fn serve_on(
         ttl_min_seconds: sealgate_shared::TTL_MIN_SECONDS,
         ttl_max_seconds: sealgate_shared::TTL_MAX_SECONDS,
         log_origin: log_origin(&opts.issuer),
+        witnesses: opts.witnesses.witnesses.iter().map(|w| w.key.to_string()).collect(),
+        witness_quorum: opts.witnesses.quorum(),
     };
     let webhooks = grants::webhook_net::Sender::new(&opts.webhooks)?;
     let enclave = Arc::new(EnclaveClient::new(opts.enclave.clone(), 2));
@@ -132,6 +189,11 @@ pub async fn serve_on(
         let (db, enclave, config) = (opts.db.clone(), enclave.clone(), config.clone());
         tokio::task::spawn_blocking(move || Ledger::open(&db, enclave, config)).await??
     };
+    if !opts.witnesses.witnesses.is_empty() {
+        let cosigning = witness::cosigning::Cosigning::new(&opts.witnesses.witnesses, config.witness_quorum as usize)
+            .map_err(|e| format!("witness client: {e}"))?;
+        ledger.set_cosigning(Arc::new(cosigning));
+    }
 
     // A KMS-sealed enclave is locked until it gets its data key; a failure here is final
     // (wrong key policy, tampered ciphertexts) and stops the host with the cause.
@@ -184,6 +246,7 @@ pub async fn serve_on(
             Err(e) => return Err(format!("the enclave at {} did not come up: {e}", opts.enclave).into()),
         }
     }
+    start_local_witnesses(&ledger, opts.local_witnesses)?;
     ledger.spawn_background();
     let mode = ledger.hello().map_or("unknown", |h| h.mode.as_str()).to_string();
     let app = Arc::new(App {
@@ -207,6 +270,7 @@ pub async fn serve_on(
     println!("sealgate ({}) listening on http://{bound}", app.mode);
     println!("issuer: {}", config.issuer);
     println!("operator admin key: {}", opts.admin_key_file.display());
+    println!("witnesses: {}", config.describe_witnesses());
     // Not axum::serve: the listener caps connections and times out header reads.
     limits::listener::serve(listener, api::router(app.clone()), app.limits.clone(), shutdown).await?;
     app.ledger.flush_checkpoint().await;

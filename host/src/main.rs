@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use sealgate_host::grants::webhook_net::WebhookArgs;
 use sealgate_host::limits::LimitArgs;
-use sealgate_host::{serve, serve_on, sim, ServeOptions};
+use sealgate_host::{serve, serve_on, sim, ServeOptions, WitnessArgs};
 use sealgate_shared::addr::Addr;
 use sealgate_shared::note::VerifierKey;
 use std::net::SocketAddr;
@@ -53,6 +53,8 @@ enum Cmd {
         limits: LimitArgs,
         #[command(flatten)]
         webhooks: WebhookArgs,
+        #[command(flatten)]
+        witnesses: WitnessArgs,
     },
     /// Simulator mode: start the enclave as a child and the host, on loopback.
     Sim {
@@ -72,6 +74,12 @@ enum Cmd {
         limits: LimitArgs,
         #[command(flatten)]
         webhooks: WebhookArgs,
+        /// Witnesses to run in this process, each with its state in STATE/witness-N
+        /// (0: none, unless --witness names some); fixed at the first start of --state.
+        #[arg(long = "witnesses", value_name = "N", default_value_t = 1)]
+        local_witnesses: u32,
+        #[command(flatten)]
+        witnesses: WitnessArgs,
     },
     /// A C2SP tlog-witness: cosigns a log's checkpoints only when consistent with the
     /// last one it cosigned (see the witness module's docs).
@@ -87,8 +95,12 @@ enum Cmd {
         name: String,
         /// A log to accept: its signed-note verifier key, named by its origin
         /// (repeatable; `GET /v1/audit/key` of a sealgate host).
-        #[arg(long = "log", value_name = "VKEY", required = true)]
+        #[arg(long = "log", value_name = "VKEY", required_unless_present = "print_vkey")]
         logs: Vec<VerifierKey>,
+        /// Create the key if needed, print the witness's vkey and exit (a log's enclave
+        /// is configured with it before the log exists).
+        #[arg(long)]
+        print_vkey: bool,
     },
 }
 
@@ -136,6 +148,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             kms_key_id,
             limits,
             webhooks,
+            witnesses,
         } => {
             let admin_key_file = admin_key_file.unwrap_or_else(|| db.with_file_name("admin.key"));
             serve(
@@ -150,6 +163,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     limits,
                     webhooks,
                     sim_state: None,
+                    witnesses,
+                    local_witnesses: Vec::new(),
                 },
                 shutdown_signal(),
             )
@@ -162,6 +177,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             audiences,
             limits,
             webhooks,
+            local_witnesses,
+            mut witnesses,
         } => {
             // The port first, then the state directory's lock, then what is inside it: a
             // start that cannot listen creates nothing, and one that finds the state
@@ -175,6 +192,10 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             // the enclave exits when its stdin closes (see `sim`).
             let _enclave_stdin = child.stdin.take();
             let issuer = issuer.unwrap_or_else(|| format!("http://{listen}"));
+            let local = sim::local_witnesses(&state, local_witnesses).await?;
+            for (i, w) in local.iter().enumerate() {
+                witnesses.witnesses.insert(i, sim::endpoint(w)?);
+            }
             let opts = ServeOptions {
                 enclave: Addr::Unix(socket),
                 db: state.join("sealgate.db"),
@@ -186,6 +207,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 limits,
                 webhooks,
                 sim_state: Some(state.clone()),
+                witnesses,
+                local_witnesses: local,
             };
             println!("mode: sim (simulated NSM and sealing; not for production)");
             // The enclave child is half of the system: if it dies (at start, say, on a
@@ -205,7 +228,12 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             state,
             name,
             logs,
+            print_vkey,
         } => {
+            if print_vkey {
+                println!("{}", sealgate_host::witness::prepare(&state, &name)?.verifier());
+                return Ok(());
+            }
             let opts = sealgate_host::witness::WitnessOptions {
                 listen,
                 state,

@@ -63,3 +63,35 @@ pub fn spawn_enclave(socket: &Path, state: &Path) -> std::io::Result<tokio::proc
         .kill_on_drop(true)
         .spawn()
 }
+
+/// Key name of `sealgate sim`'s witness `i` (1-based).
+pub fn local_witness_name(i: u32) -> String {
+    format!("sealgate-sim/witness-{i}")
+}
+
+/// Prepares `sealgate sim`'s own witnesses: each one's key (created once, in
+/// `STATE/witness-I`, so the vkeys sealed into the enclave stay the same across
+/// restarts) and a loopback listener on a free port. They serve once the enclave has
+/// named the log's key (`serve_on`).
+pub async fn local_witnesses(state: &Path, n: u32) -> Result<Vec<crate::LocalWitness>, Box<dyn std::error::Error>> {
+    let mut out = Vec::new();
+    for i in 1..=n {
+        let dir = state.join(format!("witness-{i}"));
+        let cosigner = crate::witness::prepare(&dir, &local_witness_name(i))?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        out.push(crate::LocalWitness {
+            listener,
+            cosigner,
+            state: dir,
+        });
+    }
+    Ok(out)
+}
+
+/// The `--witness` endpoint of a local witness.
+pub fn endpoint(w: &crate::LocalWitness) -> std::io::Result<crate::witness::cosigning::WitnessEndpoint> {
+    Ok(crate::witness::cosigning::WitnessEndpoint {
+        key: w.cosigner.verifier(),
+        url: format!("http://{}", w.listener.local_addr()?),
+    })
+}

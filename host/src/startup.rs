@@ -137,6 +137,8 @@ mod tests {
             ttl_min_seconds: 60,
             ttl_max_seconds: 3600,
             log_origin: crate::log_origin(issuer),
+            witnesses: vec![],
+            witness_quorum: 0,
         }
     }
 

@@ -32,6 +32,14 @@ pub struct Commitment {
     pub jwk_thumbprints: Vec<String>,
     /// The checkpoint signer as a signed-note verifier key string.
     pub checkpoint_key: String,
+    /// The witnesses the enclave requires (C2SP vkeys, in configured order), empty for
+    /// none: a token leaves the enclave only under a checkpoint `witness_quorum` of them
+    /// cosigned. Always present, so a commitment says `"witnesses":[]` when there are
+    /// none rather than leaving an auditor to infer it.
+    #[serde(default)]
+    pub witnesses: Vec<String>,
+    #[serde(default)]
+    pub witness_quorum: u32,
     /// KMS sealing: the ARN of the KMS key the enclave's data key belongs to, as KMS
     /// itself reported it over the enclave's own TLS connection. Absent with simulator
     /// sealing (and then the digest is that of the fields above alone).
@@ -85,6 +93,8 @@ mod tests {
             log_origin: "o".into(),
             jwk_thumbprints: vec![],
             checkpoint_key: "k".into(),
+            witnesses: vec![],
+            witness_quorum: 0,
             kms_key: None,
             kms_ca: None,
         }
@@ -102,6 +112,8 @@ mod tests {
             log_origin: "127.0.0.1:8080/log".into(),
             jwk_thumbprints: vec!["a".into()],
             checkpoint_key: "k".into(),
+            witnesses: vec![],
+            witness_quorum: 0,
             kms_key: None,
             kms_ca: None,
         };
@@ -121,19 +133,28 @@ mod tests {
         assert_ne!(with_key, d);
         c.kms_ca = Some("sha256:00".into());
         assert_ne!(c.digest(), with_key);
+        let mut c = base.clone();
+        c.witnesses.push("w.example+01020304+BAAA".into());
+        let with_witness = c.digest();
+        assert_ne!(with_witness, d);
+        c.witness_quorum = 1;
+        assert_ne!(c.digest(), with_witness);
     }
 
-    /// Without KMS sealing the new fields are absent, not `null`: the encoding (and so
-    /// `user_data`) of such commitments is what it was before they existed.
+    /// Without KMS sealing the KMS fields are absent, not `null`; the witness fields are
+    /// always there, so "no witnesses" is said, not implied.
     #[test]
-    fn kms_fields_are_absent_unless_set() {
+    fn kms_fields_are_absent_unless_set_and_witnesses_always_present() {
         let mut c = sample();
-        assert!(c.canonical_json().ends_with(r#""checkpoint_key":"k"}"#));
+        assert!(c
+            .canonical_json()
+            .ends_with(r#""checkpoint_key":"k","witnesses":[],"witness_quorum":0}"#));
         c.kms_key = Some("arn".into());
         c.kms_ca = Some("sha256:ab".into());
         assert!(
-            c.canonical_json()
-                .ends_with(r#""checkpoint_key":"k","kms_key":"arn","kms_ca":"sha256:ab"}"#),
+            c.canonical_json().ends_with(
+                r#""checkpoint_key":"k","witnesses":[],"witness_quorum":0,"kms_key":"arn","kms_ca":"sha256:ab"}"#
+            ),
             "{}",
             c.canonical_json()
         );

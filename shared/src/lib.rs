@@ -25,7 +25,8 @@ pub mod state_lock;
 /// Version of the host ↔ enclave protocol; `Hello` refuses a mismatch. 5: `Restore`
 /// became `RestoreBegin` / `RestoreLeaves` / `RestoreEnd` (a tail longer than one frame),
 /// and `Unseal` (a data key from the host) became `UnsealKms` (the enclave asks KMS).
-pub const PROTOCOL_VERSION: u32 = 5;
+/// 6: witnesses in the configuration, tokens held until `Witnessed` releases them.
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Token lifetime bounds the enclave enforces, in seconds (DESIGN §2.1).
 pub const TTL_MIN_SECONDS: u64 = 60;

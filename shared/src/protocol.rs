@@ -34,20 +34,50 @@ pub struct EnclaveConfig {
     pub ttl_min_seconds: u64,
     pub ttl_max_seconds: u64,
     pub log_origin: String,
+    /// The witnesses whose cosignatures release tokens: C2SP verifier keys of Ed25519
+    /// `cosignature/v1` cosigners (`name+hex id+base64(0x04 ‖ key)`), distinct. Empty
+    /// for none: tokens are then released once their leaf is durable, as before.
+    #[serde(default)]
+    pub witnesses: Vec<String>,
+    /// How many distinct `witnesses` must cosign a checkpoint before the tokens it
+    /// covers are released: 1..=len with witnesses, 0 without.
+    #[serde(default)]
+    pub witness_quorum: u32,
+}
+
+impl EnclaveConfig {
+    /// "none", or "2 of 3: w1.example, w2.example, w3.example" (the vkeys' names).
+    pub fn describe_witnesses(&self) -> String {
+        if self.witnesses.is_empty() {
+            return "none".into();
+        }
+        let names: Vec<&str> = self
+            .witnesses
+            .iter()
+            .map(|v| v.split('+').next().unwrap_or(v))
+            .collect();
+        format!(
+            "{} of {}: {}",
+            self.witness_quorum,
+            self.witnesses.len(),
+            names.join(", ")
+        )
+    }
 }
 
 /// Plain words for messages an operator reads (a refused start, a log line): "issuer
-/// https://x, audiences a, b, token TTL 60-3600 s, log origin x/log".
+/// https://x, audiences a, b, token TTL 60-3600 s, log origin x/log, witnesses none".
 impl std::fmt::Display for EnclaveConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "issuer {}, audiences {}, token TTL {}-{} s, log origin {}",
+            "issuer {}, audiences {}, token TTL {}-{} s, log origin {}, witnesses {}",
             self.issuer,
             self.audiences.join(", "),
             self.ttl_min_seconds,
             self.ttl_max_seconds,
-            self.log_origin
+            self.log_origin,
+            self.describe_witnesses()
         )
     }
 }
@@ -210,6 +240,14 @@ pub enum Op {
     /// (not secret from it) and the ciphertexts it stored. A refused `UnsealKms` leaves the
     /// enclave locked; it can be retried.
     UnsealKms(KmsUnseal),
+    /// With witnesses configured: a checkpoint this enclave signed since it started (an
+    /// `Ack` answer) with the witnesses' cosignature lines appended. If a quorum of the
+    /// configured witnesses validly cosigned it, the enclave releases every token whose
+    /// leaf it covers ([`Reply::Released`]); otherwise it refuses with
+    /// [`ErrorCode::WitnessRejected`] and keeps them.
+    Witnessed {
+        checkpoint: String,
+    },
 }
 
 /// What `UnsealKms` needs from the host.
@@ -289,7 +327,11 @@ pub struct HelloReply {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Minted {
-    pub token: String,
+    /// The token, or `None` when the configuration names witnesses: the enclave then
+    /// holds it until a checkpoint covering its leaf carries a quorum of cosignatures
+    /// and hands it out in [`Released`] (answering `Witnessed`), so a host can never
+    /// hold a token whose leaf the witnesses have not seen.
+    pub token: Option<String>,
     pub jti: String,
     pub iat: u64,
     pub exp: u64,
@@ -356,6 +398,21 @@ pub struct Unsealed {
     pub ciphertext_blob: Option<ByteBuf>,
 }
 
+/// The answer to `Witnessed`: the tokens of every leaf below `size` the enclave still
+/// held, in index order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Released {
+    pub size: u64,
+    pub tokens: Vec<ReleasedToken>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleasedToken {
+    /// The index of the token's `token.issued` leaf.
+    pub index: u64,
+    pub token: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedCheckpoint {
     pub size: u64,
@@ -399,6 +456,10 @@ pub enum ErrorCode {
     /// starts `KMS <op> answered <ExceptionName>:`), or the proxy, TLS or HTTP exchange
     /// failed. The enclave stays locked.
     Kms,
+    /// `Witnessed` did not check out: not a checkpoint this enclave signed since it
+    /// started, or fewer than a quorum of valid cosignatures from the configured
+    /// witnesses. The tokens it would have released stay held.
+    WitnessRejected,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -434,6 +495,7 @@ pub enum Reply {
     Status(EnclaveStatus),
     RecipientAttestation(RecipientAttestation),
     Unsealed(Unsealed),
+    Released(Released),
     Error(WireError),
 }
 
@@ -466,6 +528,8 @@ mod tests {
                 ttl_min_seconds: 60,
                 ttl_max_seconds: 3600,
                 log_origin: "sealgate.example.com/log".into(),
+                witnesses: vec![],
+                witness_quorum: 0,
             },
             token_keys: vec![TokenKey {
                 kid: "k1".into(),

@@ -577,6 +577,8 @@ fn unseal_protocol_rules() {
         ttl_min_seconds: 60,
         ttl_max_seconds: 3600,
         log_origin: format!("127.0.0.1:{}/log", d.port),
+        witnesses: vec![],
+        witness_quorum: 0,
     };
     let hello = |d: &Deployment| {
         enclave_call(
@@ -812,6 +814,8 @@ fn a_host_chosen_data_key_is_refused_on_first_boot_and_on_restart() {
                     ttl_min_seconds: 60,
                     ttl_max_seconds: 3600,
                     log_origin: format!("127.0.0.1:{}/log", d.port),
+                    witnesses: vec![],
+                    witness_quorum: 0,
                 },
             },
         )

@@ -117,8 +117,10 @@ pub struct MintedToken {
 }
 
 /// Mints a token in the enclave and releases it only once its leaf is durable and
-/// contiguous. Also used by AWS grants for `AssumeRoleWithWebIdentity`; callers have
-/// already validated audience and TTL against the configuration.
+/// contiguous, and, with witnesses configured, once the enclave has released it under a
+/// checkpoint a quorum of them cosigned. Also used by AWS grants for
+/// `AssumeRoleWithWebIdentity`; callers have already validated audience and TTL against
+/// the configuration.
 pub async fn mint_token(app: &App, req: MintRequest) -> Result<MintedToken, ApiError> {
     if let Some(m) = app.ledger.integrity_failure() {
         return Err(ApiError::LogIntegrity(m));
@@ -126,14 +128,20 @@ pub async fn mint_token(app: &App, req: MintRequest) -> Result<MintedToken, ApiE
     let reply = app.ledger.call(Op::MintToken(req)).await?;
     let minted = expect_reply!(reply, Reply::Minted, "MintToken")?;
     let index = minted.leaf.index;
+    let wait = minted.token.is_none().then(|| app.ledger.hold_for_release(index));
     // Durable (and contiguous) before released.
     let leaf = PendingLeaf::new(minted.leaf, Some(minted.jti.clone()));
     app.ledger.commit(vec![leaf], None).await?;
+    let token = match (minted.token, wait) {
+        (Some(token), _) => token,
+        (None, Some(wait)) => wait.token().await?,
+        (None, None) => return Err(ApiError::Internal("the enclave held a token without a wait".into())),
+    };
     app.metrics
         .tokens_issued
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(MintedToken {
-        token: minted.token,
+        token,
         jti: minted.jti,
         exp: minted.exp,
         log_index: index,

@@ -28,8 +28,26 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Result<Json<Value>, ApiError
     }
     app.ledger.call(sealgate_shared::protocol::Op::Checkpoint).await?;
     Ok(Json(
-        json!({ "status": "ready", "mode": app.mode, "log_size": app.ledger.committed_size() }),
+        json!({ "status": "ready", "mode": app.mode, "log_size": app.ledger.committed_size(), "witnesses": witnesses(&app) }),
     ))
+}
+
+/// `"none"`, or the quorum, whether tokens are being released (the last round reached
+/// a quorum), the newest cosigned size and each witness's state. Readiness does not
+/// depend on it: a stalled quorum is every host's outage, not this one's, and
+/// `/readyz` is what says why.
+fn witnesses(app: &App) -> Value {
+    let Some(c) = app.ledger.cosigning() else {
+        return json!("none");
+    };
+    let error = app.ledger.cosign_error();
+    json!({
+        "quorum": c.quorum(),
+        "releasing": error.is_none(),
+        "last_error": error,
+        "cosigned_size": app.ledger.checkpoint().map_or(0, |c| c.size),
+        "witnesses": app.ledger.witness_statuses().unwrap_or_default(),
+    })
 }
 
 pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {

@@ -53,6 +53,7 @@
 
 pub mod add_checkpoint;
 pub mod client;
+pub mod cosigning;
 pub mod key;
 pub mod server;
 pub mod state;
@@ -60,7 +61,7 @@ pub mod state;
 use sealgate_shared::cosignature::Cosigner;
 use sealgate_shared::note::VerifierKey;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Everything `sealgate witness` needs.
@@ -73,6 +74,21 @@ pub struct WitnessOptions {
     pub logs: Vec<VerifierKey>,
 }
 
+/// Creates the state directory and the witness key (once), writes `witness.vkey`, and
+/// returns the cosigner. `sealgate witness --print-vkey` stops here: a log's enclave
+/// must be configured with the witness's vkey before the log exists, and the witness
+/// needs the log's key to start, so the key comes first.
+pub fn prepare(state: &Path, name: &str) -> Result<Cosigner, Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(state)?;
+    let (key, created) = key::load_or_create(&state.join("witness.key"))?;
+    let cosigner = Cosigner::new(name, key).map_err(|e| format!("--name {name:?}: {e}"))?;
+    std::fs::write(state.join("witness.vkey"), format!("{}\n", cosigner.verifier()))?;
+    if created {
+        tracing::info!(path = %state.join("witness.key").display(), "created the witness key");
+    }
+    Ok(cosigner)
+}
+
 /// Runs the witness until `shutdown` resolves.
 pub async fn run(
     opts: WitnessOptions,
@@ -81,16 +97,24 @@ pub async fn run(
     if opts.logs.is_empty() {
         return Err("a witness needs at least one --log VKEY".into());
     }
-    std::fs::create_dir_all(&opts.state)?;
-    let (key, created) = key::load_or_create(&opts.state.join("witness.key"))?;
-    let cosigner = Cosigner::new(&opts.name, key).map_err(|e| format!("--name {:?}: {e}", opts.name))?;
-    let vkey = cosigner.verifier().to_string();
-    std::fs::write(opts.state.join("witness.vkey"), format!("{vkey}\n"))?;
-    if created {
-        tracing::info!(path = %opts.state.join("witness.key").display(), "created the witness key");
-    }
-    let state = state::State::open(&opts.state.join("witness.db"))?;
-    let logs = add_checkpoint::Logs::new(opts.logs);
+    let cosigner = prepare(&opts.state, &opts.name)?;
+    // Printed before binding, so whoever sees the port open can already read it.
+    println!("witness vkey: {}", cosigner.verifier());
+    let listener = tokio::net::TcpListener::bind(opts.listen).await?;
+    serve_on(listener, cosigner, opts.logs, &opts.state, shutdown).await
+}
+
+/// Serves a witness on a bound listener (`sealgate sim` runs its local witness so, in
+/// its own process, once the enclave has named the log's key).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    cosigner: Cosigner,
+    logs: Vec<VerifierKey>,
+    state_dir: &Path,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let state = state::State::open(&state_dir.join("witness.db"))?;
+    let logs = add_checkpoint::Logs::new(logs);
     for origin in logs.origins() {
         match state.get(origin)? {
             Some(r) => tracing::info!(origin, size = r.size, "accepting checkpoints"),
@@ -98,10 +122,6 @@ pub async fn run(
         }
     }
     let witness = Arc::new(server::Witness { cosigner, logs, state });
-
-    // Printed before binding, so whoever sees the port open can already read it.
-    println!("witness vkey: {vkey}");
-    let listener = tokio::net::TcpListener::bind(opts.listen).await?;
     let bound = listener.local_addr()?;
     println!("sealgate witness listening on http://{bound}");
     axum::serve(listener, server::router(witness))
