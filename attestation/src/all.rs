@@ -9,6 +9,8 @@
 //!    it (else the signature class, exit 4), the checkpoint must verify under it, the
 //!    leaf hashes must give the signed root (with `--key`, every leaf that key may read
 //!    must hash to its hash), and every `--token` must be proven;
+//!    and, when the commitment names witnesses, the checkpoint must carry a quorum of
+//!    their cosignatures (`witnesses`; else it says `witnesses: none`);
 //! 3. `history` (with `--since`) — [`verify_history`] from the saved checkpoint to the
 //!    current one, both opened with the attested key.
 //!
@@ -20,8 +22,9 @@
 use crate::attest::{verify_attestation, AttestOptions, AttestReport};
 use crate::fetch::{AttestSource, LogSource};
 use crate::jwt::Token;
-use crate::log::{verify_history, verify_log, Check, LogOptions, LogReport, Scan};
+use crate::log::{verify_history, verify_log, Check, LogError, LogOptions, LogReport, Scan};
 use crate::report::FailureClass;
+use sealgate_shared::cosignature::{verify_quorum, CosignerKey};
 use sealgate_shared::note::VerifierKey;
 use std::str::FromStr;
 
@@ -180,6 +183,12 @@ pub fn verify_all(attest_src: &dyn AttestSource, log_src: &dyn LogSource, opts: 
             *detail = format!("{vk} (the checkpoint key the enclave attested)");
         }
     }
+    if let Some(note) = log.note.clone().filter(|_| log.verified()) {
+        log.checks.push(Check {
+            name: "witnesses".into(),
+            result: check_witnesses(&note, &commitment.witnesses, commitment.witness_quorum),
+        });
+    }
     let current = log.checkpoint.clone();
     report.log = Ok(log);
 
@@ -190,4 +199,25 @@ pub fn verify_all(attest_src: &dyn AttestSource, log_src: &dyn LogSource, opts: 
         }));
     }
     report
+}
+
+/// The attested witnesses' cosignatures on the verified checkpoint `note`: "none" when
+/// the commitment names none, else a quorum of valid ones or the failure.
+pub fn check_witnesses(note: &str, witnesses: &[String], quorum: u32) -> Result<String, LogError> {
+    if witnesses.is_empty() {
+        return Ok("none (the attested configuration names no witnesses)".into());
+    }
+    let keys = witnesses
+        .iter()
+        .map(|v| CosignerKey::from_str(v))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| LogError::Cosignatures(format!("an attested witness key does not parse: {e}")))?;
+    let valid = verify_quorum(note, &keys, quorum as usize).map_err(|e| LogError::Cosignatures(e.to_string()))?;
+    let who: Vec<&str> = valid.iter().map(|c| keys[c.key].name()).collect();
+    Ok(format!(
+        "{} of {} attested witnesses cosigned the checkpoint (quorum {quorum}): {}",
+        valid.len(),
+        keys.len(),
+        who.join(", ")
+    ))
 }

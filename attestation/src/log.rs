@@ -111,6 +111,9 @@ pub enum LogError {
     /// The checkpoint is not validly signed by the key (exit 4).
     #[error("checkpoint does not verify under {key}: {source}")]
     CheckpointSignature { key: String, source: NoteError },
+    /// The checkpoint lacks a quorum of the attested witnesses' cosignatures (exit 4).
+    #[error("checkpoint lacks a quorum of the attested witnesses' cosignatures: {0}")]
+    Cosignatures(String),
     /// The host answered a different range than asked (exit 5).
     #[error("asked for entries [{start}, {end}), host answered for [{got_start}, {got_end})")]
     WrongRange {
@@ -172,7 +175,9 @@ impl LogError {
     pub fn class(&self) -> FailureClass {
         match self {
             LogError::Fetch(_) | LogError::KeyMalformed(_) | LogError::CheckpointMalformed(_) => FailureClass::Fetch,
-            LogError::KeyMismatch { .. } | LogError::CheckpointSignature { .. } => FailureClass::Signature,
+            LogError::KeyMismatch { .. } | LogError::CheckpointSignature { .. } | LogError::Cosignatures(_) => {
+                FailureClass::Signature
+            }
             LogError::WrongRange { .. }
             | LogError::PageLength { .. }
             | LogError::BadLeaf { .. }

@@ -332,7 +332,14 @@ impl<'a> Monitor<'a> {
 
         // 3. Cosignatures.
         let (witnesses, quorum) = witness::attested_witnesses(&commitment);
-        out.extend(witness::check_cosignatures(&note, &witnesses, quorum));
+        let new = previous.as_ref().is_none_or(|p| p.size != cp.size);
+        let cosigned = witness::check_cosignatures(&note, &witnesses, quorum, new);
+        let violated = cosigned.iter().any(Finding::is_violation);
+        out.extend(cosigned);
+        if violated {
+            self.violating_note = Some(note);
+            return out;
+        }
 
         // 4. Leaf contents.
         let mut restarted = None;

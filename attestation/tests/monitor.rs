@@ -15,9 +15,11 @@ use sealgate_attestation::monitor::state::{State, StateDir};
 use sealgate_attestation::monitor::{AttestFailure, Attested, Attestor, Monitor};
 use sealgate_attestation::report::FailureClass;
 use sealgate_shared::commitment::{p256_thumbprint, Commitment, COMMITMENT_VERSION};
+use sealgate_shared::cosignature::Cosigner;
 use sealgate_shared::leaf::{Leaf, Origin, KIND_BOOT, KIND_GENESIS, KIND_KEY_ROTATED};
 use sealgate_shared::merkle::leaf_hash;
 use sealgate_shared::merkle::proof::TreeStore;
+use sealgate_shared::note::split_note;
 use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -535,4 +537,67 @@ fn a_restarted_monitor_resumes_from_its_saved_state() {
     std::fs::write(sd.file(), "{").unwrap();
     assert!(sd.load().expect_err("malformed").contains("not a monitor state file"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Appends `by`'s cosignatures to the checkpoint `host` serves.
+fn cosign(host: &Host, by: &[&Cosigner]) {
+    let mut log = host.log.borrow_mut();
+    let mut note = log.checkpoint.clone();
+    let body = split_note(&note).expect("a note").0.to_string();
+    for w in by {
+        note.push_str(&w.cosign(&body, 1_800_000_000).expect("cosigns"));
+        note.push('\n');
+    }
+    log.checkpoint = note;
+}
+
+/// Issue 11: with witnesses attested, every checkpoint must carry a quorum of their
+/// cosignatures; one that does not is reported and not adopted.
+#[test]
+fn a_checkpoint_without_a_quorum_of_the_attested_witnesses_is_reported() {
+    let ws: Vec<Cosigner> = (1..=3u8)
+        .map(|i| {
+            Cosigner::new(
+                &format!("w{i}.example"),
+                ed25519_dalek::SigningKey::from_bytes(&[40 + i; 32]),
+            )
+            .unwrap()
+        })
+        .collect();
+    let mut c = commitment(&ck(), &[1]);
+    c.witnesses = ws[..2].iter().map(|w| w.verifier().to_string()).collect();
+    c.witness_quorum = 2;
+    let host = Host::new(&log(10, &none()));
+    cosign(&host, &[&ws[0], &ws[1]]);
+    let att = Scripted::committing(c);
+    let mut m = Monitor::new(&host, &host, &att, true, State::default());
+    let f = m.round();
+    clean(&f);
+    assert!(
+        f.iter()
+            .any(|f| f.kind == "witnesses" && f.detail.starts_with("2 configured, quorum 2")),
+        "{f:#?}"
+    );
+    assert!(
+        f.iter()
+            .any(|f| f.kind == "checkpoint.cosignatures" && f.detail.starts_with("2 of 2 witnesses cosigned")),
+        "{f:#?}"
+    );
+    // The log grows, but only one attested witness cosigned (and one the commitment
+    // does not name, which does not count).
+    host.serve(&log(20, &none()));
+    cosign(&host, &[&ws[0], &ws[2]]);
+    let f = m.round();
+    let v = only_violation(&f, "checkpoint.cosignatures", FailureClass::Signature);
+    assert!(v.detail.contains("1 valid cosignatures, 2 required"), "{}", v.detail);
+    assert_eq!(m.state.checkpoint.as_ref().map(|c| c.size), Some(10));
+    // Stripped altogether: the same.
+    host.serve(&log(20, &none()));
+    let f = m.round();
+    only_violation(&f, "checkpoint.cosignatures", FailureClass::Signature);
+    // Cosigned properly again: adopted.
+    cosign(&host, &[&ws[1], &ws[0]]);
+    let f = m.round();
+    clean(&f);
+    assert_eq!(m.state.checkpoint.as_ref().map(|c| c.size), Some(20));
 }

@@ -19,6 +19,7 @@ pub mod fault;
 pub mod kms_double;
 pub mod test_ca;
 pub mod webhook_receiver;
+pub mod witness_process;
 
 /// The cargo target profile directory holding the binaries.
 pub fn target_dir() -> PathBuf {
@@ -378,6 +379,25 @@ impl Deployment {
         if let Some(mut c) = self.enclave.take() {
             kill9(&mut c);
         }
+    }
+
+    /// One request straight to the enclave's socket, as the host (or a compromised
+    /// host) would send it; the reply as the enclave gave it.
+    pub fn enclave_call(&self, op: sealgate_shared::protocol::Op) -> sealgate_shared::protocol::Reply {
+        use sealgate_shared::frame;
+        use sealgate_shared::protocol::{Request, Response};
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(self.socket()).expect("the enclave is listening");
+        s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        s.write_all(&frame::encode(&Request { id: 7, op }).expect("encode"))
+            .expect("send");
+        let mut header = [0u8; 4];
+        s.read_exact(&mut header).expect("a response");
+        let mut body = vec![0u8; frame::body_len(header).expect("length")];
+        s.read_exact(&mut body).expect("a response body");
+        let resp: Response = frame::decode(&body).expect("decode");
+        assert_eq!(resp.id, 7);
+        resp.reply
     }
 
     pub fn api(&self) -> Api {

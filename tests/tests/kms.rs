@@ -17,15 +17,12 @@ use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LE
 use base64::Engine;
 use rusqlite::Connection;
 use sealgate_attestation::nitro::Document;
-use sealgate_shared::frame;
 use sealgate_shared::protocol::*;
 use sealgate_tests::kms_double::{self, KmsDouble};
 use sealgate_tests::{bin, cms, target_dir, wait_until, Deployment, Options};
 use serde_bytes::ByteBuf;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha384};
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -90,19 +87,8 @@ fn trust_root(d: &Deployment, double: &KmsDouble) {
     double.trust_root_pem(&root);
 }
 
-/// One request straight to the enclave's socket, as the host would send it.
 fn enclave_call(d: &Deployment, op: Op) -> Reply {
-    let mut s = UnixStream::connect(d.socket()).expect("the enclave is listening");
-    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
-    s.write_all(&frame::encode(&Request { id: 7, op }).expect("encode"))
-        .expect("send");
-    let mut header = [0u8; 4];
-    s.read_exact(&mut header).expect("a response");
-    let mut body = vec![0u8; frame::body_len(header).expect("length")];
-    s.read_exact(&mut body).expect("a response body");
-    let resp: Response = frame::decode(&body).expect("decode");
-    assert_eq!(resp.id, 7);
-    resp.reply
+    d.enclave_call(op)
 }
 
 fn status(d: &Deployment) -> EnclaveStatus {

@@ -279,6 +279,8 @@ fn attestation_commits_to_what_is_served() {
         "log_origin",
         "jwk_thumbprints",
         "checkpoint_key",
+        "witnesses",
+        "witness_quorum",
     ];
     want.sort();
     let mut got = served_keys.clone();
@@ -291,7 +293,7 @@ fn attestation_commits_to_what_is_served() {
         "user_data must be SHA-256 of the commitment JSON"
     );
     let compact = format!(
-        r#"{{"version":{},"mode":{},"issuer":{},"audiences":{},"ttl_min_seconds":{},"ttl_max_seconds":{},"log_origin":{},"jwk_thumbprints":{},"checkpoint_key":{}}}"#,
+        r#"{{"version":{},"mode":{},"issuer":{},"audiences":{},"ttl_min_seconds":{},"ttl_max_seconds":{},"log_origin":{},"jwk_thumbprints":{},"checkpoint_key":{},"witnesses":[],"witness_quorum":0}}"#,
         json!(commitment.version),
         json!(commitment.mode),
         json!(commitment.issuer),
@@ -317,6 +319,8 @@ fn attestation_commits_to_what_is_served() {
     assert_eq!(commitment.issuer, d.url);
     assert_eq!(commitment.audiences, vec!["sts.amazonaws.com".to_string()]);
     assert_eq!((commitment.ttl_min_seconds, commitment.ttl_max_seconds), (60, 3600));
+    // This deployment names no witnesses, and the commitment says so.
+    assert_eq!((commitment.witnesses.len(), commitment.witness_quorum), (0, 0));
     let (_, key_text) = api.get_text("/v1/audit/key", None);
     assert_eq!(
         commitment.checkpoint_key,

@@ -13,16 +13,14 @@ mod common;
 use ed25519_dalek::{Signer, SigningKey};
 use sealgate_host::witness::add_checkpoint::encode_request;
 use sealgate_host::witness::client::{self, WitnessError};
-use sealgate_shared::cosignature::CosignerKey;
 use sealgate_shared::merkle::proof::TreeStore;
 use sealgate_shared::merkle::{self, Hash};
 use sealgate_shared::note::{assemble, key_id, Checkpoint, VerifierKey};
-use sealgate_tests::{bin, free_port, terminate, wait_until, Deployment};
+use sealgate_tests::witness_process::WitnessProcess;
+use sealgate_tests::{bin, Deployment};
 use sha2::{Digest, Sha256};
-use std::fs::OpenOptions;
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 /// A log as the enclave and host keep it: a signing key named by the origin, and
@@ -81,73 +79,23 @@ impl Log {
     }
 }
 
-/// A running `sealgate witness`; stopped when dropped, even when an assertion fails.
-struct Witness {
-    child: Child,
-    url: String,
-    state: PathBuf,
-    port: u16,
-    logs: Vec<String>,
+/// A running `sealgate witness` and the requests these tests send it.
+struct Witness(WitnessProcess);
+
+impl std::ops::Deref for Witness {
+    type Target = WitnessProcess;
+    fn deref(&self) -> &WitnessProcess {
+        &self.0
+    }
 }
 
 impl Witness {
     fn start(state: &Path, logs: &[String]) -> Self {
-        Self::start_on(state, free_port(), logs)
+        Self(WitnessProcess::start(state, logs))
     }
 
-    fn start_on(state: &Path, port: u16, logs: &[String]) -> Self {
-        let w = Self {
-            child: Self::spawn(state, port, logs),
-            url: format!("http://127.0.0.1:{port}"),
-            state: state.to_path_buf(),
-            port,
-            logs: logs.to_vec(),
-        };
-        w.wait_listening();
-        w
-    }
-
-    fn spawn(state: &Path, port: u16, logs: &[String]) -> Child {
-        let out = || {
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(state.with_extension("log"))
-                .map(Stdio::from)
-                .unwrap()
-        };
-        let mut cmd = Command::new(bin("sealgate"));
-        cmd.args(["witness", "--listen", &format!("127.0.0.1:{port}"), "--name"])
-            .arg("witness.test/w1")
-            .arg("--state")
-            .arg(state);
-        for l in logs {
-            cmd.arg("--log").arg(l);
-        }
-        cmd.stdin(Stdio::null())
-            .stdout(out())
-            .stderr(out())
-            .spawn()
-            .expect("spawn sealgate witness")
-    }
-
-    fn wait_listening(&self) {
-        let port = self.port;
-        wait_until("the witness to listen", Duration::from_secs(30), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-    }
-
-    /// Stops the witness (SIGTERM) and starts it again on the same state and port.
     fn restart(&mut self) {
-        terminate(&mut self.child);
-        self.child = Self::spawn(&self.state, self.port, &self.logs);
-        self.wait_listening();
-    }
-
-    fn vkey(&self) -> CosignerKey {
-        let text = std::fs::read_to_string(self.state.join("witness.vkey")).unwrap();
-        text.trim().parse().unwrap()
+        self.0.restart();
     }
 
     fn add(&self, old: u64, proof: &[Hash], note: &str) -> Result<Vec<String>, WitnessError> {
@@ -181,12 +129,6 @@ impl Witness {
             .call()
             .expect("witness reachable");
         (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
-    }
-}
-
-impl Drop for Witness {
-    fn drop(&mut self) {
-        terminate(&mut self.child);
     }
 }
 

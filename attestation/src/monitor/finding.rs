@@ -41,6 +41,7 @@ pub mod kind {
     pub const CHECKPOINT_ROLLBACK: &str = "checkpoint.rollback";
     pub const CHECKPOINT_FORK: &str = "checkpoint.fork";
     pub const CHECKPOINT_KEY_CHANGED: &str = "checkpoint.key_changed";
+    pub const CHECKPOINT_COSIGNATURES: &str = "checkpoint.cosignatures";
     pub const JWKS_KEY_ADDED: &str = "jwks.key_added";
     pub const JWKS_KEY_RETIRED: &str = "jwks.key_retired";
     pub const JWKS_UNATTESTED_KEY: &str = "jwks.unattested_key";

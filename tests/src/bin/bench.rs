@@ -18,6 +18,10 @@
 //!    during the level, warm-up included, is counted and reported.
 //! 5. Read `sealgate_log_size` from `/metrics` before and after: every 200 must have
 //!    committed its leaf, so the growth must be at least the number of 200s.
+//! 6. Steps 1, 2, 4 and 5 run once per `--witnesses` setting (default `0,1`: a fresh
+//!    `sealgate sim --witnesses 0`, then one with a local witness), and the run ends with
+//!    the witnessed figures as a ratio of the unwitnessed ones, per level (issue 11's
+//!    target: ≥ 0.85 at 64 connections), with both p99s.
 //!
 //! The load generator runs on the same cores as the server, so the figures understate
 //! what a dedicated server would do; the output says so.
@@ -65,6 +69,9 @@ struct Args {
     /// Also print all figures as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Local witnesses of each `sealgate sim` started, one run each (ignored with --url).
+    #[arg(long, value_delimiter = ',', default_value = "0,1")]
+    witnesses: Vec<u32>,
 }
 
 /// Sends `signal` to every process in group `pgid`.
@@ -83,7 +90,7 @@ struct Sim {
 }
 
 impl Sim {
-    fn start() -> Result<Self, String> {
+    fn start(witnesses: u32) -> Result<Self, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("sim.log")).map_err(|e| format!("sim.log: {e}"))?;
@@ -95,6 +102,7 @@ impl Sim {
             // per-address mint rate: raise both so the limiter runs (its cost is part
             // of the figure) but never refuses. Connections stay under the default cap.
             .args(["--rate-mint-per-key", "100000000", "--rate-mint-per-addr", "100000000"])
+            .args(["--witnesses", &witnesses.to_string()])
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)
@@ -448,6 +456,17 @@ fn ms(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.3}"))
 }
 
+/// What one server configuration measured.
+struct Measured {
+    label: String,
+    url: String,
+    levels: Vec<Level>,
+    log_before: u64,
+    log_after: u64,
+    tokens_total: u64,
+    log_ok: bool,
+}
+
 fn run(args: Args) -> Result<bool, String> {
     if args.seconds == 0 || args.connections.is_empty() || args.connections.contains(&0) {
         return Err("--seconds and every --connections level must be positive".into());
@@ -456,47 +475,11 @@ fn run(args: Args) -> Result<bool, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("tokio runtime: {e}"))?;
-
-    // The server: a fresh `sealgate sim`, or the one named by --url.
-    let mut sim = None;
-    let (url, key) = match (&args.url, &args.key) {
-        (Some(url), Some(key)) => (url.trim_end_matches('/').to_string(), key.clone()),
-        _ => {
-            let s = sim.insert(Sim::start()?);
-            let pgid = s.child.id();
-            let dir = s.dir.path().to_path_buf();
-            rt.spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    kill_group("-KILL", pgid);
-                    let _ = std::fs::remove_dir_all(dir);
-                    std::process::exit(130);
-                }
-            });
-            let api = Api::new(&s.url);
-            s.wait_ready(&api)?;
-            let key = s.agent_key(&api)?;
-            (s.url.clone(), key)
-        }
-    };
-    let api = Api::new(&url);
-
-    // Smoke test; the token's signed part is a realistic signing input.
-    let (status, v) = api.post("/v1/tokens", Some(&key), &json!({}));
-    let token = match (status, v["token"].as_str()) {
-        (200, Some(t)) => t.to_string(),
-        _ => return Err(format!("POST /v1/tokens: HTTP {status} {v}")),
-    };
-    let signing_input = token.rsplit_once('.').map_or(token.as_str(), |(signed, _)| signed);
-
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!(
-        "sealgate-bench: POST /v1/tokens {{}} against {url}{}",
-        if sim.is_some() {
-            " (sealgate sim, fresh state)"
-        } else {
-            ""
-        }
-    );
+    let configs: Vec<Option<u32>> = match (&args.url, args.witnesses.is_empty()) {
+        (Some(_), _) | (None, true) => vec![None],
+        (None, false) => args.witnesses.iter().copied().map(Some).collect(),
+    };
     println!(
         "{} s per level after {} s warm-up; connections {:?}",
         args.seconds,
@@ -511,34 +494,129 @@ fn run(args: Args) -> Result<bool, String> {
         );
     }
 
-    let raw = raw_sign_rate(signing_input.as_bytes())?;
-    println!(
-        "raw ES256 sign rate (server idle, 1 thread, {}-byte signing input): {raw:.0} signs/s",
-        signing_input.len()
-    );
-    let (policy_cold, policy_warm) = policy_rate()?;
-    println!(
-        "grant policy decisions ({POLICY_RULES}-rule ceiling, last rule decides, 1 thread): \
-         {policy_cold:.0}/s compiling the ceiling per decision, {policy_warm:.0}/s precompiled"
-    );
+    let mut raw = None;
+    let mut runs = Vec::new();
+    for witnesses in configs {
+        // The server: a fresh `sealgate sim`, or the one named by --url.
+        let mut sim = None;
+        let (url, key) = match (&args.url, &args.key, witnesses) {
+            (Some(url), Some(key), _) => (url.trim_end_matches('/').to_string(), key.clone()),
+            (_, _, w) => {
+                let s = sim.insert(Sim::start(w.unwrap_or(0))?);
+                let pgid = s.child.id();
+                let dir = s.dir.path().to_path_buf();
+                rt.spawn(async move {
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        kill_group("-KILL", pgid);
+                        let _ = std::fs::remove_dir_all(dir);
+                        std::process::exit(130);
+                    }
+                });
+                let api = Api::new(&s.url);
+                s.wait_ready(&api)?;
+                let key = s.agent_key(&api)?;
+                (s.url.clone(), key)
+            }
+        };
+        let label = match witnesses {
+            None => url.clone(),
+            Some(0) => "sealgate sim --witnesses 0 (no witness)".to_string(),
+            Some(n) => format!("sealgate sim --witnesses {n} (tokens released under cosigned checkpoints)"),
+        };
+        let api = Api::new(&url);
 
-    let log_before = log_size(&api)?;
-    let target = Arc::new(Target::new(&url, &key)?);
-    let mut levels = Vec::new();
-    for &n in &args.connections {
-        levels.push(rt.block_on(run_level(target.clone(), n, args.seconds)));
-        std::thread::sleep(Duration::from_millis(300));
+        // Smoke test; the token's signed part is a realistic signing input.
+        let (status, v) = api.post("/v1/tokens", Some(&key), &json!({}));
+        let token = match (status, v["token"].as_str()) {
+            (200, Some(t)) => t.to_string(),
+            _ => return Err(format!("POST /v1/tokens: HTTP {status} {v}")),
+        };
+        println!();
+        println!("== POST /v1/tokens {{}} against {url}: {label}");
+        let raw = match raw {
+            Some(r) => r,
+            None => {
+                let signing_input = token.rsplit_once('.').map_or(token.as_str(), |(signed, _)| signed);
+                let r = raw_sign_rate(signing_input.as_bytes())?;
+                println!(
+                    "raw ES256 sign rate (server idle, 1 thread, {}-byte signing input): {r:.0} signs/s",
+                    signing_input.len()
+                );
+                let (policy_cold, policy_warm) = policy_rate()?;
+                println!(
+                    "grant policy decisions ({POLICY_RULES}-rule ceiling, last rule decides, 1 thread): \
+                     {policy_cold:.0}/s compiling the ceiling per decision, {policy_warm:.0}/s precompiled"
+                );
+                *raw.insert(r)
+            }
+        };
+
+        let log_before = log_size(&api)?;
+        let target = Arc::new(Target::new(&url, &key)?);
+        let mut levels = Vec::new();
+        for &n in &args.connections {
+            levels.push(rt.block_on(run_level(target.clone(), n, args.seconds)));
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let log_after = log_size(&api)?;
+        let load_tokens: u64 = levels.iter().map(|l| l.tally.ok_total).sum();
+        let tokens_total = 1 + load_tokens;
+        print_levels(&levels, raw);
+        let grew = log_after.saturating_sub(log_before);
+        let log_ok = log_after >= tokens_total && grew >= load_tokens;
+        println!(
+            "sealgate_log_size {log_after} (+{grew} during the load levels); successful tokens {tokens_total} (1 smoke test + {load_tokens} load) -> {}",
+            if log_ok { "OK" } else { "MISMATCH" }
+        );
+        if let Some(s) = &sim {
+            if levels.iter().any(|l| l.errors() > 0) || !log_ok {
+                println!("last lines of the sim log:\n{}", s.log_tail(20));
+            }
+        }
+        runs.push(Measured {
+            label,
+            url,
+            levels,
+            log_before,
+            log_after,
+            tokens_total,
+            log_ok,
+        });
+        // `sim` drops here: one server at a time on these cores.
     }
-    let log_after = log_size(&api)?;
-    let load_tokens: u64 = levels.iter().map(|l| l.tally.ok_total).sum();
-    let tokens_total = 1 + load_tokens;
+    let raw = raw.unwrap_or(0.0);
+    compare_witnessed(&runs);
 
-    println!();
+    if args.json {
+        let runs_json: Vec<Value> = runs
+            .iter()
+            .map(|r| {
+                json!({
+                    "label": r.label,
+                    "url": r.url,
+                    "levels": levels_json(&r.levels, raw),
+                    "log": { "size": r.log_after, "size_before": r.log_before, "tokens_total": r.tokens_total, "ok": r.log_ok },
+                })
+            })
+            .collect();
+        let out = json!({
+            "cores": cores,
+            "seconds": args.seconds,
+            "warmup_seconds": WARMUP.as_secs(),
+            "raw_signs_per_s": raw,
+            "runs": runs_json,
+        });
+        println!("{out}");
+    }
+    Ok(runs.iter().all(|r| r.log_ok))
+}
+
+fn print_levels(levels: &[Level], raw: f64) {
     println!(
         "{:>5} {:>10} {:>9} {:>9} {:>9} {:>7}",
         "conns", "tokens/s", "p50 ms", "p99 ms", "max ms", "errors"
     );
-    for l in &levels {
+    for l in levels {
         println!(
             "{:>5} {:>10.1} {:>9} {:>9} {:>9} {:>7}",
             l.connections,
@@ -549,13 +627,11 @@ fn run(args: Args) -> Result<bool, String> {
             l.errors()
         );
     }
-    println!();
-    println!("raw single-core ES256: {raw:.0} signs/s");
-    println!("ratio end-to-end tokens/s ÷ raw single-core signs/s:");
-    for l in &levels {
+    println!("ratio end-to-end tokens/s ÷ raw single-core signs/s ({raw:.0}):");
+    for l in levels {
         println!("{:>5} {:.3}", l.connections, l.tokens_per_s / raw);
     }
-    for l in &levels {
+    for l in levels {
         for (kind, (n, msg)) in &l.tally.errors {
             println!("error: {} conns: {n} × {kind}; first: {}", l.connections, msg.trim());
         }
@@ -569,53 +645,52 @@ fn run(args: Args) -> Result<bool, String> {
         ),
         None => println!("64 conns: not measured (add 64 to --connections)"),
     }
+}
 
-    let grew = log_after.saturating_sub(log_before);
-    let log_ok = log_after >= tokens_total && grew >= load_tokens;
-    println!(
-        "sealgate_log_size {log_after} (+{grew} during the load levels); successful tokens {tokens_total} (1 smoke test + {load_tokens} load) -> {}",
-        if log_ok { "OK" } else { "MISMATCH" }
-    );
-    if let Some(s) = &sim {
-        if levels.iter().any(|l| l.errors() > 0) || !log_ok {
-            println!("last lines of the sim log:\n{}", s.log_tail(20));
+/// The first run is the baseline; every later one is compared with it level by level.
+fn compare_witnessed(runs: &[Measured]) {
+    let Some((base, rest)) = runs.split_first() else { return };
+    for r in rest {
+        println!();
+        println!("{} vs {}:", r.label, base.label);
+        for (l, b) in r.levels.iter().zip(&base.levels) {
+            let ratio = if b.tokens_per_s > 0.0 {
+                l.tokens_per_s / b.tokens_per_s
+            } else {
+                0.0
+            };
+            println!(
+                "{:>5} conns: {:.1} vs {:.1} tokens/s = {ratio:.3}×{}; p99 {} vs {} ms",
+                l.connections,
+                l.tokens_per_s,
+                b.tokens_per_s,
+                if l.connections == 64 { " (target ≥ 0.85)" } else { "" },
+                ms(l.p99_ms),
+                ms(b.p99_ms)
+            );
         }
     }
+}
 
-    if args.json {
-        let levels_json: Vec<Value> = levels
-            .iter()
-            .map(|l| {
-                let errors: BTreeMap<&String, u64> = l.tally.errors.iter().map(|(k, (n, _))| (k, *n)).collect();
-                json!({
-                    "connections": l.connections,
-                    "tokens_per_s": l.tokens_per_s,
-                    "p50_ms": l.p50_ms,
-                    "p99_ms": l.p99_ms,
-                    "max_ms": l.max_ms,
-                    "measured_ok": l.tally.latencies_us.len(),
-                    "ok_incl_warmup": l.tally.ok_total,
-                    "errors": l.errors(),
-                    "errors_by_kind": errors,
-                    "ratio": l.tokens_per_s / raw,
-                })
+fn levels_json(levels: &[Level], raw: f64) -> Vec<Value> {
+    levels
+        .iter()
+        .map(|l| {
+            let errors: BTreeMap<&String, u64> = l.tally.errors.iter().map(|(k, (n, _))| (k, *n)).collect();
+            json!({
+                "connections": l.connections,
+                "tokens_per_s": l.tokens_per_s,
+                "p50_ms": l.p50_ms,
+                "p99_ms": l.p99_ms,
+                "max_ms": l.max_ms,
+                "measured_ok": l.tally.latencies_us.len(),
+                "ok_incl_warmup": l.tally.ok_total,
+                "errors": l.errors(),
+                "errors_by_kind": errors,
+                "ratio": l.tokens_per_s / raw,
             })
-            .collect();
-        let out = json!({
-            "url": url,
-            "sim": sim.is_some(),
-            "cores": cores,
-            "seconds": args.seconds,
-            "warmup_seconds": WARMUP.as_secs(),
-            "raw_signs_per_s": raw,
-            "policy_decisions_per_s": { "rules": POLICY_RULES, "per_decision_compile": policy_cold, "precompiled": policy_warm },
-            "signing_input_bytes": signing_input.len(),
-            "levels": levels_json,
-            "log": { "size": log_after, "size_before": log_before, "tokens_total": tokens_total, "ok": log_ok },
-        });
-        println!("{out}");
-    }
-    Ok(log_ok)
+        })
+        .collect()
 }
 
 fn main() -> ExitCode {
