@@ -46,7 +46,13 @@ pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Acks are coalesced: under load every commit batch would otherwise cost a signature
 /// in the enclave and a verification here. Checkpoints lag commits by at most this.
+/// Not with witnesses: tokens then wait for the checkpoint, and a witnessing round
+/// (one at a time) batches on its own: whatever commits while one runs rides the next.
 const ACK_COALESCE: Duration = Duration::from_millis(20);
+
+/// How long the first missing leaf may stay missing before the acker fetches it from
+/// the enclave (`Unacked`): far longer than any commit takes.
+const GAP_PATIENCE: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -141,6 +147,8 @@ pub struct Ledger {
     waiters: Mutex<HashMap<u64, oneshot::Sender<String>>>,
     /// Why the last witnessing round failed (`None` after one succeeds).
     cosign_error: RwLock<Option<String>>,
+    /// The newest cosigned checkpoint, for the persister to store.
+    to_persist: watch::Sender<Option<SignedCheckpoint>>,
 }
 
 /// A mint waiting for the enclave to release its token (see [`Ledger::hold_for_release`]).
@@ -208,6 +216,7 @@ impl Ledger {
             cosigning: OnceLock::new(),
             waiters: Mutex::new(HashMap::new()),
             cosign_error: RwLock::new(None),
+            to_persist: watch::channel(None).0,
         });
         ledger.load()?;
         Ok(ledger)
@@ -671,11 +680,32 @@ impl Ledger {
             tracing::info!(size = cp.size, "witnessing resumed");
         }
         self.hand_out(released.tokens);
-        self.keep_checkpoint(SignedCheckpoint {
+        // Served at once; stored by the persister, off the round's path (a round every
+        // few milliseconds would otherwise wait for an fsync each).
+        *rw(&self.checkpoint) = Some(StoredCheckpoint {
+            size: cp.size,
+            note: cosigned.clone(),
+        });
+        self.to_persist.send_replace(Some(SignedCheckpoint {
             size: cp.size,
             note: cosigned,
-        })
-        .await
+        }));
+        Ok(())
+    }
+
+    /// With witnesses: stores the newest cosigned checkpoint whenever it changes, one
+    /// write at a time (a restore starts from the newest stored; it need not be the
+    /// very latest, since the tail after it is sent too).
+    async fn persister(self: Arc<Self>) {
+        let mut rx = self.to_persist.subscribe();
+        while rx.changed().await.is_ok() {
+            let latest = rx.borrow_and_update().clone();
+            if let Some(cp) = latest {
+                if let Err(e) = self.persist_checkpoint(cp).await {
+                    tracing::warn!("storing a cosigned checkpoint failed: {e}");
+                }
+            }
+        }
     }
 
     /// Checks a checkpoint against the stored leaves, serves it, and stores it. Every
@@ -785,17 +815,22 @@ impl Ledger {
         tokio::spawn(async move { me.acker().await });
         let me = self.clone();
         tokio::spawn(async move { me.supervisor().await });
+        if self.cosigning.get().is_some() {
+            let me = self.clone();
+            tokio::spawn(async move { me.persister().await });
+        }
     }
 
     async fn acker(self: Arc<Self>) {
         let mut rx = self.state.size.subscribe();
-        let mut gap_seen = 0u32;
+        // The first missing index while the committed prefix has a gap, and since when.
+        let mut gap: Option<(u64, std::time::Instant)> = None;
         loop {
             let changed = tokio::time::timeout(Duration::from_millis(500), rx.changed()).await;
             if matches!(changed, Ok(Err(_))) {
                 return;
             }
-            if changed.is_ok() {
+            if changed.is_ok() && self.cosigning.get().is_none() {
                 tokio::time::sleep(ACK_COALESCE).await;
             }
             if !self.is_ready() {
@@ -823,17 +858,23 @@ impl Ledger {
                     }
                 }
             }
-            // A gap that outlives two rounds is a leaf whose response never arrived.
+            // Under load the committed prefix almost always has some gap (concurrent
+            // commits land out of order); one that stays at the same index for
+            // GAP_PATIENCE is a leaf whose response never arrived.
             if self.state.has_gap() {
-                gap_seen += 1;
-                if gap_seen >= 2 {
-                    if let Err(e) = self.fetch_unacked(self.committed_size()).await {
-                        tracing::warn!("filling a gap in the log failed: {e}");
+                let first_missing = self.committed_size();
+                match gap {
+                    Some((at, since)) if at == first_missing && since.elapsed() >= GAP_PATIENCE => {
+                        if let Err(e) = self.fetch_unacked(first_missing).await {
+                            tracing::warn!("filling a gap in the log failed: {e}");
+                        }
+                        gap = None;
                     }
-                    gap_seen = 0;
+                    Some((at, _)) if at == first_missing => {}
+                    _ => gap = Some((first_missing, std::time::Instant::now())),
                 }
             } else {
-                gap_seen = 0;
+                gap = None;
             }
         }
     }

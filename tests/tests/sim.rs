@@ -2,6 +2,7 @@
 //! over a Unix socket) and the host; the simulated enclave never outlives its host,
 //! even after `kill -9`; a restart on the same state keeps the keys and the log.
 
+use sealgate_shared::cosignature::CosignerKey;
 use sealgate_tests::{bin, free_port, kill9, terminate, verify, wait_until, Api};
 use serde_json::{json, Value};
 use std::fs::OpenOptions;
@@ -10,6 +11,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 fn spawn_sim(state: &Path, port: u16) -> Child {
+    spawn_sim_with(state, port, &[])
+}
+
+fn spawn_sim_with(state: &Path, port: u16, extra: &[&str]) -> Child {
     let log = || {
         OpenOptions::new()
             .create(true)
@@ -21,6 +26,7 @@ fn spawn_sim(state: &Path, port: u16) -> Child {
     Command::new(bin("sealgate"))
         .args(["sim", "--listen", &format!("127.0.0.1:{port}"), "--state"])
         .arg(state)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(log())
         .stderr(log())
@@ -79,6 +85,20 @@ fn sim_runs_the_whole_system_and_its_enclave_dies_with_it() {
     let agent_key = k["key"].as_str().unwrap().to_string();
     let first = mint(&api, &agent_key);
     let (_, jwks_before) = api.get("/.well-known/jwks.json", None);
+    // One local witness by default: the served checkpoint carries its cosignature, and
+    // the attested commitment names it.
+    let witness: CosignerKey = std::fs::read_to_string(state.join("witness-1/witness.vkey"))
+        .expect("the local witness's vkey")
+        .trim()
+        .parse()
+        .expect("a cosigner vkey");
+    assert_eq!(api.get("/readyz", None).1["witnesses"]["quorum"], 1);
+    let (_, att) = api.get("/v1/attestation", None);
+    assert_eq!(att["commitment"]["witnesses"], json!([witness.to_string()]), "{att}");
+    let (_, note) = api.get_text("/v1/audit/checkpoint", None);
+    witness
+        .verify(&note)
+        .expect("the checkpoint is cosigned by the local witness");
 
     // kill -9 the host: its enclave child must go too, freeing the socket.
     kill9(&mut sim);
@@ -141,6 +161,27 @@ fn sim_runs_the_whole_system_and_its_enclave_dies_with_it() {
         second["token"].as_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{out}");
+    terminate(&mut sim);
+}
+
+/// `--witnesses 0`: no witness, and every surface says so; tokens leave with their leaf.
+#[test]
+fn sim_without_witnesses_says_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let port = free_port();
+    let api = Api::new(&format!("http://127.0.0.1:{port}"));
+    let mut sim = spawn_sim_with(&state, port, &["--witnesses", "0"]);
+    eventually("sim to be ready", || api.get("/readyz", None).0 == 200);
+    assert_eq!(api.get("/readyz", None).1["witnesses"], "none");
+    let (_, att) = api.get("/v1/attestation", None);
+    assert_eq!(att["commitment"]["witnesses"], json!([]), "{att}");
+    assert_eq!(att["commitment"]["witness_quorum"], 0, "{att}");
+    assert!(!state.join("witness-1").exists());
+    let printed = std::fs::read_to_string(state.with_extension("log")).unwrap();
+    assert!(printed.contains("witnesses: none"), "{printed}");
+    let (_, note) = api.get_text("/v1/audit/checkpoint", None);
+    assert_eq!(note.matches('\u{2014}').count(), 1, "only the log's signature: {note}");
     terminate(&mut sim);
 }
 
