@@ -330,20 +330,11 @@ pub fn check_commitment(
             served.jwks.len(),
             served.issuer,
             served.mode,
-            describe_witnesses(&claimed.witnesses, claimed.witness_quorum)
+            sealgate_shared::cosignature::describe(&claimed.witnesses, claimed.witness_quorum)
         ))
     } else {
         Err(problems.join("; "))
     }
-}
-
-/// "none", or "2 of 3 (w1.example, w2.example, w3.example)".
-pub fn describe_witnesses(witnesses: &[String], quorum: u32) -> String {
-    if witnesses.is_empty() {
-        return "none".into();
-    }
-    let names: Vec<&str> = witnesses.iter().map(|v| v.split('+').next().unwrap_or(v)).collect();
-    format!("{quorum} of {} ({})", witnesses.len(), names.join(", "))
 }
 
 fn served_now(src: &dyn AttestSource, mode: &str) -> Result<Served, FetchError> {

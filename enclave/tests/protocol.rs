@@ -562,6 +562,32 @@ fn config_is_sealed_at_first_hello() {
         })),
         ErrorCode::Version
     );
+    // Witnesses are part of the sealed configuration: a host cannot add, drop or swap
+    // them (nor lower the quorum) on an enclave that started without.
+    let witness =
+        sealgate_shared::cosignature::Cosigner::new("w.example", ed25519_dalek::SigningKey::from_bytes(&[4; 32]))
+            .unwrap()
+            .verifier()
+            .to_string();
+    let witnessed = EnclaveConfig {
+        witnesses: vec![witness],
+        witness_quorum: 1,
+        ..config()
+    };
+    match e.handle(Op::Hello {
+        protocol_version: sealgate_shared::PROTOCOL_VERSION,
+        config: witnessed,
+    }) {
+        Reply::Error(w) => {
+            assert_eq!(w.code, ErrorCode::ConfigMismatch);
+            assert!(
+                w.message.contains("witnesses none") && w.message.contains("witnesses 1 of 1: w.example"),
+                "{}",
+                w.message
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     drop(e);
     let again = boot(dir.path());
     // The refusal reads like a sentence (issue 10: it printed `EnclaveConfig { issuer: …`),

@@ -285,6 +285,16 @@ impl FromStr for CosignerKey {
     }
 }
 
+/// What an operator or auditor reads about a configuration's witnesses: `none`, or
+/// `2 of 3: w1.example, w2.example, w3.example` (the names of the vkeys, in order).
+pub fn describe(vkeys: &[String], quorum: u32) -> String {
+    if vkeys.is_empty() {
+        return "none".into();
+    }
+    let names: Vec<&str> = vkeys.iter().map(|v| v.split('+').next().unwrap_or(v)).collect();
+    format!("{quorum} of {}: {}", vkeys.len(), names.join(", "))
+}
+
 /// One valid cosignature found by [`verify_quorum`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cosigned {

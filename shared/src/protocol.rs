@@ -48,20 +48,7 @@ pub struct EnclaveConfig {
 impl EnclaveConfig {
     /// "none", or "2 of 3: w1.example, w2.example, w3.example" (the vkeys' names).
     pub fn describe_witnesses(&self) -> String {
-        if self.witnesses.is_empty() {
-            return "none".into();
-        }
-        let names: Vec<&str> = self
-            .witnesses
-            .iter()
-            .map(|v| v.split('+').next().unwrap_or(v))
-            .collect();
-        format!(
-            "{} of {}: {}",
-            self.witness_quorum,
-            self.witnesses.len(),
-            names.join(", ")
-        )
+        crate::cosignature::describe(&self.witnesses, self.witness_quorum)
     }
 }
 

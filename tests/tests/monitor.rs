@@ -11,7 +11,9 @@ mod common;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
-use common::{expect_exit, mint, sim_root, verifier_key, wait_checkpoint, wait_persisted, with_logs};
+use common::{
+    expect_exit, mint, restore_db, sim_root, snapshot_db, verifier_key, wait_checkpoint, wait_persisted, with_logs,
+};
 use sealgate_tests::{bin, kill9, verify, wait_for, Deployment};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -95,23 +97,6 @@ fn once(args: &[&str]) -> (i32, String) {
 
 fn violations(out: &str) -> Vec<&str> {
     out.lines().filter(|l| l.starts_with("VIOLATION")).collect()
-}
-
-/// A consistent copy of the database taken while the host runs (`VACUUM INTO`).
-fn snapshot_db(d: &Deployment, to: &Path) {
-    let c = rusqlite::Connection::open(d.db_path()).expect("open the database");
-    c.execute("VACUUM INTO ?1", [to.display().to_string()])
-        .expect("snapshot the database");
-}
-
-/// Puts a snapshot back in place of the (stopped) host's database.
-fn restore_db(d: &Deployment, from: &Path) {
-    for suffix in ["-wal", "-shm"] {
-        let mut p = d.db_path().into_os_string();
-        p.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(p));
-    }
-    std::fs::copy(from, d.db_path()).expect("restore the snapshot");
 }
 
 /// Mints `n` tokens and waits until a checkpoint covers them; returns its size.

@@ -20,7 +20,6 @@ use sealgate_shared::protocol::{ErrorCode, MintRequest, Op, Reply, WireError};
 use sealgate_tests::witness_process::WitnessProcess;
 use sealgate_tests::{free_port, wait_for, Api, Deployment, Options, Tenant};
 use serde_json::{json, Value};
-use std::path::Path;
 use std::time::Duration;
 
 /// A deployment whose enclave requires `quorum` of `n` witnesses, all running.
@@ -170,23 +169,6 @@ fn mint_request(t: &Tenant) -> MintRequest {
         caller: "compromised-host".into(),
         grant: None,
     }
-}
-
-/// A consistent copy of the database taken while the host runs (`VACUUM INTO`).
-fn snapshot_db(d: &Deployment, to: &Path) {
-    let c = rusqlite::Connection::open(d.db_path()).expect("open the database");
-    c.execute("VACUUM INTO ?1", [to.display().to_string()])
-        .expect("snapshot the database");
-}
-
-/// Puts a snapshot back in place of the (stopped) host's database.
-fn restore_db(d: &Deployment, from: &Path) {
-    for suffix in ["-wal", "-shm"] {
-        let mut p = d.db_path().into_os_string();
-        p.push(suffix);
-        let _ = std::fs::remove_file(std::path::PathBuf::from(p));
-    }
-    std::fs::copy(from, d.db_path()).expect("restore the snapshot");
 }
 
 #[test]

@@ -431,3 +431,20 @@ where
     });
     format!("http://{addr}")
 }
+
+/// A consistent copy of the database taken while the host runs (`VACUUM INTO`).
+pub fn snapshot_db(d: &sealgate_tests::Deployment, to: &std::path::Path) {
+    let c = rusqlite::Connection::open(d.db_path()).expect("open the database");
+    c.execute("VACUUM INTO ?1", [to.display().to_string()])
+        .expect("snapshot the database");
+}
+
+/// Puts a snapshot back in place of the (stopped) host's database.
+pub fn restore_db(d: &sealgate_tests::Deployment, from: &std::path::Path) {
+    for suffix in ["-wal", "-shm"] {
+        let mut p = d.db_path().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(std::path::PathBuf::from(p));
+    }
+    std::fs::copy(from, d.db_path()).expect("restore the snapshot");
+}
