@@ -6,6 +6,8 @@
 #
 #   IMAGE   docker tag to build and convert        (default sealgate-enclave:latest)
 #   EIF     output file                              (default target/sealgate-enclave.eif)
+#   KMS_KEY_ARN  the only KMS key the enclave takes data keys from (required: the
+#           stack's SealingKeyArn output); baked into the image, so PCR0 covers it
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -26,7 +28,7 @@ make eif: skipped — not found here: ${missing[*]}.
 On a Nitro Enclaves build host (e.g. Amazon Linux 2023 with aws-nitro-enclaves-cli and
 docker installed; see deploy/README.md) this target runs:
 
-  DOCKER_BUILDKIT=1 docker build -f deploy/enclave/Dockerfile -t ${IMAGE} .
+  DOCKER_BUILDKIT=1 docker build -f deploy/enclave/Dockerfile --build-arg KMS_KEY_ARN=\$KMS_KEY_ARN -t ${IMAGE} .
   nitro-cli build-enclave --docker-uri ${IMAGE} --output-file ${EIF}
 
 and prints the EIF's measurements (PCR0, PCR1, PCR2, SHA-384). PCR0 is the value to
@@ -38,7 +40,11 @@ MSG
 fi
 
 mkdir -p "$(dirname "${EIF}")"
-DOCKER_BUILDKIT=1 docker build -f deploy/enclave/Dockerfile -t "${IMAGE}" .
+if [[ ! "${KMS_KEY_ARN:-}" =~ ^arn:[a-z-]+:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$ ]]; then
+    echo "make eif: set KMS_KEY_ARN to the KMS key ARN the enclave may use (the stack's SealingKeyArn output)" >&2
+    exit 2
+fi
+DOCKER_BUILDKIT=1 docker build -f deploy/enclave/Dockerfile --build-arg KMS_KEY_ARN="${KMS_KEY_ARN}" -t "${IMAGE}" .
 nitro-cli build-enclave --docker-uri "${IMAGE}" --output-file "${EIF}" | tee "${EIF}.json"
 echo
 echo "EIF:  ${EIF}"

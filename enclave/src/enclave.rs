@@ -106,6 +106,8 @@ pub struct Enclave {
     unseal_gate: tokio::sync::Mutex<()>,
     /// Set once, by a successful `UnsealKms`.
     kms_sealed: OnceLock<KmsSealed>,
+    /// KMS sealing: the only KMS key (ARN) accepted, from the measured command line.
+    pinned_kms_key: Option<String>,
     /// Set once: from the sealed state when unsealed, or from the first `Hello`.
     config: OnceLock<EnclaveConfig>,
     /// `None` until configured.
@@ -133,9 +135,19 @@ impl Enclave {
     /// Boots with KMS sealing: no state of its own, only a fresh RSA-2048 recipient key
     /// and the client it reaches KMS with. The enclave stays locked until the host sends
     /// `UnsealKms` (with the ciphertexts it stored, after the first boot).
-    pub fn boot_locked(mode: Mode, nsm: Box<dyn Nsm>, kms: KmsClient) -> Result<Self, KeyError> {
+    ///
+    /// `pinned_key` (`--kms-key-arn`): the only KMS key it takes a data key from; it asks
+    /// KMS for that key whatever the host names, and refuses an answer for another.
+    pub fn boot_locked(
+        mode: Mode,
+        nsm: Box<dyn Nsm>,
+        kms: KmsClient,
+        pinned_key: Option<String>,
+    ) -> Result<Self, KeyError> {
         let recipient = RecipientKey::generate().map_err(|_| KeyError::Generate)?;
-        Ok(Self::new(mode, Sealing::Kms, nsm, Some(recipient), Some(kms)))
+        let mut enclave = Self::new(mode, Sealing::Kms, nsm, Some(recipient), Some(kms));
+        enclave.pinned_kms_key = pinned_key;
+        Ok(enclave)
     }
 
     fn new(
@@ -155,6 +167,7 @@ impl Enclave {
             kms,
             unseal_gate: tokio::sync::Mutex::new(()),
             kms_sealed: OnceLock::new(),
+            pinned_kms_key: None,
             config: OnceLock::new(),
             log: Mutex::new(None),
             witnessing: Mutex::new(None),
@@ -417,15 +430,18 @@ impl Enclave {
             "AttestationDocument": B64.encode(&document),
             "KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_256",
         });
+        // The pinned key whatever the host names: a key the host controls would let it
+        // decrypt the CiphertextBlob without a Recipient, and so read the data key.
+        let key_id = self.pinned_kms_key.as_deref().unwrap_or(&u.key_id);
         let (op, body) = match &u.stored {
             None => (
                 "GenerateDataKey",
-                serde_json::json!({ "KeyId": u.key_id, "KeySpec": "AES_256", "Recipient": recipient }),
+                serde_json::json!({ "KeyId": key_id, "KeySpec": "AES_256", "Recipient": recipient }),
             ),
             Some(stored) => (
                 "Decrypt",
                 serde_json::json!({
-                    "KeyId": u.key_id,
+                    "KeyId": key_id,
                     "CiphertextBlob": B64.encode(stored.ciphertext_blob.as_slice()),
                     "Recipient": recipient,
                 }),
@@ -456,6 +472,12 @@ impl Enclave {
                 })
             })?
             .to_string();
+        if let Some(pinned) = self.pinned_kms_key.as_deref().filter(|p| *p != key_arn) {
+            return Err(err(
+                ErrorCode::UnsealRejected,
+                format!("KMS answered {op} for key {key_arn}, but this enclave takes data keys only from {pinned} (--kms-key-arn)"),
+            ));
+        }
         let ciphertext_blob = match &u.stored {
             None => blob_field(op, &answer, "CiphertextBlob")?,
             Some(stored) => stored.ciphertext_blob.to_vec(),

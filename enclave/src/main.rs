@@ -69,10 +69,29 @@ struct Args {
     /// SHA-256 fingerprint is attested (`kms_ca`) and the mode becomes "sim".
     #[arg(long, value_name = "PEM")]
     sim_kms_ca: Option<PathBuf>,
+    /// KMS sealing: the only KMS key (its ARN) this enclave takes a data key from. The
+    /// host names the key otherwise, and a key it controls would let it decrypt the
+    /// data key's CiphertextBlob itself; in an EIF this flag is part of the measured
+    /// image (deploy/enclave/Dockerfile's KMS_KEY_ARN), so PCR0 covers the pin.
+    /// Required with --nsm nitro --seal kms.
+    #[arg(long, value_name = "ARN", env = "SEALGATE_KMS_KEY_ARN")]
+    kms_key_arn: Option<String>,
     /// Exit when standard input closes: `sealgate sim` holds the other end, so the
     /// simulated enclave never outlives its host, even after `kill -9`.
     #[arg(long)]
     exit_on_stdin_eof: bool,
+}
+
+/// `arn:aws:kms:REGION:ACCOUNT:key/ID` (any partition): the form KMS answers with, so
+/// the pin can be compared with KMS's `KeyId` exactly.
+fn valid_kms_key_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    matches!(parts.as_slice(), ["arn", partition, "kms", region, account, resource]
+        if !partition.is_empty()
+            && !region.is_empty()
+            && account.len() == 12
+            && account.bytes().all(|b| b.is_ascii_digit())
+            && resource.strip_prefix("key/").is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')))
 }
 
 fn main() -> ExitCode {
@@ -125,8 +144,13 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let nsm_kind = args.nsm.unwrap_or(if args.sim { NsmKind::Sim } else { NsmKind::Nitro });
     let seal_kind = args.seal.unwrap_or(SealKind::Sim);
-    if seal_kind == SealKind::Sim && (args.kms_proxy.is_some() || args.sim_kms_ca.is_some()) {
-        return Err("--kms-proxy and --sim-kms-ca are for --seal kms".into());
+    if seal_kind == SealKind::Sim
+        && (args.kms_proxy.is_some() || args.sim_kms_ca.is_some() || args.kms_key_arn.is_some())
+    {
+        return Err("--kms-proxy, --sim-kms-ca and --kms-key-arn are for --seal kms".into());
+    }
+    if let Some(arn) = args.kms_key_arn.as_deref().filter(|a| !valid_kms_key_arn(a)) {
+        return Err(format!("--kms-key-arn {arn:?} is not a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)").into());
     }
     // "nitro" only when nothing is simulated: a real NSM with a local sealing key still
     // keeps its keys where the host can read them, and a KMS reached under a test CA
@@ -164,7 +188,19 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 }
                 None => KmsClient::public(proxy)?,
             };
-            Enclave::boot_locked(mode, nsm, client)?
+            match (&args.kms_key_arn, mode) {
+                (None, Mode::Nitro) => {
+                    return Err("--nsm nitro --seal kms needs --kms-key-arn (SEALGATE_KMS_KEY_ARN, baked into the EIF): \
+                                without it the host chooses the KMS key, and a key it controls would let it read \
+                                the data key"
+                        .into())
+                }
+                (None, _) => tracing::warn!(
+                    "no --kms-key-arn: the enclave takes its data key from whichever KMS key the host names (simulator only)"
+                ),
+                (Some(arn), _) => tracing::info!(kms_key = arn, "data keys only from the pinned KMS key"),
+            }
+            Enclave::boot_locked(mode, nsm, client, args.kms_key_arn.clone())?
         }
     };
     let enclave = Arc::new(enclave);
@@ -210,6 +246,27 @@ async fn stdin_closed() {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn kms_key_arns_are_checked_by_form() {
+        for ok in [
+            "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "arn:aws-us-gov:kms:us-gov-west-1:111122223333:key/k1",
+        ] {
+            assert!(super::valid_kms_key_arn(ok), "{ok}");
+        }
+        for bad in [
+            "alias/sealgate",
+            "1234abcd-12ab-34cd-56ef-1234567890ab",
+            "arn:aws:kms:us-east-1:111122223333:alias/sealgate",
+            "arn:aws:kms:us-east-1:1111:key/k",
+            "arn:aws:kms::111122223333:key/k",
+            "arn:aws:kms:us-east-1:111122223333:key/",
+            "arn:aws:s3:us-east-1:111122223333:key/k",
+        ] {
+            assert!(!super::valid_kms_key_arn(bad), "{bad}");
+        }
+    }
+
     use super::Args;
     use clap::CommandFactory;
 

@@ -222,7 +222,7 @@ fn boot_locked(state: &Path) -> Enclave {
     let nsm = SimNsm::open(state, &image).unwrap();
     // A proxy address nothing listens on: these tests never reach KMS.
     let kms = KmsClient::public(KmsProxy::Tcp(format!("127.0.0.1:{}", closed_port()))).unwrap();
-    Enclave::boot_locked(Mode::Sim, Box::new(nsm), kms).unwrap()
+    Enclave::boot_locked(Mode::Sim, Box::new(nsm), kms, None).unwrap()
 }
 
 /// A loopback port that was free a moment ago (bound, then released).

@@ -65,11 +65,14 @@ fn enclave_args(via: &str, ca: Option<&Path>) -> Vec<String> {
     args
 }
 
+/// The enclave pinned to the double's key (`--kms-key-arn`), as an EIF would be.
 fn options(double: &KmsDouble) -> Options {
+    let mut enclave_args = enclave_args(&double.proxy(), Some(&double.ca_file()));
+    enclave_args.extend(["--kms-key-arn".into(), double.arn().to_string()]);
     Options {
         host_env: host_env(kms_double::SECRET_ACCESS_KEY),
         host_args: vec!["--kms-key-id".into(), KEY_ID.into()],
-        enclave_args: enclave_args(&double.proxy(), Some(&double.ca_file())),
+        enclave_args,
     }
 }
 
@@ -842,4 +845,54 @@ fn a_host_chosen_data_key_is_refused_on_first_boot_and_on_restart() {
     d.start_host();
     assert_eq!(kids(&d), before);
     assert_eq!(double.issued_data_keys().len(), 1, "no second data key");
+}
+
+/// A host that names a KMS key it controls could decrypt the data key's CiphertextBlob
+/// itself (its policy, not the enclave's, decides). A pinned enclave asks KMS for its
+/// own key whatever the host names: here the host names a key the double does not
+/// hold, and the enclave unseals all the same, under the pinned key, which it attests.
+#[test]
+fn a_pinned_enclave_asks_for_its_own_key_whatever_the_host_names() {
+    let double = double();
+    let mut opts = options(&double);
+    opts.host_args = vec!["--kms-key-id".into(), "host-controlled-key".into()];
+    let d = start(&double, opts);
+    let (s, att) = d.api().get("/v1/attestation", None);
+    assert_eq!(s, 200, "{att}");
+    assert_eq!(att["commitment"]["kms_key"], double.arn(), "{att}");
+}
+
+/// Pinned to a key KMS will not use for it, the enclave stays locked and the host
+/// stops with KMS's answer; a bad pin is refused at start.
+#[test]
+fn a_pin_to_another_key_keeps_the_enclave_locked() {
+    let double = double();
+    let mut opts = options(&double);
+    let other = "arn:aws:kms:us-east-1:999999999999:key/not-this-deployments-key";
+    let at = opts.enclave_args.len() - 1;
+    opts.enclave_args[at] = other.to_string();
+    let mut d = Deployment::prepare(opts.clone());
+    d.start_enclave();
+    trust_root(&d, &double);
+    let text = host_must_refuse(&d, &opts);
+    assert!(text.contains("NotFoundException"), "{text}");
+    assert!(status(&d).locked, "the enclave must stay locked");
+
+    let out = Command::new(bin("sealgate-enclave"))
+        .args([
+            "--listen",
+            "unix:/nonexistent/x.sock",
+            "--seal",
+            "kms",
+            "--nsm",
+            "sim",
+            "--state",
+        ])
+        .arg(d.path("other-state"))
+        .args(["--kms-key-arn", "alias/sealgate"])
+        .output()
+        .expect("run sealgate-enclave");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not a KMS key ARN"), "{err}");
 }
