@@ -5,6 +5,7 @@
 //! reorder or invent log entries) an auditor catches with `sealgate-verify`.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod api;
 pub mod auth;
 pub mod aws;

@@ -81,6 +81,28 @@ enum Cmd {
         #[command(flatten)]
         witnesses: WitnessArgs,
     },
+    /// Print a grant's AWS credentials as the AWS CLI's credential_process JSON
+    /// (SEALGATE_URL and SEALGATE_TOKEN, an agent key, say where and as whom).
+    CredentialProcess {
+        #[command(flatten)]
+        target: GrantTarget,
+    },
+    /// Run a command with a grant's AWS credentials, fetched just in time (SEALGATE_URL
+    /// and SEALGATE_TOKEN, an agent key, say where and as whom).
+    Exec {
+        #[command(flatten)]
+        target: GrantTarget,
+        /// AWS_REGION for the command [default: the grant's first region].
+        #[arg(long)]
+        region: Option<String>,
+        /// Serve the credentials on a loopback container endpoint even when one session
+        /// covers the grant (it is served anyway when the grant outlives its session).
+        #[arg(long)]
+        refresh: bool,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
     /// A C2SP tlog-witness: cosigns a log's checkpoints only when consistent with the
     /// last one it cosigned (see the witness module's docs).
     Witness {
@@ -104,7 +126,95 @@ enum Cmd {
     },
 }
 
+/// Which grant: one of the two.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct Which {
+    /// The grant's id (gr_…).
+    #[arg(long)]
+    grant: Option<String>,
+    /// The grant's secret_ref (secret_ref://aws/runs/RUN/GRANT), as the request answered.
+    #[arg(long)]
+    secret_ref: Option<String>,
+}
+
+/// Which grant, and the host and agent key to ask.
+#[derive(clap::Args)]
+struct GrantTarget {
+    #[command(flatten)]
+    which: Which,
+    /// The sealgate host.
+    #[arg(long = "url", env = "SEALGATE_URL", hide_env_values = true)]
+    url: Option<String>,
+    /// An agent key (sg_…); better in the environment than on a command line.
+    #[arg(long = "token", env = "SEALGATE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl GrantTarget {
+    fn resolve(self) -> Result<(sealgate_host::agent::client::Sealgate, String), sealgate_host::agent::AgentError> {
+        let grant = sealgate_host::agent::grant_id(self.which.grant.as_deref(), self.which.secret_ref.as_deref())?;
+        Ok((
+            sealgate_host::agent::client::Sealgate::new(self.url, self.token)?,
+            grant,
+        ))
+    }
+}
+
+/// The agent commands: their own exit codes, no log lines on stderr unless asked.
+fn agent_command(cmd: Cmd) -> ExitCode {
+    use sealgate_host::agent::{credentials, exec};
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sealgate: cannot start the runtime: {e}");
+            return ExitCode::from(5);
+        }
+    };
+    let outcome = rt.block_on(async move {
+        match cmd {
+            Cmd::CredentialProcess { target } => {
+                let (api, grant) = target.resolve()?;
+                let c = credentials::fetch(&api, &grant).await?;
+                println!("{}", credentials::process_json(&c));
+                Ok(ExitCode::SUCCESS)
+            }
+            Cmd::Exec {
+                target,
+                region,
+                refresh,
+                command,
+            } => {
+                let (api, grant) = target.resolve()?;
+                exec::run(
+                    api,
+                    exec::ExecOptions {
+                        grant,
+                        region,
+                        refresh,
+                        command,
+                    },
+                )
+                .await
+            }
+            _ => Err(sealgate_host::agent::AgentError::Usage("not an agent command".into())),
+        }
+    });
+    // The runtime (and the credentials endpoint with it) goes when `exec`'s command has.
+    rt.shutdown_background();
+    outcome.unwrap_or_else(|e| e.exit())
+}
+
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if matches!(cli.cmd, Cmd::CredentialProcess { .. } | Cmd::Exec { .. }) {
+        // Quiet unless RUST_LOG asks: the AWS CLI shows credential_process's stderr.
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+            .with_writer(std::io::stderr)
+            .init();
+        return agent_command(cli.cmd);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
@@ -116,7 +226,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(Cli::parse())) {
+    match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sealgate: {e}");
@@ -223,6 +333,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 .into()),
             }
         }
+        Cmd::CredentialProcess { .. } | Cmd::Exec { .. } => Err("handled before the runtime starts".into()),
         Cmd::Witness {
             listen,
             state,

@@ -71,7 +71,7 @@ pub struct Moto {
 }
 
 /// The workspace root (this crate lives in `<root>/tests`).
-fn workspace_root() -> PathBuf {
+pub fn workspace_root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().map(PathBuf::from).unwrap_or(manifest)
 }
