@@ -14,6 +14,7 @@ pub mod db;
 pub mod enclave_client;
 pub mod error;
 pub mod grants;
+pub mod https_client;
 pub mod kms_seal;
 pub mod ledger;
 pub mod limits;

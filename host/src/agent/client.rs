@@ -6,10 +6,9 @@
 use super::AgentError;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
-use hyper_util::client::legacy::{connect::HttpConnector, Client as HyperClient};
+use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
-use std::sync::Arc;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -20,7 +19,7 @@ const MAX_RESPONSE_BYTES: usize = 1 << 20;
 pub struct Sealgate {
     url: String,
     token: String,
-    http: HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    http: HyperClient<crate::https_client::Connector, Empty<Bytes>>,
 }
 
 impl std::fmt::Debug for Sealgate {
@@ -50,19 +49,7 @@ impl Sealgate {
                 "SEALGATE_URL {url:?} must be https (http only on loopback): the agent key travels with every request"
             )));
         }
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| AgentError::Unreachable(format!("TLS set-up: {e}")))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .build();
+        let https = crate::https_client::connector().map_err(AgentError::Unreachable)?;
         Ok(Self {
             url: url.trim().trim_end_matches('/').to_string(),
             token,

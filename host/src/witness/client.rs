@@ -11,11 +11,10 @@ use super::add_checkpoint::{encode_request, parse_decimal};
 use super::server::SIZE_CONTENT_TYPE;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
-use hyper_util::client::legacy::{connect::HttpConnector, Client as HyperClient};
+use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
 use sealgate_shared::merkle::Hash;
 use sealgate_shared::note::SIG_PREFIX;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// The whole exchange: connect, TLS, request, response.
@@ -53,7 +52,7 @@ pub enum WitnessError {
 /// clients to).
 #[derive(Clone)]
 pub struct Client {
-    http: HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    http: HyperClient<crate::https_client::Connector, Full<Bytes>>,
     /// The witness's submission prefix, e.g. `https://witness.example/`.
     prefix: String,
 }
@@ -62,19 +61,7 @@ impl Client {
     /// A client for the witness at `prefix` (http or https; TLS trusts the system's
     /// roots).
     pub fn new(prefix: &str) -> Result<Self, WitnessError> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| WitnessError::Transport(format!("TLS set-up: {e}")))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .build();
+        let https = crate::https_client::connector().map_err(WitnessError::Transport)?;
         Ok(Self {
             http: HyperClient::builder(TokioExecutor::new()).build(https),
             prefix: prefix.trim_end_matches('/').to_string(),
