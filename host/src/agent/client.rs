@@ -99,3 +99,35 @@ impl Sealgate {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The agent key goes with every request: never in the clear to another machine.
+    #[test]
+    fn the_key_travels_only_over_tls_or_loopback() {
+        let key = || Some("sg_k".to_string());
+        for ok in [
+            "https://broker.example.com",
+            "http://127.0.0.1:8080",
+            "http://[::1]:80",
+            "http://localhost:8080/",
+        ] {
+            assert!(Sealgate::new(Some(ok.into()), key()).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://broker.example.com",
+            "http://10.0.0.1",
+            "ftp://127.0.0.1",
+            "not a url",
+            "",
+        ] {
+            let e = Sealgate::new(Some(bad.into()), key()).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad}");
+        }
+        let e = Sealgate::new(Some("https://broker.example.com".into()), Some("not-a-key".into())).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(Sealgate::new(None, key()).is_err());
+    }
+}

@@ -85,12 +85,12 @@ async fn answer(State(s): State<Arc<Served>>, headers: HeaderMap) -> Response {
         )
             .into_response();
     }
-    match super::credentials::grant_status(&s.api, &s.grant).await {
-        Ok(status) if status == "active" => {}
-        Ok(status) => {
+    match super::credentials::grant_state(&s.api, &s.grant).await {
+        Ok(g) if g.status == "active" => {}
+        Ok(g) => {
             return (
                 StatusCode::FORBIDDEN,
-                Json(json!({ "message": format!("the grant is {status}") })),
+                Json(json!({ "message": format!("the grant is {}", g.status) })),
             )
                 .into_response()
         }

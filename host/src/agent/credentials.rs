@@ -51,19 +51,23 @@ pub async fn fetch(api: &Sealgate, grant: &str) -> Result<Credentials, AgentErro
     })
 }
 
-/// When the grant itself ends (Unix seconds), from `GET /v1/aws/access/{grant}`.
-pub async fn grant_end(api: &Sealgate, grant: &str) -> Result<Option<u64>, AgentError> {
-    let v = api.get(&format!("/v1/aws/access/{grant}")).await?;
-    Ok(v["expires_at"].as_u64())
+/// What `GET /v1/aws/access/{grant}` says of a grant that matters here.
+pub struct GrantState {
+    /// `active`, `released`, `expired`, …
+    pub status: String,
+    /// When the grant itself ends (Unix seconds), once it is active.
+    pub expires_at: Option<u64>,
 }
 
-/// The grant's status now (`active`, `released`, `expired`, …).
-pub async fn grant_status(api: &Sealgate, grant: &str) -> Result<String, AgentError> {
+pub async fn grant_state(api: &Sealgate, grant: &str) -> Result<GrantState, AgentError> {
     let v = api.get(&format!("/v1/aws/access/{grant}")).await?;
-    v["status"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| AgentError::Unreachable("the grant answer lacks status".into()))
+    Ok(GrantState {
+        status: v["status"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| AgentError::Unreachable("the grant answer lacks status".into()))?,
+        expires_at: v["expires_at"].as_u64(),
+    })
 }
 
 /// The AWS CLI's `credential_process` answer (version 1, with `Expiration`, so the CLI

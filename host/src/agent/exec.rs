@@ -13,7 +13,7 @@
 //! `SIGQUIT` are forwarded to it; killed by a signal, `exec` exits `128 + N`.
 
 use super::client::Sealgate;
-use super::credentials::{fetch, grant_end};
+use super::credentials::{fetch, grant_state};
 use super::{container, AgentError};
 use std::process::ExitCode;
 
@@ -53,8 +53,9 @@ pub async fn run(api: Sealgate, opts: ExecOptions) -> Result<ExitCode, AgentErro
         .ok_or_else(|| AgentError::Usage("name the command to run after --".into()))?;
     let creds = fetch(&api, &opts.grant).await?;
     let region = opts.region.clone().or_else(|| creds.region.clone());
-    let outlives = grant_end(&api, &opts.grant)
+    let outlives = grant_state(&api, &opts.grant)
         .await?
+        .expires_at
         .is_some_and(|end| end > creds.expires_at + SLACK_SECS);
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args);
