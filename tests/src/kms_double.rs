@@ -37,7 +37,7 @@ use base64::Engine as _;
 use sealgate_attestation::nitro::{verify_chain, verify_signature, Document, TrustRoot};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -228,28 +228,12 @@ fn serve_one(tcp: std::net::TcpStream, tls: Arc<rustls::ServerConfig>, inner: &I
     tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
     let conn = rustls::ServerConnection::new(tls).map_err(std::io::Error::other)?;
     let mut reader = BufReader::new(rustls::StreamOwned::new(conn, tcp));
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let mut parts = line.split_whitespace();
-    let (method, path) = (
-        parts.next().unwrap_or_default().to_string(),
-        parts.next().unwrap_or_default().to_string(),
-    );
-    let mut headers = BTreeMap::new();
-    loop {
-        let mut h = String::new();
-        reader.read_line(&mut h)?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-    }
-    let len: usize = headers.get("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
-    let mut body = vec![0; len.min(1 << 20)];
-    reader.read_exact(&mut body)?;
+    let crate::http1::Request {
+        method,
+        path,
+        headers,
+        body,
+    } = crate::http1::read_request(&mut reader)?;
     let target = headers.get("x-amz-target").cloned().unwrap_or_default();
     let op = target.strip_prefix("TrentService.").unwrap_or(&target).to_string();
     let result = if method != "POST" || path != "/" {

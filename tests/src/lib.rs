@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 pub mod aws;
 pub mod cms;
 pub mod fault;
+pub mod http1;
 pub mod kms_double;
 pub mod test_ca;
 pub mod webhook_receiver;

@@ -9,7 +9,7 @@
 
 use crate::test_ca::TestCa;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -71,24 +71,9 @@ fn serve_one(
 ) -> std::io::Result<()> {
     let conn = rustls::ServerConnection::new(CA.server.clone()).map_err(std::io::Error::other)?;
     let mut reader = BufReader::new(rustls::StreamOwned::new(conn, tcp));
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let path = line.split_whitespace().nth(1).unwrap_or_default().to_string();
-    let mut headers = BTreeMap::new();
-    loop {
-        let mut h = String::new();
-        reader.read_line(&mut h)?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-    }
-    let len: usize = headers.get("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body)?;
+    let crate::http1::Request {
+        path, headers, body, ..
+    } = crate::http1::read_request(&mut reader)?;
     let status = {
         let mut seen = record.lock().expect("lock");
         seen.push(Delivery { headers, path, body });

@@ -60,24 +60,27 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn active_grant(e: &Env, bucket: &str) -> String {
+/// A deployment, a bucket named after `prefix`, and an active grant on it:
+/// `(env, bucket, grant id)`.
+fn with_grant(prefix: &str) -> (Env, String, String) {
+    let e = Env::start();
+    let bucket = unique(prefix);
+    e.bucket(&bucket);
     let role = e.role(&unique("agent-cmd-role"));
     e.set_ceiling(ACCOUNT, &open_ceiling(&role, "assume_role"));
     let g = e.grant(&access(
-        bucket,
+        &bucket,
         &["s3:GetObject", "s3:PutObject", "s3:ListBucket"],
         1800,
     ));
     assert_eq!(g["status"], "active", "{g}");
-    str_of(&g, "grant_id").to_string()
+    let id = str_of(&g, "grant_id").to_string();
+    (e, bucket, id)
 }
 
 #[test]
 fn credential_process_and_exec_hand_a_grant_to_a_real_sdk() {
-    let e = Env::start();
-    let bucket = unique("agent-cmd");
-    e.bucket(&bucket);
-    let id = active_grant(&e, &bucket);
+    let (e, bucket, id) = with_grant("agent-cmd");
     let secret_ref = str_of(&e.get(&id), "secret_ref").to_string();
 
     // credential_process: the AWS CLI's JSON, version 1, with an expiration.
@@ -198,10 +201,7 @@ except urllib.error.HTTPError as e:
 
 #[test]
 fn a_released_grant_fails_all_three_cleanly() {
-    let e = Env::start();
-    let bucket = unique("agent-rel");
-    e.bucket(&bucket);
-    let id = active_grant(&e, &bucket);
+    let (e, bucket, id) = with_grant("agent-rel");
     let dir = tempfile::tempdir().unwrap();
     let released = dir.path().join("released");
 
@@ -271,10 +271,7 @@ except Exception as e:
 
 #[test]
 fn exec_passes_signals_through() {
-    let e = Env::start();
-    let bucket = unique("agent-sig");
-    e.bucket(&bucket);
-    let id = active_grant(&e, &bucket);
+    let (e, _, id) = with_grant("agent-sig");
     let mut child = agent_cmd(&e, &bin("sealgate"))
         .args(["exec", "--grant", &id, "--", "sleep", "30"])
         .spawn()

@@ -76,11 +76,18 @@ fn options(double: &KmsDouble) -> Options {
     }
 }
 
-/// Starts the enclave, hands its simulated NSM root to the double, then starts the host.
-fn start(double: &KmsDouble, options: Options) -> Deployment {
+/// Starts the enclave (locked, awaiting its data key) and hands its simulated NSM root
+/// to the double; the host is not started.
+fn locked(double: &KmsDouble, options: Options) -> Deployment {
     let mut d = Deployment::prepare(options);
     d.start_enclave();
     trust_root(&d, double);
+    d
+}
+
+/// [`locked`], then the host.
+fn start(double: &KmsDouble, options: Options) -> Deployment {
+    let mut d = locked(double, options);
     d.start_host();
     d
 }
@@ -509,9 +516,7 @@ fn a_foreign_attestation_is_denied_by_the_key_policy() {
     // The key policy pins another image's PCR0.
     let double = KmsDouble::start(KEY_ID, REGION, &Sha384::digest(b"some other enclave image"));
     let opts = options(&double);
-    let mut d = Deployment::prepare(opts.clone());
-    d.start_enclave();
-    trust_root(&d, &double);
+    let mut d = locked(&double, opts.clone());
 
     let log = host_must_refuse(&d, &opts);
     assert!(log.contains("AccessDeniedException"), "{log}");
@@ -536,9 +541,7 @@ fn a_foreign_attestation_is_denied_by_the_key_policy() {
 fn a_cms_for_another_recipient_is_refused() {
     let double = double();
     let opts = options(&double);
-    let mut d = Deployment::prepare(opts.clone());
-    d.start_enclave();
-    trust_root(&d, &double);
+    let mut d = locked(&double, opts.clone());
 
     // KMS (or something between) encrypts the data key to another RSA key.
     double.misaddress(true);
@@ -557,9 +560,7 @@ fn a_cms_for_another_recipient_is_refused() {
 #[test]
 fn unseal_protocol_rules() {
     let double = double();
-    let mut d = Deployment::prepare(options(&double));
-    d.start_enclave();
-    trust_root(&d, &double);
+    let mut d = locked(&double, options(&double));
     let config = EnclaveConfig {
         issuer: d.url.clone(),
         audiences: vec!["sts.amazonaws.com".into()],
@@ -677,9 +678,7 @@ fn a_bad_signature_is_refused() {
     let double = double();
     let mut opts = options(&double);
     opts.host_env = host_env("not-the-secret");
-    let mut d = Deployment::prepare(opts.clone());
-    d.start_enclave();
-    trust_root(&d, &double);
+    let d = locked(&double, opts.clone());
     let log = host_must_refuse(&d, &opts);
     assert!(log.contains("InvalidSignatureException"), "{log}");
     assert!(status(&d).locked);
@@ -701,9 +700,7 @@ fn without_the_sim_flag_the_test_ca_is_refused() {
     let double = double();
     let mut opts = options(&double);
     opts.enclave_args = enclave_args(&double.proxy(), None);
-    let mut d = Deployment::prepare(opts.clone());
-    d.start_enclave();
-    trust_root(&d, &double);
+    let d = locked(&double, opts.clone());
     let log = host_must_refuse(&d, &opts);
     assert!(log.contains("TLS to kms.us-east-1.amazonaws.com failed"), "{log}");
     assert!(log.contains("invalid peer certificate"), "{log}");
@@ -721,9 +718,7 @@ fn a_relay_presenting_another_certificate_is_refused() {
     let mitm = KmsDouble::start(KEY_ID, REGION, &pcr0_of_enclave_binary());
     let mut opts = options(&double);
     opts.enclave_args = enclave_args(&mitm.proxy(), Some(&double.ca_file()));
-    let mut d = Deployment::prepare(opts.clone());
-    d.start_enclave();
-    trust_root(&d, &double);
+    let d = locked(&double, opts.clone());
     trust_root(&d, &mitm);
     let log = host_must_refuse(&d, &opts);
     assert!(log.contains("invalid peer certificate"), "{log}");
@@ -771,9 +766,7 @@ fn mismatched_host_and_enclave_sealing_are_named() {
 fn a_host_chosen_data_key_is_refused_on_first_boot_and_on_restart() {
     let double = double();
     let opts = options(&double);
-    let mut d = Deployment::prepare(opts.clone());
-    d.start_enclave();
-    trust_root(&d, &double);
+    let mut d = locked(&double, opts.clone());
     let known_key = [0x66u8; 32];
     let attack = |d: &Deployment| {
         let doc = match enclave_call(d, Op::RecipientAttest { nonce: None }) {
@@ -871,9 +864,7 @@ fn a_pin_to_another_key_keeps_the_enclave_locked() {
     let other = "arn:aws:kms:us-east-1:999999999999:key/not-this-deployments-key";
     let at = opts.enclave_args.len() - 1;
     opts.enclave_args[at] = other.to_string();
-    let mut d = Deployment::prepare(opts.clone());
-    d.start_enclave();
-    trust_root(&d, &double);
+    let d = locked(&double, opts.clone());
     let text = host_must_refuse(&d, &opts);
     assert!(text.contains("NotFoundException"), "{text}");
     assert!(status(&d).locked, "the enclave must stay locked");
