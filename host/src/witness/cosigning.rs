@@ -233,6 +233,69 @@ impl Cosigning {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sealgate_shared::cosignature::Cosigner;
+
+    const BODY: &str = "log.example/log\n3\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n";
+
+    fn cosigner(name: &str, seed: u8) -> Cosigner {
+        Cosigner::new(name, ed25519_dalek::SigningKey::from_bytes(&[seed; 32])).unwrap()
+    }
+
+    /// A witness on loopback that answers every submission with `line`.
+    async fn answering(line: String) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = axum::Router::new().route(
+            "/add-checkpoint",
+            axum::routing::post(move || {
+                let line = line.clone();
+                async move { format!("{line}\n") }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    /// A witness's answer counts only if it verifies under that witness's configured
+    /// key: a line under its name by another key (or another witness's line) does not.
+    #[tokio::test]
+    async fn only_lines_that_verify_under_the_configured_key_count() {
+        let note = format!("{BODY}\n\u{2014} log.example/log AAAAAA==\n");
+        let (w1, w2) = (cosigner("w1.example", 1), cosigner("w2.example", 2));
+        let impostor = cosigner("w2.example", 9);
+        let honest1 = answering(w1.cosign(BODY, 1_800_000_000).unwrap()).await;
+        let lying2 = answering(impostor.cosign(BODY, 1_800_000_000).unwrap()).await;
+        let honest2 = answering(w2.cosign(BODY, 1_800_000_000).unwrap()).await;
+        let proofs: ProofSource = Arc::new(|_, _| Ok(Vec::new()));
+        let endpoint = |w: &Cosigner, url: &str| WitnessEndpoint {
+            key: w.verifier(),
+            url: url.to_string(),
+        };
+
+        let lied_to = Cosigning::new(&[endpoint(&w1, &honest1), endpoint(&w2, &lying2)], 2).unwrap();
+        match lied_to.cosign(&note, 3, proofs.clone()).await {
+            Err(CosignError::NoQuorum {
+                have: 1,
+                need: 2,
+                problems,
+            }) => {
+                assert!(
+                    problems.iter().any(|p| p.contains("no valid cosignature")),
+                    "{problems:?}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        let honest = Cosigning::new(&[endpoint(&w1, &honest1), endpoint(&w2, &honest2)], 2).unwrap();
+        let cosigned = honest.cosign(&note, 3, proofs).await.unwrap();
+        let keys = [w1.verifier(), w2.verifier()];
+        assert_eq!(
+            sealgate_shared::cosignature::verify_quorum(&cosigned, &keys, 2)
+                .unwrap()
+                .len(),
+            2
+        );
+    }
 
     #[test]
     fn endpoints_parse_and_print_back() {
