@@ -198,6 +198,21 @@ pub fn split_note(note: &str) -> Result<(&str, &str), NoteError> {
     Ok((body, sigs))
 }
 
+/// Signs a checkpoint as a log does, with an Ed25519 key named by its origin: what the
+/// witness's, the verifier's and the end-to-end tests' logs use. (The enclave signs with
+/// aws-lc-rs and [`assemble`]s the same note.)
+pub fn sign(key: &ed25519_dalek::SigningKey, cp: &Checkpoint) -> String {
+    use ed25519_dalek::Signer;
+    let body = cp.body();
+    let sig = key.sign(body.as_bytes()).to_bytes();
+    assemble(
+        &body,
+        &cp.origin,
+        key_id(&cp.origin, key.verifying_key().as_bytes()),
+        &sig,
+    )
+}
+
 /// Assembles a signed note from a body and one signature (what the enclave emits).
 pub fn assemble(body: &str, name: &str, id: [u8; 4], signature: &[u8; 64]) -> String {
     let mut raw = id.to_vec();
@@ -208,17 +223,10 @@ pub fn assemble(body: &str, name: &str, id: [u8; 4], signature: &[u8; 64]) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ed25519_dalek::{Signer, SigningKey};
+    use ed25519_dalek::SigningKey;
 
     fn signed(sk: &SigningKey, cp: &Checkpoint) -> String {
-        let body = cp.body();
-        let sig = sk.sign(body.as_bytes()).to_bytes();
-        assemble(
-            &body,
-            &cp.origin,
-            key_id(&cp.origin, sk.verifying_key().as_bytes()),
-            &sig,
-        )
+        sign(sk, cp)
     }
 
     fn setup() -> (SigningKey, VerifierKey, Checkpoint) {

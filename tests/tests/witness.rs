@@ -10,12 +10,12 @@
 
 mod common;
 
-use ed25519_dalek::{Signer, SigningKey};
+use ed25519_dalek::SigningKey;
 use sealgate_host::witness::add_checkpoint::encode_request;
 use sealgate_host::witness::client::{self, WitnessError};
 use sealgate_shared::merkle::proof::TreeStore;
 use sealgate_shared::merkle::{self, Hash};
-use sealgate_shared::note::{assemble, key_id, Checkpoint, VerifierKey};
+use sealgate_shared::note::{Checkpoint, VerifierKey};
 use sealgate_tests::witness_process::WitnessProcess;
 use sealgate_tests::{bin, Deployment};
 use sha2::{Digest, Sha256};
@@ -60,14 +60,7 @@ impl Log {
     }
 
     fn sign(&self, cp: &Checkpoint) -> String {
-        let body = cp.body();
-        let sig = self.key.sign(body.as_bytes()).to_bytes();
-        assemble(
-            &body,
-            &self.origin,
-            key_id(&self.origin, self.key.verifying_key().as_bytes()),
-            &sig,
-        )
+        sealgate_shared::note::sign(&self.key, cp)
     }
 
     fn note(&self, size: u64) -> String {

@@ -5,7 +5,7 @@
 
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use base64::Engine;
-use ed25519_dalek::{Signer, SigningKey};
+use ed25519_dalek::SigningKey;
 use sealgate_attestation::fetch::{
     ConsistencyProof, EntriesPage, Entry, FetchError, HashesPage, InclusionProof, LogSource, TokenRecord,
 };
@@ -58,14 +58,7 @@ pub fn verifier_key(sk: &SigningKey) -> VerifierKey {
 
 /// Signs a checkpoint the way the enclave does.
 pub fn sign_checkpoint(sk: &SigningKey, cp: &Checkpoint) -> String {
-    let body = cp.body();
-    let sig = sk.sign(body.as_bytes()).to_bytes();
-    note::assemble(
-        &body,
-        &cp.origin,
-        note::key_id(&cp.origin, sk.verifying_key().as_bytes()),
-        &sig,
-    )
+    note::sign(sk, cp)
 }
 
 /// The honest log: leaves, issued tokens, and every node for proofs.

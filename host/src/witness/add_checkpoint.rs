@@ -285,9 +285,8 @@ pub fn check_against(recorded: Option<&Recorded>, req: &Request<'_>, v: &Verifie
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ed25519_dalek::{Signer, SigningKey};
+    use ed25519_dalek::SigningKey;
     use sealgate_shared::merkle::proof::TreeStore;
-    use sealgate_shared::note::{assemble, key_id};
 
     const ORIGIN: &str = "log.example/a";
 
@@ -300,14 +299,7 @@ mod tests {
     }
 
     fn sign(sk: &SigningKey, cp: &Checkpoint) -> String {
-        let body = cp.body();
-        let sig = sk.sign(body.as_bytes()).to_bytes();
-        assemble(
-            &body,
-            &cp.origin,
-            key_id(&cp.origin, sk.verifying_key().as_bytes()),
-            &sig,
-        )
+        sealgate_shared::note::sign(sk, cp)
     }
 
     fn tree(n: u64) -> TreeStore {
