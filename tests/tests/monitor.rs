@@ -31,6 +31,13 @@ struct Running {
 }
 
 impl Running {
+    /// `monitor --url URL --state STATE --interval 1 --sim-root ROOT` and `extra`.
+    fn watch(dir: &Path, name: &str, url: &str, state: &str, root: &str, extra: &[&str]) -> Self {
+        let mut args = vec!["--url", url, "--state", state, "--interval", "1", "--sim-root", root];
+        args.extend_from_slice(extra);
+        Self::start(dir, name, &args)
+    }
+
     fn start(dir: &Path, name: &str, args: &[&str]) -> Self {
         let out = dir.join(format!("{name}.out"));
         let err = dir.join(format!("{name}.err"));
@@ -131,22 +138,7 @@ fn an_honest_log_passes_a_minute_of_minting_a_rotation_and_a_restart() {
     let root = sim_root(&d);
     let state = d.path("monitor-state");
     let state = state.display().to_string();
-    let mut m = Running::start(
-        d.dir.path(),
-        "honest",
-        &[
-            "--url",
-            &d.url,
-            "--state",
-            &state,
-            "--interval",
-            "1",
-            "--sim-root",
-            &root,
-            "--key",
-            &admin,
-        ],
-    );
+    let mut m = Running::watch(d.dir.path(), "honest", &d.url, &state, &root, &["--key", &admin]);
     m.wait_line("the first checkpoint", |l| l.starts_with("OK        checkpoint: size"));
 
     // Mint continuously in the background; an enclave restart makes some mints fail.
@@ -347,22 +339,13 @@ fn an_enclave_restored_from_a_truncated_tail_is_reported() {
     let small = wait_persisted(&d.db_path());
     let snapshot = d.path("small.db");
     snapshot_db(&d, &snapshot);
-    let mut m = Running::start(
+    let mut m = Running::watch(
         d.dir.path(),
         "truncated",
-        &[
-            "--url",
-            &d.url,
-            "--state",
-            &state,
-            "--interval",
-            "1",
-            "--sim-root",
-            &root,
-            "--key",
-            &admin,
-            "--keep-going",
-        ],
+        &d.url,
+        &state,
+        &root,
+        &["--key", &admin, "--keep-going"],
     );
     m.wait_line("the first checkpoint", |l| l.starts_with("OK        checkpoint: size"));
     let seen = mint_covered(&d, &t.agent_key, 10);
@@ -459,22 +442,7 @@ fn a_jwks_with_an_extra_key_is_unattested_and_posted() {
     let url = jwks_proxy(d.url.clone(), lie.clone());
     let (post, posted) = receiver();
     let state = d.path("monitor-state").display().to_string();
-    let mut m = Running::start(
-        d.dir.path(),
-        "jwks",
-        &[
-            "--url",
-            &url,
-            "--state",
-            &state,
-            "--interval",
-            "1",
-            "--sim-root",
-            &root,
-            "--post",
-            &post,
-        ],
-    );
+    let mut m = Running::watch(d.dir.path(), "jwks", &url, &state, &root, &["--post", &post]);
     m.wait_line("the first checkpoint", |l| l.starts_with("OK        checkpoint: size"));
     lie.store(true, Ordering::SeqCst);
     assert_eq!(m.wait_exit(), 12, "{}", m.output());
@@ -523,21 +491,13 @@ fn a_checkpoint_signed_by_another_key_is_a_signature_violation() {
     };
     let state = d.path("monitor-state").display().to_string();
     // A receiver that is not there: the POST fails, the monitor goes on.
-    let mut m = Running::start(
+    let mut m = Running::watch(
         d.dir.path(),
         "signature",
-        &[
-            "--url",
-            &url,
-            "--state",
-            &state,
-            "--interval",
-            "1",
-            "--sim-root",
-            &root,
-            "--post",
-            "http://127.0.0.1:9/nowhere",
-        ],
+        &url,
+        &state,
+        &root,
+        &["--post", "http://127.0.0.1:9/nowhere"],
     );
     m.wait_line("the first checkpoint", |l| l.starts_with("OK        checkpoint: size"));
     swap.store(true, Ordering::SeqCst);
