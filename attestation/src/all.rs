@@ -221,3 +221,37 @@ pub fn check_witnesses(note: &str, witnesses: &[String], quorum: u32) -> Result<
         who.join(", ")
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sealgate_shared::cosignature::Cosigner;
+
+    const BODY: &str = "log.example/log\n3\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n";
+
+    /// With witnesses attested, the checkpoint must carry a quorum of theirs (exit 4);
+    /// with none, there is nothing to require and the section says so.
+    #[test]
+    fn the_attested_quorum_is_required_on_the_checkpoint() {
+        let w: Vec<Cosigner> = (1..=2u8)
+            .map(|i| {
+                Cosigner::new(
+                    &format!("w{i}.example"),
+                    ed25519_dalek::SigningKey::from_bytes(&[i; 32]),
+                )
+                .unwrap()
+            })
+            .collect();
+        let vkeys: Vec<String> = w.iter().map(|c| c.verifier().to_string()).collect();
+        let mut note = format!("{BODY}\n\u{2014} log.example/log AAAAAA==\n");
+        assert!(check_witnesses(&note, &[], 0).unwrap().starts_with("none"));
+        note.push_str(&w[0].cosign(BODY, 1_800_000_000).unwrap());
+        note.push('\n');
+        let e = check_witnesses(&note, &vkeys, 2).unwrap_err();
+        assert_eq!(e.class(), FailureClass::Signature, "{e}");
+        assert!(check_witnesses(&note, &vkeys, 1).is_ok());
+        note.push_str(&w[1].cosign(BODY, 1_800_000_000).unwrap());
+        note.push('\n');
+        assert!(check_witnesses(&note, &vkeys, 2).unwrap().starts_with("2 of 2"));
+    }
+}
