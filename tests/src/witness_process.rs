@@ -5,7 +5,6 @@
 use crate::{bin, free_port, terminate, wait_until};
 use sealgate_shared::cosignature::CosignerKey;
 use std::fs::OpenOptions;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -64,6 +63,7 @@ impl WitnessProcess {
                 .map(Stdio::from)
                 .expect("witness log file")
         };
+        let log_before = self.log().len();
         let mut cmd = Command::new(bin("sealgate"));
         cmd.args(["witness", "--listen", &format!("127.0.0.1:{}", self.port), "--name"])
             .arg(&self.name)
@@ -79,9 +79,15 @@ impl WitnessProcess {
                 .spawn()
                 .expect("spawn sealgate witness"),
         );
-        let port = self.port;
+        // Its own "listening" line, not just an open port: another test's process may
+        // have taken the port `free_port` offered, and would answer in its place.
+        let said = format!("sealgate witness listening on http://127.0.0.1:{}", self.port);
+        let before = log_before;
         wait_until("the witness to listen", Duration::from_secs(30), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("the witness exited ({status}):\n{}", self.log());
+            }
+            self.log().get(before..).is_some_and(|l| l.contains(&said))
         });
     }
 
