@@ -17,7 +17,7 @@ CLIPPY_DRIVER ?= $(shell rustup which clippy-driver 2>/dev/null || command -v cl
 LINTED        := RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER) CLIPPY_ARGS=-Dwarnings__CLIPPY_HACKERY__
 
 ## Build and run every test, including end-to-end tests that start the real binaries.
-test: build cfn-lint moto
+test: build cfn-lint moto mcp-sdk
 	$(LINTED) $(CARGO) test --workspace --no-fail-fast
 
 ## Tokens/s and latency at 1, 16, 64 connections against `sealgate sim`, plus the raw
@@ -85,4 +85,20 @@ moto: $(MOTO_STAMP)
 
 $(MOTO_STAMP): .venv/bin/pip
 	.venv/bin/pip install -q --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)'
+	touch $@
+
+## The official Python MCP SDK, the client tests/tests/mcp.rs drives `sealgate mcp` with
+## (tests/python/mcp_driver.py). Its own venv: moto pins boto3 and botocore in .venv, and
+## the SDK's dependencies must not move them.
+.PHONY: mcp-sdk
+MCP_SDK_VERSION   ?= 1.30.0
+MCP_SDK_STAMP     := .venv-mcp/.mcp-$(MCP_SDK_VERSION)
+
+mcp-sdk: $(MCP_SDK_STAMP)
+
+.venv-mcp/bin/pip:
+	$(PYTHON) -m venv .venv-mcp
+
+$(MCP_SDK_STAMP): .venv-mcp/bin/pip
+	.venv-mcp/bin/pip install -q --disable-pip-version-check 'mcp==$(MCP_SDK_VERSION)'
 	touch $@

@@ -1,4 +1,5 @@
-//! `sealgate serve …`, `sealgate sim …` and `sealgate witness …`.
+//! `sealgate serve …`, `sealgate sim …`, `sealgate witness …` and the agent commands
+//! (`credential-process`, `exec`, `mcp`).
 
 use clap::{Parser, Subcommand};
 use sealgate_host::grants::webhook_net::WebhookArgs;
@@ -103,6 +104,27 @@ enum Cmd {
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
     },
+    /// Serve an agent's tools over MCP on stdin/stdout (SEALGATE_URL and SEALGATE_TOKEN,
+    /// an agent key, say where and as whom); grants answer a secret_ref, never secrets.
+    Mcp {
+        /// The sealgate host.
+        #[arg(long = "url", env = "SEALGATE_URL", hide_env_values = true)]
+        url: Option<String>,
+        /// An agent key (sg_…); better in the environment than on a command line.
+        #[arg(long = "token", env = "SEALGATE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// A workspace admin key for the byo_* tools (the host lets only admins manage
+        /// BYO storage) [default: the agent key].
+        #[arg(long = "admin-token", env = "SEALGATE_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
+        /// The agent's workspace id, which aws_describe_scope and the byo_* tools need.
+        #[arg(long, env = "SEALGATE_WORKSPACE")]
+        workspace: Option<String>,
+        /// Let aws_get_credentials put AWS secrets, and oidc_mint_token the token, into
+        /// the conversation (off: they answer how the runtime uses the grant instead).
+        #[arg(long)]
+        allow_inline_credentials: bool,
+    },
     /// A C2SP tlog-witness: cosigns a log's checkpoints only when consistent with the
     /// last one it cosigned (see the witness module's docs).
     Witness {
@@ -197,6 +219,28 @@ fn agent_command(cmd: Cmd) -> ExitCode {
                 )
                 .await
             }
+            Cmd::Mcp {
+                url,
+                token,
+                admin_token,
+                workspace,
+                allow_inline_credentials,
+            } => {
+                use sealgate_host::agent::client::Sealgate;
+                let api = Sealgate::new(url.clone(), token)?;
+                let admin = match admin_token {
+                    Some(t) => Sealgate::new(url, Some(t))?,
+                    None => api.clone(),
+                };
+                sealgate_host::agent::mcp::run(sealgate_host::agent::mcp::McpOptions {
+                    api,
+                    admin,
+                    workspace: workspace.filter(|w| !w.trim().is_empty()),
+                    allow_inline_credentials,
+                })
+                .await?;
+                Ok(ExitCode::SUCCESS)
+            }
             _ => Err(sealgate_host::agent::AgentError::Usage("not an agent command".into())),
         }
     });
@@ -207,6 +251,23 @@ fn agent_command(cmd: Cmd) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.cmd, Cmd::Mcp { .. }) {
+        use tracing_subscriber::filter::{filter_fn, FilterExt};
+        use tracing_subscriber::prelude::*;
+        // Quiet unless RUST_LOG asks, and on stderr: stdout is the MCP channel. rmcp logs
+        // whole requests and responses at debug, and those can carry inline credentials
+        // or a token to prove, so its own lines stop at info whatever RUST_LOG says.
+        let env = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+        let no_payloads = filter_fn(|m| !m.target().starts_with("rmcp") || *m.level() <= tracing::Level::INFO);
+        tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_filter(env.and(no_payloads)),
+            )
+            .init();
+        return agent_command(cli.cmd);
+    }
     if matches!(cli.cmd, Cmd::CredentialProcess { .. } | Cmd::Exec { .. }) {
         // Quiet unless RUST_LOG asks: the AWS CLI shows credential_process's stderr.
         tracing_subscriber::fmt()
@@ -333,7 +394,9 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 .into()),
             }
         }
-        Cmd::CredentialProcess { .. } | Cmd::Exec { .. } => Err("handled before the runtime starts".into()),
+        Cmd::CredentialProcess { .. } | Cmd::Exec { .. } | Cmd::Mcp { .. } => {
+            Err("handled before the runtime starts".into())
+        }
         Cmd::Witness {
             listen,
             state,

@@ -177,6 +177,11 @@ except urllib.error.HTTPError as e:
         text(&out.stdout)
     );
 
+    // A command that cannot be started: 127, as a shell says, not a usage error.
+    let out = sealgate(&e, &["exec", "--grant", &id, "--", "/nonexistent/sealgate-test-cmd"]);
+    assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("cannot run"), "{}", text(&out.stderr));
+
     // Inherited credentials do not leak into the command.
     let out = agent_cmd(&e, &bin("sealgate"))
         .env("AWS_ACCESS_KEY_ID", "AKIAINHERITED")

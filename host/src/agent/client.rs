@@ -1,10 +1,16 @@
-//! A small client of a sealgate host's REST API for the agent commands: `GET` with the
-//! agent key as a bearer token, JSON back, the API's `{error: {code, message}}` as a
-//! typed [`AgentError`]. TLS trusts the system's roots (http only for loopback hosts,
-//! which the simulator serves).
+//! A small client of a sealgate host's REST API for the agent commands: JSON requests
+//! with the agent key as a bearer token, JSON back, the API's `{error: {code, message}}`
+//! as a typed [`AgentError`]. TLS trusts the system's roots (http only for loopback
+//! hosts, which the simulator serves).
+//!
+//! [`Sealgate::get`] is what `exec` and `credential-process` need: a 2xx body or an
+//! error. [`Sealgate::call`] is the general form `sealgate mcp` uses: any method, a JSON
+//! body, another bearer (a token holder proving its own leaf) or none (the public audit
+//! endpoints), and every HTTP answer handed back whole, since a tool's error text is
+//! built from the error body's extra fields (`next_steps`, `checklist`, …).
 
 use super::AgentError;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
@@ -19,7 +25,48 @@ const MAX_RESPONSE_BYTES: usize = 1 << 20;
 pub struct Sealgate {
     url: String,
     token: String,
-    http: HyperClient<crate::https_client::Connector, Empty<Bytes>>,
+    http: HyperClient<crate::https_client::Connector, Full<Bytes>>,
+}
+
+/// Whose credentials a [`Sealgate::call`] presents.
+#[derive(Clone, Copy)]
+pub enum Bearer<'a> {
+    /// The configured key (`SEALGATE_TOKEN`).
+    Key,
+    /// Another bearer: a JWT its holder presents to read its own audit leaf.
+    Other(&'a str),
+    /// None: the public audit endpoints.
+    Anonymous,
+}
+
+/// An HTTP answer: its status and JSON body (`Value::String` of the text when the body
+/// is not JSON, as the audit checkpoint and key are not).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// `error.code` of an error answer, or "".
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    /// `error.message` of an error answer, or the start of the body.
+    pub fn message(&self) -> String {
+        self.body["error"]["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| match &self.body {
+                Value::String(text) => text.chars().take(300).collect(),
+                other => other.to_string().chars().take(300).collect(),
+            })
+    }
 }
 
 impl std::fmt::Debug for Sealgate {
@@ -59,44 +106,74 @@ impl Sealgate {
 
     /// `GET path` → the JSON body of a 2xx answer, or the API's error.
     pub async fn get(&self, path: &str) -> Result<Value, AgentError> {
-        tokio::time::timeout(TIMEOUT, self.exchange(path))
-            .await
-            .unwrap_or_else(|_| {
-                Err(AgentError::Unreachable(format!(
-                    "no answer within {} s",
-                    TIMEOUT.as_secs()
-                )))
-            })
-    }
-
-    async fn exchange(&self, path: &str) -> Result<Value, AgentError> {
-        let unreachable = |e: &dyn std::fmt::Display| AgentError::Unreachable(format!("{}: {e}", self.url));
-        let req = hyper::Request::get(format!("{}{path}", self.url))
-            .header("authorization", format!("Bearer {}", self.token))
-            .header("user-agent", "sealgate-agent")
-            .body(Empty::new())
-            .map_err(|e| unreachable(&e))?;
-        let resp = self.http.request(req).await.map_err(|e| unreachable(&e))?;
-        let status = resp.status().as_u16();
-        let body = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
-            .collect()
-            .await
-            .map_err(|e| unreachable(&e))?
-            .to_bytes();
-        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        if (200..300).contains(&status) {
-            return Ok(v);
+        let a = self.call("GET", path, None, Bearer::Key, TIMEOUT).await?;
+        if a.ok() {
+            return Ok(a.body);
         }
-        let code = v["error"]["code"].as_str().unwrap_or("").to_string();
-        let message = v["error"]["message"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(300).collect());
+        let (status, code, message) = (a.status, a.code().to_string(), a.message());
         Err(match (status, code.as_str()) {
             (409, "GRANT_NOT_ACTIVE") => AgentError::NotActive(message),
             (s, _) if s >= 500 => AgentError::Unreachable(format!("HTTP {s} {code}: {message}")),
             _ => AgentError::Refused { status, code, message },
         })
+    }
+
+    /// `method path` with an optional JSON body, within `timeout` (a long poll needs
+    /// more than the default): every HTTP answer is `Ok`, only a failed exchange is
+    /// [`AgentError::Unreachable`].
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        bearer: Bearer<'_>,
+        timeout: Duration,
+    ) -> Result<Answer, AgentError> {
+        tokio::time::timeout(timeout, self.exchange(method, path, body, bearer))
+            .await
+            .unwrap_or_else(|_| {
+                Err(AgentError::Unreachable(format!(
+                    "no answer within {} s",
+                    timeout.as_secs()
+                )))
+            })
+    }
+
+    async fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        bearer: Bearer<'_>,
+    ) -> Result<Answer, AgentError> {
+        let unreachable = |e: &dyn std::fmt::Display| AgentError::Unreachable(format!("{}: {e}", self.url));
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.url))
+            .header("user-agent", "sealgate-agent");
+        match bearer {
+            Bearer::Key => req = req.header("authorization", format!("Bearer {}", self.token)),
+            Bearer::Other(t) => req = req.header("authorization", format!("Bearer {t}")),
+            Bearer::Anonymous => {}
+        }
+        let payload = match body {
+            Some(v) => {
+                req = req.header("content-type", "application/json");
+                Bytes::from(v.to_string())
+            }
+            None => Bytes::new(),
+        };
+        let req = req.body(Full::new(payload)).map_err(|e| unreachable(&e))?;
+        let resp = self.http.request(req).await.map_err(|e| unreachable(&e))?;
+        let status = resp.status().as_u16();
+        let bytes = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|e| unreachable(&e))?
+            .to_bytes();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Ok(Answer { status, body })
     }
 }
 

@@ -76,7 +76,7 @@ pub async fn run(api: Sealgate, opts: ExecOptions) -> Result<ExitCode, AgentErro
     }
     let mut child = cmd
         .spawn()
-        .map_err(|e| AgentError::Usage(format!("cannot run {program:?}: {e}")))?;
+        .map_err(|e| AgentError::CannotStart(format!("cannot run {program:?}: {e}")))?;
     let status = wait_forwarding_signals(&mut child).await?;
     use std::os::unix::process::ExitStatusExt;
     Ok(match (status.code(), status.signal()) {

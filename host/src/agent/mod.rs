@@ -1,12 +1,12 @@
-//! Commands an agent's runtime runs next to the agent: `sealgate credential-process`
-//! and `sealgate exec`. They talk to a sealgate host over its REST API with an agent
+//! Commands an agent's runtime runs next to the agent: `sealgate credential-process`,
+//! `sealgate exec` and `sealgate mcp` (the model's tools, [`mcp`]). They talk to a sealgate host over its REST API with an agent
 //! key, exactly as any client would, and put an AWS grant's credentials where tools
 //! look for them (the AWS CLI's `credential_process`, the SDKs' environment variables
 //! and container-credentials endpoint) without them ever passing through the model:
 //! the model names a grant (its id or `secret_ref`), the runtime resolves it here.
 //!
-//! Configuration: `SEALGATE_URL` (the host) and `SEALGATE_TOKEN` (an agent key), as
-//! `sealgate mcp` will take them. Nothing here prints or logs a secret.
+//! Configuration: `SEALGATE_URL` (the host) and `SEALGATE_TOKEN` (an agent key), for
+//! all three. Nothing here prints or logs a secret.
 //!
 //! Exit codes (the command's own with `exec`, or `128 + N` when a signal `N` ended it):
 //!
@@ -16,11 +16,13 @@
 //! | 3 | the grant is not active: released, expired, denied, pending or timed out |
 //! | 4 | the host refused: a wrong or revoked key, another agent's grant, no such grant |
 //! | 5 | the host could not be reached, or failed |
+//! | 127 | `exec` could not start the command (not found, not executable), as a shell says |
 
 pub mod client;
 pub mod container;
 pub mod credentials;
 pub mod exec;
+pub mod mcp;
 
 use std::process::ExitCode;
 
@@ -37,6 +39,9 @@ pub enum AgentError {
     Refused { status: u16, code: String, message: String },
     #[error("cannot reach sealgate: {0}")]
     Unreachable(String),
+    /// `exec`'s command could not be started.
+    #[error("{0}")]
+    CannotStart(String),
 }
 
 impl AgentError {
@@ -46,6 +51,7 @@ impl AgentError {
             AgentError::NotActive(_) => 3,
             AgentError::Refused { .. } => 4,
             AgentError::Unreachable(_) => 5,
+            AgentError::CannotStart(_) => 127,
         }
     }
 
