@@ -232,8 +232,10 @@ fn no_message_carries_an_unfilled_placeholder() {
         }
         for lit in literals(&src) {
             let is_format = lit.macro_name.as_deref().is_some_and(|m| FORMAT_MACROS.contains(&m));
-            // A route pattern (`/v1/workspaces/{ws}/keys/{id}`) is axum's, not a message.
-            let is_route = lit.text.starts_with('/');
+            // A route pattern (`/v1/workspaces/{ws}/keys/{id}`) is axum's, not a message,
+            // and an MCP resource template (`sealgate://grants/{grant_id}`) is RFC 6570's.
+            let is_route =
+                lit.text.starts_with('/') || (lit.text.starts_with("sealgate://") && !lit.text.contains(' '));
             let found = if is_format {
                 placeholders(&lit.text, true)
             } else if lit.in_attribute || is_route {

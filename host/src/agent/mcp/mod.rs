@@ -65,7 +65,8 @@ pub struct Server {
 const INSTRUCTIONS: &str = "sealgate brokers short-lived AWS access and OIDC tokens. Ask for AWS access with \
 aws_request_access: the answer is a grant id and a secret_ref, never the credentials; run commands with them \
 through `sealgate exec --secret-ref REF -- CMD` or a credential_process profile. A grant waiting for an approver \
-is the resource sealgate://grants/{id}: subscribe to it, or call aws_poll_grant, to learn when it is decided.";
+is a resource (sealgate://grants/ and the grant's id): subscribe to it, or call aws_poll_grant, to learn when it is \
+decided.";
 
 impl Server {
     pub fn new(opts: McpOptions) -> Result<Self, AgentError> {

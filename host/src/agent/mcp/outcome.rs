@@ -145,8 +145,8 @@ pub fn byo_trust_step(error_or_grant: &Value) -> String {
     format!(
         "sealgate could not assume the customer's role with its External ID. Put the External ID \"{ext}\" in \
          the role's trust policy, as the condition {{\"StringEquals\": {{\"sts:ExternalId\": \"{ext}\"}}}} on \
-         the statement that lets sealgate's principal call sts:AssumeRole (the full trust policy is \
-         GET /v1/workspaces/{{ws}}/byo/grant/policies), then call byo_check_bucket."
+         the statement that lets sealgate's principal call sts:AssumeRole (a workspace admin gets the whole \
+         trust policy from sealgate's byo/grant/policies endpoint), then call byo_check_bucket."
     )
 }
 

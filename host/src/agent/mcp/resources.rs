@@ -36,9 +36,12 @@ pub fn uri(grant_id: &str) -> String {
 
 /// The grant id a `sealgate://grants/{id}` URI names.
 pub fn grant_of(uri: &str) -> Result<String, ErrorData> {
-    let id = uri
-        .strip_prefix(URI_PREFIX)
-        .ok_or_else(|| ErrorData::invalid_params(format!("{uri:?} is not a sealgate://grants/{{id}} URI"), None))?;
+    let id = uri.strip_prefix(URI_PREFIX).ok_or_else(|| {
+        ErrorData::invalid_params(
+            format!("{uri:?} is not a grant's URI (sealgate://grants/ and the grant's id)"),
+            None,
+        )
+    })?;
     super::super::grant_id(Some(id), None).map_err(|e| ErrorData::invalid_params(e.to_string(), None))
 }
 

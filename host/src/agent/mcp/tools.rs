@@ -232,7 +232,7 @@ pub fn list() -> Vec<Tool> {
         tool::<PollArgs>(
             "aws_poll_grant",
             "Reports a grant's status, optionally waiting up to 30 s for a pending one to be decided. Subscribing \
-             to the resource sealgate://grants/{id} is the alternative that needs no polling.",
+             to the grant's resource (sealgate://grants/ and its id) is the alternative that needs no polling.",
             true,
         ),
         tool::<GrantArgs>(
