@@ -17,7 +17,7 @@ CLIPPY_DRIVER ?= $(shell rustup which clippy-driver 2>/dev/null || command -v cl
 LINTED        := RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER) CLIPPY_ARGS=-Dwarnings__CLIPPY_HACKERY__
 
 ## Build and run every test, including end-to-end tests that start the real binaries.
-test: build cfn-lint moto mcp-sdk
+test: build cfn-lint moto mcp-sdk awscli
 	$(LINTED) $(CARGO) test --workspace --no-fail-fast
 
 ## Tokens/s and latency at 1, 16, 64 connections against `sealgate sim`, plus the raw
@@ -101,4 +101,20 @@ mcp-sdk: $(MCP_SDK_STAMP)
 
 $(MCP_SDK_STAMP): .venv-mcp/bin/pip
 	.venv-mcp/bin/pip install -q --disable-pip-version-check 'mcp==$(MCP_SDK_VERSION)'
+	touch $@
+
+## The AWS CLI (v1, from PyPI) that tests/tests/agent_awscli.rs runs with
+## `credential_process` and under `sealgate exec`; its own venv, because it pins another
+## botocore than moto does.
+.PHONY: awscli
+AWSCLI_VERSION    ?= 1.46.3
+AWSCLI_STAMP      := .venv-awscli/.awscli-$(AWSCLI_VERSION)
+
+awscli: $(AWSCLI_STAMP)
+
+.venv-awscli/bin/pip:
+	$(PYTHON) -m venv .venv-awscli
+
+$(AWSCLI_STAMP): .venv-awscli/bin/pip
+	.venv-awscli/bin/pip install -q --disable-pip-version-check 'awscli==$(AWSCLI_VERSION)'
 	touch $@

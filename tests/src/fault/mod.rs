@@ -13,6 +13,9 @@
 //!   policy (as stored in moto) for `AssumeRole` (`sts:ExternalId`) and
 //!   `AssumeRoleWithWebIdentity` (the token's `sub`/`aud`), which moto ignores; see
 //!   [`trust`] for why and what exactly it evaluates.
+//! - When asked ([`FaultLayer::shorten_sessions`]), it makes STS sessions short-lived
+//!   and S3 refuse a session's key once it expired (`ExpiredToken`), which moto never
+//!   does: so a test sees credentials refreshed, or not, within seconds.
 //! - It records every request, because moto ignores most of what the host sends
 //!   (session policies, tags, ExternalId, SourceIdentity…) and tests must still see it.
 //!
@@ -25,7 +28,7 @@ mod shapes;
 mod trust;
 mod webid;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -167,6 +170,10 @@ struct Shared {
     clock_offset: AtomicI64,
     /// Evaluate trust policies for `AssumeRole` and `AssumeRoleWithWebIdentity`.
     check_trust: AtomicBool,
+    /// Seconds an STS session lasts from its issue (0: as moto says).
+    session_secs: AtomicI64,
+    /// Access key id → Unix second its session expires, for the shortened sessions.
+    sessions: Mutex<HashMap<String, i64>>,
     next_request_id: AtomicU64,
 }
 
@@ -216,6 +223,8 @@ impl FaultLayer {
             trusted: Mutex::new(Vec::new()),
             clock_offset: AtomicI64::new(0),
             check_trust: AtomicBool::new(false),
+            session_secs: AtomicI64::new(0),
+            sessions: Mutex::new(HashMap::new()),
             next_request_id: AtomicU64::new(1),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the fault layer");
@@ -279,6 +288,14 @@ impl FaultLayer {
     /// tested with real tokens without waiting for them to expire.
     pub fn set_clock_offset(&self, seconds: i64) {
         self.shared.clock_offset.store(seconds, Ordering::Relaxed);
+    }
+
+    /// From now on, every STS session (`AssumeRole`, `AssumeRoleWithWebIdentity`) lasts
+    /// `seconds`: the answer's `Expiration` says so, and an S3 request signed with the
+    /// session's access key after that is refused with S3's `ExpiredToken` (400) and
+    /// not forwarded, as AWS does (moto honours no expiry at all).
+    pub fn shorten_sessions(&self, seconds: i64) {
+        self.shared.session_secs.store(seconds, Ordering::Relaxed);
     }
 
     /// Every request seen so far, in arrival order.

@@ -147,6 +147,23 @@ async fn answer(
         }
     }
 
+    if seen.service == "s3" {
+        if let Some(key) = access_key_of(&parts) {
+            let expired = lock(&shared.sessions).get(&key).is_some_and(|end| unix_now() >= *end);
+            if expired {
+                let r = shapes::error_for(
+                    "s3",
+                    &seen.method,
+                    400,
+                    "ExpiredToken",
+                    "The provided token has expired.",
+                    &request_id,
+                );
+                return (r, true, false);
+            }
+        }
+    }
+
     let assume = seen.action == "AssumeRole" || seen.action == "AssumeRoleWithWebIdentity";
     if seen.service == "sts" && assume && shared.check_trust.load(Ordering::Relaxed) {
         // Claims of a token the check above verified (or of any token, when no issuer is
@@ -206,7 +223,20 @@ async fn forward(
 
     let status = rparts.status.as_u16();
     let query_service = seen.service == "sts" || seen.service == "iam";
-    if query_service && (400..500).contains(&status) {
+    let assume = seen.action == "AssumeRole" || seen.action == "AssumeRoleWithWebIdentity";
+    let lifetime = shared.session_secs.load(Ordering::Relaxed);
+    if seen.service == "sts" && assume && status == 200 && lifetime > 0 {
+        let Ok(bytes) = rbody.collect().await.map(|b| b.to_bytes()) else {
+            return plain(502, "fault layer: upstream body unreadable");
+        };
+        let end = unix_now() + lifetime;
+        let xml = shorten_session(&String::from_utf8_lossy(&bytes), end);
+        if let Some(key) = between(&xml, "<AccessKeyId>", "</AccessKeyId>") {
+            lock(&shared.sessions).insert(key.to_string(), end);
+        }
+        out.headers_mut().remove(CONTENT_LENGTH);
+        *out.body_mut() = full(Bytes::from(xml));
+    } else if query_service && (400..500).contains(&status) {
         let Ok(bytes) = rbody.collect().await.map(|b| b.to_bytes()) else {
             return plain(502, "fault layer: upstream body unreadable");
         };
@@ -223,4 +253,45 @@ async fn forward(
         *out.body_mut() = rbody.map_err(|e| Box::new(e) as BoxError).boxed();
     }
     out
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The text between the first `open` and the `close` after it.
+fn between<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
+    let start = s.find(open)? + open.len();
+    let len = s[start..].find(close)?;
+    Some(&s[start..start + len])
+}
+
+/// STS's answer with its `<Expiration>` replaced by `end` (Unix seconds).
+fn shorten_session(xml: &str, end: i64) -> String {
+    let when = aws_sdk_sts::primitives::DateTime::from_secs(end)
+        .fmt(aws_sdk_sts::primitives::DateTimeFormat::DateTime)
+        .unwrap_or_default();
+    match between(xml, "<Expiration>", "</Expiration>") {
+        Some(old) => xml.replacen(
+            &format!("<Expiration>{old}</Expiration>"),
+            &format!("<Expiration>{when}</Expiration>"),
+            1,
+        ),
+        None => xml.to_string(),
+    }
+}
+
+/// The access key id a SigV4 request is signed with (`Authorization: … Credential=KEY/…`
+/// or a presigned URL's `X-Amz-Credential=KEY%2F…`).
+fn access_key_of(parts: &hyper::http::request::Parts) -> Option<String> {
+    if let Some(auth) = parts.headers.get("authorization").and_then(|v| v.to_str().ok()) {
+        let cred = auth.split("Credential=").nth(1)?;
+        return cred.split('/').next().map(str::to_string);
+    }
+    let q = parts.uri.query()?;
+    let cred = q.split('&').find_map(|kv| kv.strip_prefix("X-Amz-Credential="))?;
+    cred.split("%2F").next().map(str::to_string)
 }
