@@ -68,10 +68,10 @@ def server(name, extra_args):
     return StdioServerParameters(command="/bin/sh", args=["-c", script, "sh", *extra_args], env=env)
 
 
-def approve(grant_id):
+def approve(grant_id, decision="approve"):
     req = urllib.request.Request(
         f"{CFG['url']}/v1/approvals/{grant_id}",
-        data=json.dumps({"decision": "approve", "reason": "mcp test approver"}).encode(),
+        data=json.dumps({"decision": decision, "reason": "mcp test approver"}).encode(),
         headers={"Authorization": f"Bearer {CFG['approver_key']}", "content-type": "application/json"},
         method="POST",
     )
@@ -238,6 +238,21 @@ async def default_session():
             r = await call(s, "aws_poll_grant", {"grant_id": pid, "wait_seconds": 1})
             check("poll says active", not r.isError and r.structuredContent["status"] == "active", text_of(r))
             await s.unsubscribe_resource(AnyUrl(uri))
+
+            # A denial while subscribed is pushed too.
+            r = await call(s, "aws_request_access", access(CFG["pending_bucket"], ["s3:GetObject"], run_id="mcp-deny"))
+            did = (r.structuredContent or {}).get("grant_id", "")
+            duri = f"sealgate://grants/{did}"
+            await s.subscribe_resource(AnyUrl(duri))
+            status, denied = await asyncio.to_thread(approve, did, "deny")
+            check("the approver denied", status == 200 and denied.get("status") == "denied", denied)
+            try:
+                got = await asyncio.wait_for(updated.get(), timeout=40)
+            except asyncio.TimeoutError:
+                got = None
+            check("the denial is pushed as notifications/resources/updated", got == duri, got)
+            r = await call(s, "aws_poll_grant", {"grant_id": did})
+            check("poll on the denied grant is a tool error", r.isError and "denied" in text_of(r), text_of(r))
 
             # A denial: outside the ceiling, a tool error that says what next.
             r = await call(s, "aws_request_access", access(CFG["bucket"], ["s3:DeleteObject"]))
