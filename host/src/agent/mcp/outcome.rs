@@ -71,7 +71,7 @@ fn next_step(tool: &str, a: &Answer) -> String {
         (401, _) => "the key in SEALGATE_TOKEN (or SEALGATE_ADMIN_TOKEN for byo_* tools) was refused: it may be \
                      revoked or its agent disabled. Ask the workspace admin for a new key; retrying will not help."
             .into(),
-        (403, "GRANT_SELF_APPROVAL") | (403, "GRANT_NOT_OWNER") => {
+        (403, "GRANT_NOT_OWNER") => {
             "only the agent that requested a grant may use it; request your own with aws_request_access.".into()
         }
         (403, _) if tool.starts_with("byo_") => "BYO storage is managed with a workspace admin key: start `sealgate \

@@ -18,13 +18,15 @@ use super::super::client::{Bearer, Sealgate};
 use rmcp::model::{ReadResourceResult, Resource, ResourceContents, ResourceTemplate, ResourceUpdatedNotificationParam};
 use rmcp::service::Peer;
 use rmcp::{ErrorData, RoleServer};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::task::AbortHandle;
 
 pub const URI_PREFIX: &str = "sealgate://grants/";
 pub const MAX_SUBSCRIPTIONS: usize = 8;
+/// Grants `resources/list` shows at most (the most recently seen are kept).
+const MAX_LISTED: usize = 1000;
 /// Seconds a long poll is held (the host allows up to 30).
 const WAIT_SECS: u64 = 25;
 /// An active grant is looked at again at least this often.
@@ -59,7 +61,7 @@ pub fn templates() -> Vec<ResourceTemplate> {
 pub struct Grants {
     api: Sealgate,
     /// Grants this server requested or was asked about, for `resources/list`.
-    known: Mutex<BTreeSet<String>>,
+    known: Mutex<VecDeque<String>>,
     watching: Mutex<HashMap<String, AbortHandle>>,
 }
 
@@ -73,10 +75,13 @@ impl Grants {
     }
 
     pub fn remember(&self, grant_id: &str) {
-        self.known
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(grant_id.to_string());
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if !known.iter().any(|k| k == grant_id) {
+            known.push_back(grant_id.to_string());
+        }
+        while known.len() > MAX_LISTED {
+            known.pop_front();
+        }
     }
 
     pub fn list(&self) -> Vec<Resource> {

@@ -602,7 +602,6 @@ impl Tools {
         const TOOL: &str = "aws_get_credentials";
         let id = grant_arg(TOOL, &a.grant_id)?;
         if !self.allow_inline {
-            let secret_ref = format!("secret_ref://aws/runs/RUN/{id}");
             return Ok(failed(
                 format!(
                     "Inline credentials are off on this server, so they stay out of this conversation. Let the \
@@ -616,7 +615,6 @@ impl Tools {
                     "grant_id": id,
                     "exec": format!("sealgate exec --grant {id} -- CMD ARGS…"),
                     "credential_process": format!("sealgate credential-process --grant {id}"),
-                    "secret_ref_form": secret_ref,
                 }),
             ));
         }
