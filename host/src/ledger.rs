@@ -39,7 +39,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
-use tokio::sync::{oneshot, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 /// How long a mint waits for witnesses to cosign a checkpoint covering its leaf.
 pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -136,6 +136,8 @@ pub struct Ledger {
     state: Arc<TreeState>,
     checkpoint: RwLock<Option<StoredCheckpoint>>,
     hello: RwLock<Option<HelloReply>>,
+    /// The enclave's checkpoint key from `hello`, parsed once rather than per ack.
+    checkpoint_key: RwLock<Option<Result<VerifierKey, String>>>,
     integrity: RwLock<Option<String>>,
     ready: AtomicBool,
     sync_lock: tokio::sync::Mutex<()>,
@@ -208,6 +210,7 @@ impl Ledger {
             state,
             checkpoint: RwLock::new(None),
             hello: RwLock::new(None),
+            checkpoint_key: RwLock::new(None),
             integrity: RwLock::new(None),
             ready: AtomicBool::new(false),
             sync_lock: tokio::sync::Mutex::new(()),
@@ -277,6 +280,7 @@ impl Ledger {
 
     /// Replaces the cached `Hello` (after a key rotation changed the key set).
     pub fn set_hello(&self, hello: HelloReply) {
+        *rw(&self.checkpoint_key) = Some(hello.checkpoint_key.parse().map_err(|e| format!("{e}")));
         *rw(&self.hello) = Some(hello);
     }
 
@@ -443,7 +447,7 @@ impl Ledger {
         if let Some(sealed) = hello.sealed_state.take() {
             crate::kms_seal::store_sealed_state_async(&self.db, sealed.into_vec()).await?;
         }
-        *rw(&self.hello) = Some(hello.clone());
+        self.set_hello(hello.clone());
         if let Some(m) = self.integrity_failure() {
             return Err(SyncError::Integrity(m));
         }
@@ -637,17 +641,21 @@ impl Ledger {
         self.keep_checkpoint(cp).await
     }
 
-    /// One witnessing round for the enclave-signed checkpoint `cp`: cosigned by a
-    /// quorum, handed back to the enclave, whose released tokens go to their mints; then
-    /// the cosigned checkpoint is served and stored. A round without a quorum changes
-    /// nothing (the tokens stay held) and is retried by the next.
-    async fn witness_round(&self, cosigning: &Cosigning, cp: SignedCheckpoint) -> Result<(), SyncError> {
+    /// The first half of a witnessing round for the enclave-signed checkpoint `cp`:
+    /// cosigned by a quorum, or `None` when there is none (the tokens stay held, and the
+    /// acker retries). The second half, [`Ledger::release`], runs on its own task, so the
+    /// next round is already at the witnesses while this one's tokens are handed out.
+    async fn cosign_round(
+        &self,
+        cosigning: &Cosigning,
+        cp: SignedCheckpoint,
+    ) -> Result<Option<SignedCheckpoint>, SyncError> {
         self.check_checkpoint(&cp.note)?;
         let state = self.state.clone();
         let proofs: ProofSource =
             Arc::new(move |old, new| ro(&state.tree).consistency_proof(old, new).map_err(|e| e.to_string()));
-        let cosigned = match cosigning.cosign(&cp.note, cp.size, proofs).await {
-            Ok(note) => note,
+        match cosigning.cosign(&cp.note, cp.size, proofs).await {
+            Ok(note) => Ok(Some(SignedCheckpoint { size: cp.size, note })),
             Err(e) => {
                 let first = self.cosign_error().is_none();
                 *rw(&self.cosign_error) = Some(e.to_string());
@@ -656,13 +664,18 @@ impl Ledger {
                 } else {
                     tracing::debug!(size = cp.size, "witnessing still stalled: {e}");
                 }
-                return Ok(());
+                Ok(None)
             }
-        };
+        }
+    }
+
+    /// The second half of a witnessing round: the cosigned checkpoint goes back to the
+    /// enclave, whose released tokens go to their mints; then it is served and stored.
+    async fn release(&self, cosigned: SignedCheckpoint) -> Result<(), SyncError> {
         let reply = self
             .enclave
             .call(Op::Witnessed {
-                checkpoint: cosigned.clone(),
+                checkpoint: cosigned.note.clone(),
             })
             .await
             .and_then(|r| expect_reply!(r, Reply::Released, "Witnessed"));
@@ -670,27 +683,38 @@ impl Ledger {
             Ok(r) => r,
             Err(ClientError::Enclave(w)) if w.code == ErrorCode::WitnessRejected => {
                 let e = format!("the enclave refused the witnesses' cosignatures: {}", w.message);
-                tracing::warn!(size = cp.size, "{e}");
+                tracing::warn!(size = cosigned.size, "{e}");
                 *rw(&self.cosign_error) = Some(e);
                 return Ok(());
             }
             Err(e) => return Err(e.into()),
         };
         if rw(&self.cosign_error).take().is_some() {
-            tracing::info!(size = cp.size, "witnessing resumed");
+            tracing::info!(size = cosigned.size, "witnessing resumed");
         }
         self.hand_out(released.tokens);
         // Served at once; stored by the persister, off the round's path (a round every
         // few milliseconds would otherwise wait for an fsync each).
         *rw(&self.checkpoint) = Some(StoredCheckpoint {
-            size: cp.size,
-            note: cosigned.clone(),
+            size: cosigned.size,
+            note: cosigned.note.clone(),
         });
-        self.to_persist.send_replace(Some(SignedCheckpoint {
-            size: cp.size,
-            note: cosigned,
-        }));
+        self.to_persist.send_replace(Some(cosigned));
         Ok(())
+    }
+
+    /// Runs [`Ledger::release`] for each cosigned checkpoint, in order.
+    async fn releaser(self: Arc<Self>, mut rx: mpsc::Receiver<SignedCheckpoint>) {
+        while let Some(cosigned) = rx.recv().await {
+            match self.release(cosigned).await {
+                Ok(()) => {}
+                Err(SyncError::Integrity(m)) => self.set_integrity(m),
+                Err(e) => {
+                    tracing::warn!("releasing witnessed tokens failed: {e}");
+                    self.enclave_trouble();
+                }
+            }
+        }
     }
 
     /// With witnesses: stores the newest cosigned checkpoint whenever it changes, one
@@ -705,6 +729,9 @@ impl Ledger {
                     tracing::warn!("storing a cosigned checkpoint failed: {e}");
                 }
             }
+            // At most one store per ack interval, as without witnesses: rounds come every
+            // few milliseconds, and each store would be one more write for the writer.
+            tokio::time::sleep(ACK_COALESCE).await;
         }
     }
 
@@ -735,14 +762,12 @@ impl Ledger {
     /// The enclave signed it, but check anyway: a bad note must never be served, nor
     /// sent to a witness.
     fn check_checkpoint(&self, note: &str) -> Result<(), SyncError> {
-        let Some(h) = self.hello() else { return Ok(()) };
-        let vk: VerifierKey = h
-            .checkpoint_key
-            .parse()
-            .map_err(|e| SyncError::Integrity(format!("{e}")))?;
-        let opened = vk
-            .open(note)
-            .map_err(|e| SyncError::Integrity(format!("enclave checkpoint: {e}")))?;
+        let opened = match &*ro(&self.checkpoint_key) {
+            None => return Ok(()),
+            Some(Err(e)) => return Err(SyncError::Integrity(e.clone())),
+            Some(Ok(vk)) => vk.open(note),
+        }
+        .map_err(|e| SyncError::Integrity(format!("enclave checkpoint: {e}")))?;
         let ours = self
             .tree()
             .root(opened.size)
@@ -811,51 +836,73 @@ impl Ledger {
     /// Background work: acknowledge each new committed size, fill gaps left by lost
     /// responses, and re-sync after enclave trouble.
     pub fn spawn_background(self: &Arc<Self>) {
-        let me = self.clone();
-        tokio::spawn(async move { me.acker().await });
-        let me = self.clone();
-        tokio::spawn(async move { me.supervisor().await });
-        if self.cosigning.get().is_some() {
+        let release = self.cosigning.get().map(|_| {
             let me = self.clone();
             tokio::spawn(async move { me.persister().await });
-        }
+            // Two rounds in flight at most: one being released, one at the witnesses.
+            let (tx, rx) = mpsc::channel(1);
+            let me = self.clone();
+            tokio::spawn(async move { me.releaser(rx).await });
+            tx
+        });
+        let me = self.clone();
+        tokio::spawn(async move { me.acker(release).await });
+        let me = self.clone();
+        tokio::spawn(async move { me.supervisor().await });
     }
 
-    async fn acker(self: Arc<Self>) {
+    /// Acknowledges each new committed size. With witnesses (`release`), each ack is
+    /// a witnessing round whose cosigned checkpoint goes to the releaser.
+    async fn acker(self: Arc<Self>, release: Option<mpsc::Sender<SignedCheckpoint>>) {
         let mut rx = self.state.size.subscribe();
         // The first missing index while the committed prefix has a gap, and since when.
         let mut gap: Option<(u64, std::time::Instant)> = None;
+        // With witnesses: the size last cosigned and passed on to be released.
+        let mut cosigned: Option<u64> = None;
         loop {
             let changed = tokio::time::timeout(Duration::from_millis(500), rx.changed()).await;
             if matches!(changed, Ok(Err(_))) {
                 return;
             }
-            if changed.is_ok() && self.cosigning.get().is_none() {
+            if changed.is_ok() && release.is_none() {
                 tokio::time::sleep(ACK_COALESCE).await;
             }
             if !self.is_ready() {
                 continue;
             }
             let size = self.committed_size();
-            if self.checkpoint().is_none_or(|c| c.size < size) {
-                match self
+            let served = self.checkpoint().map(|c| c.size);
+            // A round already on its way to the releaser counts, except on the idle tick,
+            // which retries anything that was cosigned but not released (the enclave was
+            // busy restarting, say).
+            let ahead = if changed.is_ok() { served.max(cosigned) } else { served };
+            if ahead.is_none_or(|a| a < size) {
+                let acked = self
                     .enclave
                     .call(Op::Ack { size })
                     .await
-                    .and_then(|r| expect_reply!(r, Reply::Checkpoint, "Ack"))
-                {
-                    Ok(cp) => match match self.cosigning.get() {
-                        Some(c) => self.witness_round(c, cp).await,
-                        None => self.keep_checkpoint(cp).await,
-                    } {
-                        Ok(()) => {}
-                        Err(SyncError::Integrity(m)) => self.set_integrity(m),
-                        Err(e) => tracing::warn!("keeping the checkpoint failed: {e}"),
-                    },
-                    Err(e) => {
+                    .and_then(|r| expect_reply!(r, Reply::Checkpoint, "Ack"));
+                let kept = match (acked, self.cosigning.get(), &release) {
+                    (Err(e), _, _) => {
                         tracing::warn!("ack failed: {e}");
                         self.enclave_trouble();
+                        Ok(())
                     }
+                    (Ok(cp), Some(c), Some(tx)) => match self.cosign_round(c, cp).await {
+                        Ok(Some(cp)) => {
+                            cosigned = Some(cp.size);
+                            let _ = tx.send(cp).await;
+                            Ok(())
+                        }
+                        Ok(None) => Ok(()),
+                        Err(e) => Err(e),
+                    },
+                    (Ok(cp), _, _) => self.keep_checkpoint(cp).await,
+                };
+                match kept {
+                    Ok(()) => {}
+                    Err(SyncError::Integrity(m)) => self.set_integrity(m),
+                    Err(e) => tracing::warn!("keeping the checkpoint failed: {e}"),
                 }
             }
             // Under load the committed prefix almost always has some gap (concurrent

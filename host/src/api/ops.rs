@@ -78,6 +78,9 @@ pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
     let mut text = app.metrics.render(&gauges);
     text.push_str(&app.limits.render());
     text.push_str(&app.webhooks.render());
+    if let Some(c) = l.cosigning() {
+        text.push_str(&c.render());
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 

@@ -18,6 +18,7 @@ use sealgate_shared::merkle::Hash;
 use sealgate_shared::note::split_note;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
@@ -149,6 +150,9 @@ impl Remote {
 pub struct Cosigning {
     witnesses: Vec<Arc<Remote>>,
     quorum: usize,
+    /// Rounds that reached a quorum, and those that did not (`/metrics`).
+    cosigned: AtomicU64,
+    no_quorum: AtomicU64,
 }
 
 impl Cosigning {
@@ -167,7 +171,24 @@ impl Cosigning {
                 }))
             })
             .collect::<Result<Vec<_>, WitnessError>>()?;
-        Ok(Self { witnesses, quorum })
+        Ok(Self {
+            witnesses,
+            quorum,
+            cosigned: AtomicU64::new(0),
+            no_quorum: AtomicU64::new(0),
+        })
+    }
+
+    /// The round counters in Prometheus text: rounds per token shows how well they batch.
+    pub fn render(&self) -> String {
+        format!(
+            "# HELP sealgate_witness_rounds_total Witnessing rounds, by whether a quorum cosigned.\n\
+             # TYPE sealgate_witness_rounds_total counter\n\
+             sealgate_witness_rounds_total{{result=\"cosigned\"}} {}\n\
+             sealgate_witness_rounds_total{{result=\"no_quorum\"}} {}\n",
+            self.cosigned.load(Ordering::Relaxed),
+            self.no_quorum.load(Ordering::Relaxed)
+        )
     }
 
     pub fn quorum(&self) -> usize {
@@ -219,9 +240,11 @@ impl Cosigning {
                     cosigned.push_str(l);
                     cosigned.push('\n');
                 }
+                self.cosigned.fetch_add(1, Ordering::Relaxed);
                 return Ok(cosigned);
             }
         }
+        self.no_quorum.fetch_add(1, Ordering::Relaxed);
         Err(CosignError::NoQuorum {
             have: lines.len(),
             need: self.quorum,
