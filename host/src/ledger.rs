@@ -836,14 +836,14 @@ impl Ledger {
     /// Background work: acknowledge each new committed size, fill gaps left by lost
     /// responses, and re-sync after enclave trouble.
     pub fn spawn_background(self: &Arc<Self>) {
-        let release = self.cosigning.get().map(|_| {
+        let release = self.cosigning.get().map(|c| {
             let me = self.clone();
             tokio::spawn(async move { me.persister().await });
             // Two rounds in flight at most: one being released, one at the witnesses.
             let (tx, rx) = mpsc::channel(1);
             let me = self.clone();
             tokio::spawn(async move { me.releaser(rx).await });
-            tx
+            (c.clone(), tx)
         });
         let me = self.clone();
         tokio::spawn(async move { me.acker(release).await });
@@ -853,7 +853,7 @@ impl Ledger {
 
     /// Acknowledges each new committed size. With witnesses (`release`), each ack is
     /// a witnessing round whose cosigned checkpoint goes to the releaser.
-    async fn acker(self: Arc<Self>, release: Option<mpsc::Sender<SignedCheckpoint>>) {
+    async fn acker(self: Arc<Self>, release: Option<(Arc<Cosigning>, mpsc::Sender<SignedCheckpoint>)>) {
         let mut rx = self.state.size.subscribe();
         // The first missing index while the committed prefix has a gap, and since when.
         let mut gap: Option<(u64, std::time::Instant)> = None;
@@ -882,13 +882,13 @@ impl Ledger {
                     .call(Op::Ack { size })
                     .await
                     .and_then(|r| expect_reply!(r, Reply::Checkpoint, "Ack"));
-                let kept = match (acked, self.cosigning.get(), &release) {
-                    (Err(e), _, _) => {
+                let kept = match (acked, &release) {
+                    (Err(e), _) => {
                         tracing::warn!("ack failed: {e}");
                         self.enclave_trouble();
                         Ok(())
                     }
-                    (Ok(cp), Some(c), Some(tx)) => match self.cosign_round(c, cp).await {
+                    (Ok(cp), Some((c, tx))) => match self.cosign_round(c, cp).await {
                         Ok(Some(cp)) => {
                             cosigned = Some(cp.size);
                             let _ = tx.send(cp).await;
@@ -897,7 +897,7 @@ impl Ledger {
                         Ok(None) => Ok(()),
                         Err(e) => Err(e),
                     },
-                    (Ok(cp), _, _) => self.keep_checkpoint(cp).await,
+                    (Ok(cp), None) => self.keep_checkpoint(cp).await,
                 };
                 match kept {
                     Ok(()) => {}
