@@ -28,7 +28,7 @@ use crate::jwt::Token;
 use crate::report::FailureClass;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use sealgate_shared::leaf::{self, TokenIssued, KIND_TOKEN_ISSUED, LEAF_VERSION};
+use sealgate_shared::leaf::{self, LEAF_VERSION};
 use sealgate_shared::merkle::{self, CompactRange, Hash, MerkleError};
 use sealgate_shared::note::{Checkpoint, NoteError, VerifierKey};
 use std::collections::{BTreeMap, BTreeSet};
@@ -91,6 +91,21 @@ pub enum TokenProblem {
     DiffersFromLog(u64),
     #[error("log entry {0} was not read (the log scan stopped early), so the leaf cannot be matched with it")]
     LogEntryUnread(u64),
+}
+
+impl From<leaf::TokenLeafError> for TokenProblem {
+    fn from(e: leaf::TokenLeafError) -> Self {
+        use leaf::TokenLeafError as E;
+        match e {
+            E::BadLeaf(m) => TokenProblem::BadLeaf(m),
+            E::WrongVersion(v) => TokenProblem::WrongVersion(v),
+            E::IndexMismatch { record, leaf } => TokenProblem::IndexMismatch { record, leaf },
+            E::WrongKind(k) => TokenProblem::WrongKind(k),
+            E::WrongJti(j) => TokenProblem::WrongJti(j),
+            E::HashMismatch { logged, actual } => TokenProblem::HashMismatch { logged, actual },
+            other => TokenProblem::BadLeaf(other.to_string()),
+        }
+    }
 }
 
 /// A failed check. Each variant belongs to one [`FailureClass`], hence one exit code.
@@ -613,31 +628,8 @@ fn prove_token(
     if record.jti != token.jti {
         return Err(fail(TokenProblem::WrongRecord(record.jti.clone())));
     }
-    let envelope = leaf::parse(&record.leaf).map_err(|e| fail(TokenProblem::BadLeaf(e.to_string())))?;
-    if envelope.v != LEAF_VERSION {
-        return Err(fail(TokenProblem::WrongVersion(envelope.v)));
-    }
-    if envelope.index != record.index {
-        return Err(fail(TokenProblem::IndexMismatch {
-            record: record.index,
-            leaf: envelope.index,
-        }));
-    }
-    if envelope.kind != KIND_TOKEN_ISSUED {
-        return Err(fail(TokenProblem::WrongKind(envelope.kind)));
-    }
-    let data: TokenIssued =
-        serde_json::from_value(envelope.data).map_err(|e| fail(TokenProblem::BadLeaf(format!("data: {e}"))))?;
-    if data.jti != token.jti {
-        return Err(fail(TokenProblem::WrongJti(data.jti)));
-    }
-    let actual = token.sha256_hex();
-    if data.token_sha256 != actual {
-        return Err(fail(TokenProblem::HashMismatch {
-            logged: data.token_sha256,
-            actual,
-        }));
-    }
+    let data =
+        leaf::token_issued_for(&record.leaf, record.index, &token.jti, &token.jwt).map_err(|e| fail(e.into()))?;
     let (index, size) = (record.index, cp.size);
     if index >= size {
         return Err(fail(TokenProblem::NotInCheckpoint { index, size }));

@@ -67,6 +67,58 @@ pub fn parse(bytes: &[u8]) -> Result<AnyLeaf, serde_json::Error> {
     serde_json::from_slice(bytes)
 }
 
+/// Why a stored leaf is not the `token.issued` leaf of a given token.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenLeafError {
+    #[error("leaf is not a valid envelope: {0}")]
+    BadLeaf(String),
+    #[error("leaf version is {0}, expected {LEAF_VERSION}")]
+    WrongVersion(u32),
+    #[error("host says index {record}, but the leaf says index {leaf}")]
+    IndexMismatch { record: u64, leaf: u64 },
+    #[error("leaf kind is {0:?}, expected \"token.issued\"")]
+    WrongKind(String),
+    #[error("leaf is for jti {0:?}")]
+    WrongJti(String),
+    #[error("leaf records token_sha256 {logged}, but this JWT hashes to {actual}")]
+    HashMismatch { logged: String, actual: String },
+}
+
+/// Checks that `bytes`, served as leaf `index`, is the `token.issued` leaf of the
+/// compact JWT `jwt` whose id is `jti`, and returns its data. Every proof of a token
+/// (`sealgate-verify log --token`, the MCP server's `audit_prove_token`) starts here;
+/// the inclusion proof is then checked over the same bytes.
+pub fn token_issued_for(bytes: &[u8], index: u64, jti: &str, jwt: &str) -> Result<TokenIssued, TokenLeafError> {
+    let envelope = parse(bytes).map_err(|e| TokenLeafError::BadLeaf(e.to_string()))?;
+    if envelope.v != LEAF_VERSION {
+        return Err(TokenLeafError::WrongVersion(envelope.v));
+    }
+    if envelope.index != index {
+        return Err(TokenLeafError::IndexMismatch {
+            record: index,
+            leaf: envelope.index,
+        });
+    }
+    if envelope.kind != KIND_TOKEN_ISSUED {
+        return Err(TokenLeafError::WrongKind(envelope.kind));
+    }
+    let data: TokenIssued =
+        serde_json::from_value(envelope.data).map_err(|e| TokenLeafError::BadLeaf(format!("data: {e}")))?;
+    if data.jti != jti {
+        return Err(TokenLeafError::WrongJti(data.jti));
+    }
+    use sha2::Digest;
+    let actual = hex::encode(sha2::Sha256::digest(jwt.as_bytes()));
+    if data.token_sha256 != actual {
+        return Err(TokenLeafError::HashMismatch {
+            logged: data.token_sha256,
+            actual,
+        });
+    }
+    Ok(data)
+}
+
 /// The workspace a stored leaf belongs to, which decides who may read its contents
 /// (DESIGN §5): the `workspace_id` of its `data` (every host event about a workspace
 /// carries one), else, for a `token.issued` leaf, the workspace in its subject
@@ -162,6 +214,41 @@ mod tests {
         ] {
             assert_eq!(workspace_of(none), None, "{}", String::from_utf8_lossy(none));
         }
+    }
+
+    /// Each check of a token's leaf refuses what it is there to refuse.
+    #[test]
+    fn a_token_leaf_must_be_this_tokens() {
+        use sha2::Digest;
+        let jwt = "eyJ.a.b";
+        let leaf = |v: u32, index: u64, kind: &str, jti: &str, sha: &str| {
+            format!(
+                r#"{{"v":{v},"index":{index},"ts":1,"origin":"enclave","kind":"{kind}","data":{{"jti":"{jti}","sub":"s","aud":"a","iat":1,"exp":2,"token_sha256":"{sha}","caller":"k"}}}}"#
+            )
+        };
+        let sha = hex::encode(sha2::Sha256::digest(jwt.as_bytes()));
+        let good = leaf(1, 7, KIND_TOKEN_ISSUED, "j1", &sha);
+        assert_eq!(token_issued_for(good.as_bytes(), 7, "j1", jwt).unwrap().jti, "j1");
+        let refused =
+            |bytes: &str, index: u64, jti: &str, jwt: &str| token_issued_for(bytes.as_bytes(), index, jti, jwt);
+        assert!(matches!(refused("{", 7, "j1", jwt), Err(TokenLeafError::BadLeaf(_))));
+        assert_eq!(
+            refused(&leaf(2, 7, KIND_TOKEN_ISSUED, "j1", &sha), 7, "j1", jwt),
+            Err(TokenLeafError::WrongVersion(2))
+        );
+        assert_eq!(
+            refused(&good, 8, "j1", jwt),
+            Err(TokenLeafError::IndexMismatch { record: 8, leaf: 7 })
+        );
+        assert_eq!(
+            refused(&leaf(1, 7, KIND_KEY_ROTATED, "j1", &sha), 7, "j1", jwt),
+            Err(TokenLeafError::WrongKind(KIND_KEY_ROTATED.into()))
+        );
+        assert_eq!(refused(&good, 7, "j2", jwt), Err(TokenLeafError::WrongJti("j1".into())));
+        assert!(matches!(
+            refused(&good, 7, "j1", "eyJ.a.c"),
+            Err(TokenLeafError::HashMismatch { .. })
+        ));
     }
 
     #[test]

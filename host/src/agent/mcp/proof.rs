@@ -4,7 +4,8 @@
 //!
 //! The holder reads its own leaf by presenting the token (`GET /v1/audit/tokens/{jti}`),
 //! and the checks are: the leaf is a `token.issued` leaf for this `jti` whose
-//! `token_sha256` is the SHA-256 of this very token; the served hash is the leaf's; the
+//! `token_sha256` is the SHA-256 of this very token (`leaf::token_issued_for`, as
+//! `sealgate-verify` checks it); the served hash is the leaf's; the
 //! checkpoint's signature verifies under the log's key; the checkpoint covers the
 //! leaf's index; the inclusion proof leads from the leaf to the checkpoint's root.
 //!
@@ -16,11 +17,10 @@
 use super::super::client::{Bearer, Sealgate};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use sealgate_shared::leaf::{self, TokenIssued, KIND_TOKEN_ISSUED};
+use sealgate_shared::leaf;
 use sealgate_shared::merkle::{self, Hash};
 use sealgate_shared::note::VerifierKey;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -81,21 +81,7 @@ pub async fn prove(api: &Sealgate, jti: &str, token: &str, pinned: Option<&Verif
     if hash_of(&record["hash"], "the leaf hash")? != leaf_hash {
         return Err(no("the served hash is not the hash of the served leaf"));
     }
-    let l = leaf::parse(&bytes).map_err(|e| no(format!("the leaf does not parse: {e}")))?;
-    if l.kind != KIND_TOKEN_ISSUED || l.index != index {
-        return Err(no(format!(
-            "leaf {index} is a {} leaf at index {}, not this token's",
-            l.kind, l.index
-        )));
-    }
-    let issued: TokenIssued =
-        serde_json::from_value(l.data).map_err(|e| no(format!("the leaf is not a token.issued leaf: {e}")))?;
-    if issued.jti != jti {
-        return Err(no(format!("the leaf is for jti {}, not {jti}", issued.jti)));
-    }
-    if issued.token_sha256 != hex::encode(Sha256::digest(token.as_bytes())) {
-        return Err(no("the leaf's token_sha256 is not the SHA-256 of this token"));
-    }
+    let issued = leaf::token_issued_for(&bytes, index, jti, token).map_err(|e| no(e.to_string()))?;
 
     let (vk, key_source) = match pinned {
         Some(k) => (k.clone(), "pinned by the caller"),
