@@ -107,12 +107,8 @@ enum Cmd {
     /// Serve an agent's tools over MCP on stdin/stdout (SEALGATE_URL and SEALGATE_TOKEN,
     /// an agent key, say where and as whom); grants answer a secret_ref, never secrets.
     Mcp {
-        /// The sealgate host.
-        #[arg(long = "url", env = "SEALGATE_URL", hide_env_values = true)]
-        url: Option<String>,
-        /// An agent key (sg_…); better in the environment than on a command line.
-        #[arg(long = "token", env = "SEALGATE_TOKEN", hide_env_values = true)]
-        token: Option<String>,
+        #[command(flatten)]
+        host: HostArgs,
         /// A workspace admin key for the byo_* tools (the host lets only admins manage
         /// BYO storage) [default: the agent key].
         #[arg(long = "admin-token", env = "SEALGATE_ADMIN_TOKEN", hide_env_values = true)]
@@ -160,11 +156,9 @@ struct Which {
     secret_ref: Option<String>,
 }
 
-/// Which grant, and the host and agent key to ask.
+/// The host and agent key the agent commands ask.
 #[derive(clap::Args)]
-struct GrantTarget {
-    #[command(flatten)]
-    which: Which,
+struct HostArgs {
     /// The sealgate host.
     #[arg(long = "url", env = "SEALGATE_URL", hide_env_values = true)]
     url: Option<String>,
@@ -173,11 +167,20 @@ struct GrantTarget {
     token: Option<String>,
 }
 
+/// Which grant, and the host and agent key to ask.
+#[derive(clap::Args)]
+struct GrantTarget {
+    #[command(flatten)]
+    which: Which,
+    #[command(flatten)]
+    host: HostArgs,
+}
+
 impl GrantTarget {
     fn resolve(self) -> Result<(sealgate_host::agent::client::Sealgate, String), sealgate_host::agent::AgentError> {
         let grant = sealgate_host::agent::grant_id(self.which.grant.as_deref(), self.which.secret_ref.as_deref())?;
         Ok((
-            sealgate_host::agent::client::Sealgate::new(self.url, self.token)?,
+            sealgate_host::agent::client::Sealgate::new(self.host.url, self.host.token)?,
             grant,
         ))
     }
@@ -220,8 +223,7 @@ fn agent_command(cmd: Cmd) -> ExitCode {
                 .await
             }
             Cmd::Mcp {
-                url,
-                token,
+                host: HostArgs { url, token },
                 admin_token,
                 workspace,
                 allow_inline_credentials,
@@ -251,12 +253,16 @@ fn agent_command(cmd: Cmd) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.cmd, Cmd::Mcp { .. }) {
+    if matches!(
+        cli.cmd,
+        Cmd::Mcp { .. } | Cmd::CredentialProcess { .. } | Cmd::Exec { .. }
+    ) {
         use tracing_subscriber::filter::{filter_fn, FilterExt};
         use tracing_subscriber::prelude::*;
-        // Quiet unless RUST_LOG asks, and on stderr: stdout is the MCP channel. rmcp logs
-        // whole requests and responses at debug, and those can carry inline credentials
-        // or a token to prove, so its own lines stop at info whatever RUST_LOG says.
+        // Quiet unless RUST_LOG asks, and on stderr: the AWS CLI shows credential_process's
+        // stderr, and stdout is `mcp`'s channel. rmcp logs whole requests and responses at
+        // debug, and those can carry inline credentials or a token to prove, so its own
+        // lines stop at info whatever RUST_LOG says.
         let env = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
         let no_payloads = filter_fn(|m| !m.target().starts_with("rmcp") || *m.level() <= tracing::Level::INFO);
         tracing_subscriber::registry()
@@ -266,14 +272,6 @@ fn main() -> ExitCode {
                     .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                     .with_filter(env.and(no_payloads)),
             )
-            .init();
-        return agent_command(cli.cmd);
-    }
-    if matches!(cli.cmd, Cmd::CredentialProcess { .. } | Cmd::Exec { .. }) {
-        // Quiet unless RUST_LOG asks: the AWS CLI shows credential_process's stderr.
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-            .with_writer(std::io::stderr)
             .init();
         return agent_command(cli.cmd);
     }

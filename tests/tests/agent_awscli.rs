@@ -11,14 +11,16 @@
 //!   past its first credentials' expiry through the container endpoint, while the same
 //!   command holding static credentials is refused once they expire.
 
+mod agent_support;
 mod common;
 mod grants_support;
 
+use agent_support::*;
 use grants_support::*;
 use sealgate_tests::{aws, bin};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 fn venv_bin(venv: &str, name: &str) -> PathBuf {
@@ -31,58 +33,14 @@ fn venv_bin(venv: &str, name: &str) -> PathBuf {
     p
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// A command with the host and agent key, and no AWS settings of the test's own.
-fn agent_cmd(e: &Env, program: &Path) -> Command {
-    let mut c = Command::new(program);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("AWS_") {
-            c.env_remove(k);
-        }
-    }
-    c.env("SEALGATE_URL", &e.d.url)
-        .env("SEALGATE_TOKEN", &e.t.agent_key)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-        .stdin(Stdio::null());
-    c
-}
-
-/// A deployment, a bucket with one object, and an active 30-minute grant on it.
-fn with_grant(prefix: &str) -> (Env, String, String) {
-    let e = Env::start();
-    let bucket = unique(prefix);
-    e.bucket(&bucket);
-    let (url, b) = (e.moto.url.clone(), bucket.clone());
-    aws::block_on(async move {
-        aws::s3(&url, REGION)
-            .await
-            .put_object()
-            .bucket(&b)
-            .key("hello.txt")
-            .body(b"hello".to_vec().into())
-            .send()
-            .await
-            .expect("put an object");
-    });
-    let role = e.role(&unique("awscli-role"));
-    e.set_ceiling(ACCOUNT, &open_ceiling(&role, "assume_role"));
-    let g = e.grant(&access(&bucket, &["s3:GetObject", "s3:ListBucket"], 1800));
-    assert_eq!(g["status"], "active", "{g}");
-    let id = str_of(&g, "grant_id").to_string();
-    (e, bucket, id)
-}
-
 fn run(mut c: Command) -> Output {
     c.output().expect("run the command")
 }
 
 #[test]
 fn the_aws_cli_lists_a_bucket_through_credential_process_and_exec_until_released() {
-    let (e, bucket, id) = with_grant("awscli");
+    let (e, bucket, id) = with_grant("awscli", &["s3:GetObject", "s3:ListBucket"]);
+    e.object(&bucket, "hello.txt", b"hello");
     let aws_cli = venv_bin(".venv-awscli", "aws").display().to_string();
     let ls = |c: &mut Command| {
         c.args(["--endpoint-url", &e.fault.url, "s3", "ls", &format!("s3://{bucket}/")]);
@@ -131,17 +89,7 @@ fn the_aws_cli_lists_a_bucket_through_credential_process_and_exec_until_released
         url = e.fault.url,
         flag = released.display()
     );
-    let running = agent_cmd(&e, &bin("sealgate"))
-        .args(["exec", "--grant", &id, "--refresh", "--", "sh", "-c", &script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(4));
-    let (s, v) = e.release(&id, &json!({}));
-    assert_eq!(s, 200, "{v}");
-    std::fs::write(&released, "").unwrap();
-    let out = running.wait_with_output().unwrap();
+    let out = exec_across_release(&e, &id, &["sh", "-c", &script], Duration::from_secs(4), &released);
     let stdout = text(&out.stdout);
     assert!(stdout.contains("first-ok"), "{stdout}{}", text(&out.stderr));
     assert!(!stdout.contains("second-ok"), "{stdout}{}", text(&out.stderr));
@@ -176,16 +124,13 @@ while time.time() < end:
 
 #[test]
 fn a_command_outlives_its_first_credentials_through_the_container_endpoint() {
-    let (e, bucket, id) = with_grant("awscli-long");
+    let (e, bucket, id) = with_grant("awscli-long", &["s3:GetObject", "s3:ListBucket"]);
+    e.object(&bucket, "hello.txt", b"hello");
     e.fault.shorten_sessions(20);
     let py = venv_bin(".venv", "python").display().to_string();
 
     // Control: static credentials from credential-process stop working at expiry.
-    let out = run({
-        let mut c = agent_cmd(&e, &bin("sealgate"));
-        c.args(["credential-process", "--grant", &id]);
-        c
-    });
+    let out = sealgate(&e, &["credential-process", "--grant", &id]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let creds: Value = serde_json::from_slice(&out.stdout).unwrap();
     let stat = run({
@@ -207,9 +152,9 @@ fn a_command_outlives_its_first_credentials_through_the_container_endpoint() {
     // Under exec the grant outlives its 20 s sessions, so the command gets the endpoint
     // and is handed fresh sessions as they run out: every call succeeds, with more
     // than one session.
-    let out = run({
-        let mut c = agent_cmd(&e, &bin("sealgate"));
-        c.args([
+    let out = sealgate(
+        &e,
+        &[
             "exec",
             "--grant",
             &id,
@@ -220,9 +165,8 @@ fn a_command_outlives_its_first_credentials_through_the_container_endpoint() {
             &e.fault.url,
             &bucket,
             "35",
-        ]);
-        c
-    });
+        ],
+    );
     let lines = text(&out.stdout);
     assert!(out.status.success(), "{lines}{}", text(&out.stderr));
     assert!(lines.lines().count() >= 25, "{lines}");

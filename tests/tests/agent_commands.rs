@@ -6,15 +6,20 @@
 //! `exec`'s and `credential-process`'s exit code 3; `exec` passes exit codes and
 //! signals through; no secret appears on sealgate's own output.
 
+mod agent_support;
 mod common;
 mod grants_support;
 
+use agent_support::*;
 use grants_support::*;
 use sealgate_tests::{aws, bin, wait_until};
-use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
+
+/// What the grants here allow on their bucket.
+const READ_WRITE: &[&str] = &["s3:GetObject", "s3:PutObject", "s3:ListBucket"];
 
 /// The venv's python, which has boto3 (moto depends on it).
 fn python() -> PathBuf {
@@ -34,53 +39,9 @@ print("method", boto3.Session().get_credentials().method)
 sys.exit(int(sys.argv[4]) if len(sys.argv) > 4 else 0)
 "#;
 
-/// A command environment with the host and agent key and no AWS settings of our own.
-fn agent_cmd(e: &Env, program: &Path) -> Command {
-    let mut c = Command::new(program);
-    c.env("SEALGATE_URL", &e.d.url)
-        .env("SEALGATE_TOKEN", &e.t.agent_key)
-        .env("AWS_EC2_METADATA_DISABLED", "true");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("AWS_") {
-            c.env_remove(k);
-        }
-    }
-    c.stdin(Stdio::null());
-    c
-}
-
-fn sealgate(e: &Env, args: &[&str]) -> Output {
-    agent_cmd(e, &bin("sealgate"))
-        .args(args)
-        .output()
-        .expect("run sealgate")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// A deployment, a bucket named after `prefix`, and an active grant on it:
-/// `(env, bucket, grant id)`.
-fn with_grant(prefix: &str) -> (Env, String, String) {
-    let e = Env::start();
-    let bucket = unique(prefix);
-    e.bucket(&bucket);
-    let role = e.role(&unique("agent-cmd-role"));
-    e.set_ceiling(ACCOUNT, &open_ceiling(&role, "assume_role"));
-    let g = e.grant(&access(
-        &bucket,
-        &["s3:GetObject", "s3:PutObject", "s3:ListBucket"],
-        1800,
-    ));
-    assert_eq!(g["status"], "active", "{g}");
-    let id = str_of(&g, "grant_id").to_string();
-    (e, bucket, id)
-}
-
 #[test]
 fn credential_process_and_exec_hand_a_grant_to_a_real_sdk() {
-    let (e, bucket, id) = with_grant("agent-cmd");
+    let (e, bucket, id) = with_grant("agent-cmd", READ_WRITE);
     let secret_ref = str_of(&e.get(&id), "secret_ref").to_string();
 
     // credential_process: the AWS CLI's JSON, version 1, with an expiration.
@@ -206,7 +167,7 @@ except urllib.error.HTTPError as e:
 
 #[test]
 fn a_released_grant_fails_all_three_cleanly() {
-    let (e, bucket, id) = with_grant("agent-rel");
+    let (e, bucket, id) = with_grant("agent-rel", READ_WRITE);
     let dir = tempfile::tempdir().unwrap();
     let released = dir.path().join("released");
 
@@ -232,17 +193,7 @@ except Exception as e:
         flag = released.display()
     );
     let py = python().display().to_string();
-    let running = agent_cmd(&e, &bin("sealgate"))
-        .args(["exec", "--grant", &id, "--refresh", "--", &py, "-c", &late])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(3));
-    let (s, v) = e.release(&id, &json!({}));
-    assert_eq!(s, 200, "{v}");
-    std::fs::write(&released, "").unwrap();
-    let out = running.wait_with_output().unwrap();
+    let out = exec_across_release(&e, &id, &[&py, "-c", &late], Duration::from_secs(3), &released);
     let stdout = text(&out.stdout);
     assert!(stdout.contains("before release ok"), "{stdout}{}", text(&out.stderr));
     assert!(
@@ -276,7 +227,7 @@ except Exception as e:
 
 #[test]
 fn exec_passes_signals_through() {
-    let (e, _, id) = with_grant("agent-sig");
+    let (e, _, id) = with_grant("agent-sig", READ_WRITE);
     let mut child = agent_cmd(&e, &bin("sealgate"))
         .args(["exec", "--grant", &id, "--", "sleep", "30"])
         .spawn()

@@ -97,20 +97,7 @@ fn an_mcp_client_gets_grants_tokens_and_byo_without_seeing_a_secret() {
     e.bucket(&byo_bucket);
     let body = b"an artifact in the customer's own bucket".to_vec();
     let sha = hex::encode(Sha256::digest(&body));
-    {
-        let (url, b, body) = (e.moto.url.clone(), byo_bucket.clone(), body.clone());
-        aws::block_on(async move {
-            aws::s3(&url, REGION)
-                .await
-                .put_object()
-                .bucket(&b)
-                .key("reports/q3.csv")
-                .body(body.into())
-                .send()
-                .await
-                .expect("put the customer's object");
-        });
-    }
+    e.object(&byo_bucket, "reports/q3.csv", &body);
     let byo_role = format!("arn:aws:iam::{ACCOUNT}:role/{}", unique("mcp-byo-reader"));
 
     let dir = tempfile::tempdir().unwrap();

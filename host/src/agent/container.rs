@@ -69,13 +69,6 @@ pub async fn serve(api: Sealgate, grant: String, first: Credentials) -> Result<E
     })
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 async fn answer(State(s): State<Arc<Served>>, headers: HeaderMap) -> Response {
     let presented = headers.get("authorization").map(|v| v.as_bytes()).unwrap_or_default();
     if !bool::from(presented.ct_eq(s.token.as_bytes())) {
@@ -103,7 +96,7 @@ async fn answer(State(s): State<Arc<Served>>, headers: HeaderMap) -> Response {
         }
     }
     let mut current = s.current.lock().await;
-    if current.expires_at <= now() + REFRESH_BEFORE_SECS {
+    if current.expires_at <= crate::now_secs() + REFRESH_BEFORE_SECS {
         match fetch(&s.api, &s.grant).await {
             Ok(fresh) => *current = fresh,
             Err(e) => {

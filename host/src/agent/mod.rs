@@ -1,6 +1,6 @@
 //! Commands an agent's runtime runs next to the agent: `sealgate credential-process`,
-//! `sealgate exec` and `sealgate mcp` (the model's tools, [`mcp`]). They talk to a sealgate host over its REST API with an agent
-//! key, exactly as any client would, and put an AWS grant's credentials where tools
+//! `sealgate exec` and `sealgate mcp` (the model's tools, [`mcp`]). They talk to a
+//! sealgate host over its REST API with an agent key, exactly as any client would, and put an AWS grant's credentials where tools
 //! look for them (the AWS CLI's `credential_process`, the SDKs' environment variables
 //! and container-credentials endpoint) without them ever passing through the model:
 //! the model names a grant (its id or `secret_ref`), the runtime resolves it here.
@@ -81,10 +81,16 @@ pub fn grant_id(grant: Option<&str>, secret_ref: Option<&str>) -> Result<String,
         }
         _ => return Err(AgentError::Usage("give exactly one of --grant and --secret-ref".into())),
     };
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+    if !is_id(&id) {
         return Err(AgentError::Usage(format!("{id:?} is not a grant id")));
     }
     Ok(id)
+}
+
+/// Whether `s` has the shape of the host's ids (grants, workspaces): 1–64 of ASCII
+/// letters, digits, `_` and `-`, so it can go into a URL path as it is.
+pub fn is_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 #[cfg(test)]

@@ -302,6 +302,27 @@ impl Env {
         });
     }
 
+    /// Puts the object `bucket/key` in moto.
+    pub fn object(&self, bucket: &str, key: &str, body: &[u8]) {
+        let (url, bucket, key, body) = (
+            self.moto.url.clone(),
+            bucket.to_string(),
+            key.to_string(),
+            body.to_vec(),
+        );
+        aws::block_on(async move {
+            aws::s3(&url, REGION)
+                .await
+                .put_object()
+                .bucket(&bucket)
+                .key(&key)
+                .body(body.into())
+                .send()
+                .await
+                .expect("put an object in moto");
+        });
+    }
+
     pub fn host_log(&self) -> String {
         self.d.host_log()
     }

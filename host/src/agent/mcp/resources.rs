@@ -179,13 +179,6 @@ impl Grants {
     }
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Whether a grant in this status can still change.
 fn is_over(status: &str) -> bool {
     matches!(status, "denied" | "timed_out" | "expired" | "released")
@@ -226,7 +219,10 @@ async fn watch(api: Sealgate, id: String, uri: String, first: Option<String>, pe
                 }
                 wait = if status == "pending" { WAIT_SECS } else { 0 };
                 if status == "active" {
-                    let left = a.body["expires_at"].as_u64().unwrap_or(0).saturating_sub(now());
+                    let left = a.body["expires_at"]
+                        .as_u64()
+                        .unwrap_or(0)
+                        .saturating_sub(crate::now_secs());
                     pause = Duration::from_secs((left + 1).clamp(1, ACTIVE_RECHECK_SECS));
                 }
                 last = Some(status);

@@ -329,6 +329,11 @@ fn query(pairs: &[(&str, Option<String>)]) -> String {
     }
 }
 
+/// A tool's arguments as the JSON body of its REST call (they are the same fields).
+fn json_body<T: Serialize>(args: &T) -> Result<Value, ErrorData> {
+    serde_json::to_value(args).map_err(|e| ErrorData::internal_error(e.to_string(), None))
+}
+
 /// What an agent is told about a grant: the facts that matter, never a secret (the
 /// host's grant carries none; this keeps to a list anyway).
 fn grant_summary(g: &Value) -> Value {
@@ -423,13 +428,8 @@ pub struct Tools {
 
 impl Tools {
     pub fn new(opts: McpOptions, grants: Arc<Grants>) -> Result<Self, AgentError> {
-        if let Some(ws) = &opts.workspace {
-            if ws.is_empty()
-                || ws.len() > 64
-                || !ws.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-            {
-                return Err(AgentError::Usage(format!("{ws:?} is not a workspace id")));
-            }
+        if let Some(ws) = opts.workspace.as_deref().filter(|ws| !crate::agent::is_id(ws)) {
+            return Err(AgentError::Usage(format!("{ws:?} is not a workspace id")));
         }
         Ok(Self {
             api: opts.api,
@@ -472,7 +472,8 @@ impl Tools {
         }
     }
 
-    /// One REST call; `Ok(answer)` for any HTTP answer, a tool error if unreachable.
+    /// One REST call: `Ok` with a 2xx answer; otherwise the tool error that says what to
+    /// do next (the host refused, or could not be reached).
     async fn rest(
         &self,
         tool: &str,
@@ -482,10 +483,11 @@ impl Tools {
         body: Option<&Value>,
         timeout: Duration,
     ) -> Result<Answer, CallToolResult> {
-        client
-            .call(method, path, body, Bearer::Key, timeout)
-            .await
-            .map_err(|e| outcome::unreachable(tool, &e))
+        match client.call(method, path, body, Bearer::Key, timeout).await {
+            Ok(r) if r.ok() => Ok(r),
+            Ok(r) => Err(outcome::refused(tool, &r)),
+            Err(e) => Err(outcome::unreachable(tool, &e)),
+        }
     }
 
     fn workspace(&self, tool: &str) -> Result<&str, CallToolResult> {
@@ -514,7 +516,7 @@ impl Tools {
         };
         let path = format!("/v1/workspaces/{ws}/aws/accounts/{}/scope", a.account_id);
         Ok(match self.rest(TOOL, &self.api, "GET", &path, None, TIMEOUT).await {
-            Ok(r) if r.ok() => done(
+            Ok(r) => done(
                 format!(
                     "What may be requested in account {}: ask for no more than the task needs, inside these \
                      actions, resources, regions and TTL; the rules say what is approved at once and what waits \
@@ -523,20 +525,19 @@ impl Tools {
                 ),
                 r.body,
             ),
-            Ok(r) => outcome::refused(TOOL, &r),
             Err(r) => r,
         })
     }
 
     async fn preview(&self, a: PreviewArgs) -> Result<CallToolResult, ErrorData> {
         const TOOL: &str = "aws_preview_request";
-        let body = serde_json::to_value(&a).map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let body = json_body(&a)?;
         Ok(
             match self
                 .rest(TOOL, &self.api, "POST", "/v1/aws/access/preview", Some(&body), TIMEOUT)
                 .await
             {
-                Ok(r) if r.ok() => {
+                Ok(r) => {
                     let decision = r.body["decision"].as_str().unwrap_or("unknown");
                     let what = match decision {
                         "auto_approve" => "would be approved at once",
@@ -552,7 +553,6 @@ impl Tools {
                         r.body,
                     )
                 }
-                Ok(r) => outcome::refused(TOOL, &r),
                 Err(r) => r,
             },
         )
@@ -560,19 +560,18 @@ impl Tools {
 
     async fn request(&self, a: AccessArgs) -> Result<CallToolResult, ErrorData> {
         const TOOL: &str = "aws_request_access";
-        let body = serde_json::to_value(&a).map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let body = json_body(&a)?;
         Ok(
             match self
                 .rest(TOOL, &self.api, "POST", "/v1/aws/access", Some(&body), TIMEOUT)
                 .await
             {
-                Ok(r) if r.ok() => {
+                Ok(r) => {
                     if let Some(id) = r.body["grant_id"].as_str() {
                         self.grants.remember(id);
                     }
                     grant_result(&r.body)
                 }
-                Ok(r) => outcome::refused(TOOL, &r),
                 Err(r) => r,
             },
         )
@@ -588,11 +587,10 @@ impl Tools {
                 .rest(TOOL, &self.api, "GET", &path, None, Duration::from_secs(wait + 15))
                 .await
             {
-                Ok(r) if r.ok() => {
+                Ok(r) => {
                     self.grants.remember(&id);
                     grant_result(&r.body)
                 }
-                Ok(r) => outcome::refused(TOOL, &r),
                 Err(r) => r,
             },
         )
@@ -620,7 +618,7 @@ impl Tools {
         }
         let path = format!("/v1/aws/access/{id}/credentials");
         Ok(match self.rest(TOOL, &self.api, "GET", &path, None, TIMEOUT).await {
-            Ok(r) if r.ok() => {
+            Ok(r) => {
                 let b = &r.body;
                 done(
                     format!(
@@ -639,7 +637,6 @@ impl Tools {
                     }),
                 )
             }
-            Ok(r) => outcome::refused(TOOL, &r),
             Err(r) => r,
         })
     }
@@ -654,7 +651,7 @@ impl Tools {
         let path = format!("/v1/aws/access/{id}/release");
         Ok(
             match self.rest(TOOL, &self.api, "POST", &path, Some(&body), TIMEOUT).await {
-                Ok(r) if r.ok() => done(
+                Ok(r) => done(
                     format!(
                         "Grant {id} is {}: it gives no more access{}.",
                         r.body["status"].as_str().unwrap_or("released"),
@@ -666,7 +663,6 @@ impl Tools {
                     ),
                     grant_summary(&r.body),
                 ),
-                Ok(r) => outcome::refused(TOOL, &r),
                 Err(r) => r,
             },
         )
@@ -674,13 +670,12 @@ impl Tools {
 
     async fn mint(&self, a: MintArgs) -> Result<CallToolResult, ErrorData> {
         const TOOL: &str = "oidc_mint_token";
-        let body = serde_json::to_value(&a).map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let body = json_body(&a)?;
         let r = match self
             .rest(TOOL, &self.api, "POST", "/v1/tokens", Some(&body), TIMEOUT)
             .await
         {
-            Ok(r) if r.ok() => r,
-            Ok(r) => return Ok(outcome::refused(TOOL, &r)),
+            Ok(r) => r,
             Err(r) => return Ok(r),
         };
         let (Some(token), Some(jti)) = (r.body["token"].as_str(), r.body["jti"].as_str()) else {
@@ -725,15 +720,14 @@ impl Tools {
             Ok(ws) => ws.to_string(),
             Err(r) => return Ok(r),
         };
-        let body = serde_json::to_value(&a).map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let body = json_body(&a)?;
         let path = format!("/v1/workspaces/{ws}/byo/grant");
         Ok(
             match self
                 .rest(TOOL, &self.admin, "POST", &path, Some(&body), Duration::from_secs(120))
                 .await
             {
-                Ok(r) if r.ok() => byo_grant_result(&r.body),
-                Ok(r) => outcome::refused(TOOL, &r),
+                Ok(r) => byo_grant_result(&r.body),
                 Err(r) => r,
             },
         )
@@ -758,8 +752,7 @@ impl Tools {
                 )
                 .await
             {
-                Ok(r) if r.ok() => byo_grant_result(&r.body),
-                Ok(r) => outcome::refused(TOOL, &r),
+                Ok(r) => byo_grant_result(&r.body),
                 Err(r) => r,
             },
         )
@@ -777,7 +770,7 @@ impl Tools {
                 .rest(TOOL, &self.admin, "POST", &path, Some(&json!({})), TIMEOUT)
                 .await
             {
-                Ok(r) if r.ok() => {
+                Ok(r) => {
                     let ext = r.body["grant"]["external_id"].as_str().unwrap_or("");
                     done(
                         format!(
@@ -787,7 +780,6 @@ impl Tools {
                         r.body,
                     )
                 }
-                Ok(r) => outcome::refused(TOOL, &r),
                 Err(r) => r,
             },
         )
@@ -802,12 +794,11 @@ impl Tools {
         let path = format!("/v1/workspaces/{ws}/byo/grant");
         Ok(
             match self.rest(TOOL, &self.admin, "DELETE", &path, None, TIMEOUT).await {
-                Ok(r) if r.ok() => done(
+                Ok(r) => done(
                     "The bucket is disconnected (its grant is kept as revoked, for audit); sealgate no longer assumes \
                  the role. byo_register_bucket connects one again.",
                     r.body,
                 ),
-                Ok(r) => outcome::refused(TOOL, &r),
                 Err(r) => r,
             },
         )
@@ -819,14 +810,14 @@ impl Tools {
             Ok(ws) => ws.to_string(),
             Err(r) => return Ok(r),
         };
-        let body = serde_json::to_value(&a).map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let body = json_body(&a)?;
         let path = format!("/v1/workspaces/{ws}/artifacts/byo");
         Ok(
             match self
                 .rest(TOOL, &self.admin, "POST", &path, Some(&body), Duration::from_secs(300))
                 .await
             {
-                Ok(r) if r.ok() => done(
+                Ok(r) => done(
                     format!(
                         "Registered {} as artifact {} (sha256 {}, {} bytes); the object stays in the customer's \
                          bucket.",
@@ -837,7 +828,6 @@ impl Tools {
                     ),
                     r.body,
                 ),
-                Ok(r) => outcome::refused(TOOL, &r),
                 Err(r) => r,
             },
         )
@@ -858,7 +848,7 @@ impl Tools {
             ])
         );
         Ok(match self.rest(TOOL, &self.admin, "GET", &path, None, TIMEOUT).await {
-            Ok(r) if r.ok() => {
+            Ok(r) => {
                 let n = r.body["entries"].as_array().map(Vec::len).unwrap_or(0);
                 let more = match r.body["next_cursor"].as_str() {
                     Some(c) => format!(" More: call again with cursor {c:?}."),
@@ -869,7 +859,6 @@ impl Tools {
                     r.body,
                 )
             }
-            Ok(r) => outcome::refused(TOOL, &r),
             Err(r) => r,
         })
     }
