@@ -80,6 +80,16 @@ fn readyz_witnesses(api: &Api) -> Value {
     v["witnesses"].clone()
 }
 
+/// `sealgate_witness_rounds_total{result="…"}` from `/metrics`.
+fn witness_rounds(api: &Api, result: &str) -> u64 {
+    let (s, text) = api.get_text("/metrics", None);
+    assert_eq!(s, 200, "{text}");
+    let line = format!("sealgate_witness_rounds_total{{result=\"{result}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(line.as_str()).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("/metrics has no {line}:\n{text}"))
+}
+
 /// The served checkpoint, verified under the log's key and carrying a quorum of the
 /// configured witnesses' cosignatures; returns how many cosigned.
 #[track_caller]
@@ -104,6 +114,7 @@ fn two_of_three_keep_releasing_with_one_witness_down_and_stop_with_two() {
 
     let first = mint_eventually(&api, &t.agent_key);
     assert!(cosigned_checkpoint(&w, 2, first.log_index) >= 2);
+    assert!(witness_rounds(&api, "cosigned") >= 1);
     // The attested commitment names the witnesses and the quorum.
     let (s, att) = api.get("/v1/attestation", None);
     assert_eq!(s, 200, "{att}");
@@ -137,11 +148,14 @@ fn two_of_three_keep_releasing_with_one_witness_down_and_stop_with_two() {
             .contains("1 of 2 cosignatures"),
         "{rw}"
     );
+    assert!(witness_rounds(&api, "no_quorum") >= 1);
+    let cosigned_before = witness_rounds(&api, "cosigned");
 
     // One back: releasing again, under checkpoints the monitor-facing tools accept.
     w.witnesses[1].resume();
     let back = mint_eventually(&api, &t.agent_key);
     assert!(cosigned_checkpoint(&w, 2, back.log_index) >= 2);
+    assert!(witness_rounds(&api, "cosigned") > cosigned_before);
     let out = expect_exit(
         0,
         sealgate_tests::verify(&["all", "--url", &w.d.url, "--sim-root", &sim_root(&w.d)]),
