@@ -5,6 +5,8 @@ use rusqlite::{params, Connection};
 use sealgate_shared::leaf;
 use sealgate_shared::merkle::{self, Hash};
 use sealgate_shared::protocol::LeafRecord;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 /// Largest number of jobs folded into one transaction.
@@ -44,16 +46,41 @@ pub(super) struct Job {
     pub done: oneshot::Sender<Result<(), super::DbError>>,
 }
 
-pub(super) fn spawn(conn: Connection, on_commit: OnCommit) -> mpsc::UnboundedSender<Job> {
+/// The checkpointer's request that the writer restart the WAL (see [`super::WalPolicy`]).
+pub(super) struct Restart {
+    pub wanted: Arc<AtomicBool>,
+    pub policy: super::WalPolicy,
+}
+
+impl Restart {
+    /// Between two group commits: copy what is left of the WAL and restart it, waiting
+    /// for readers at most `restart_patience`. Busy (a reader stayed): the next pass of
+    /// the checkpointer asks again.
+    fn run_if_wanted(&self, conn: &Connection) {
+        if !self.wanted.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let _ = conn.busy_timeout(self.policy.restart_patience);
+        let done = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0));
+        let _ = conn.busy_timeout(super::BUSY_TIMEOUT);
+        match done {
+            Ok(0) => {}
+            Ok(_) => tracing::debug!("WAL restart deferred: a reader still uses the old log"),
+            Err(e) => tracing::warn!("WAL restart failed: {e}"),
+        }
+    }
+}
+
+pub(super) fn spawn(conn: Connection, on_commit: OnCommit, restart: Restart) -> mpsc::UnboundedSender<Job> {
     let (tx, rx) = mpsc::unbounded_channel();
     std::thread::Builder::new()
         .name("sqlite-writer".into())
-        .spawn(move || run(conn, rx, on_commit))
+        .spawn(move || run(conn, rx, on_commit, restart))
         .expect("spawning the writer thread");
     tx
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, on_commit: OnCommit) {
+fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, on_commit: OnCommit, restart: Restart) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -76,6 +103,8 @@ fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, on_commit: On
                 }
             }
         }
+        // After the batch is answered, so no one waits on this batch for it.
+        restart.run_if_wanted(&conn);
     }
 }
 
