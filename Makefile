@@ -3,7 +3,7 @@ CARGO  ?= cargo
 STATE  ?= state
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: run test bench lint fmt fmt-check build release clean
+.PHONY: run test bench bench-sustained lint fmt fmt-check build release clean
 
 ## Build and start the whole system in simulator mode on loopback.
 run: release
@@ -24,6 +24,14 @@ test: build cfn-lint moto mcp-sdk awscli
 ## single-core ES256 sign rate.
 bench: release
 	./target/release/sealgate-bench
+
+## Five minutes at 32 connections against `sealgate sim` as `make run` starts it (with
+## its witness), per 20 s window, alternating with Debian's wrk (installed if missing).
+## Figures: the table, and target/bench-sustained.json.
+SUSTAIN ?= 300
+bench-sustained: release
+	@command -v wrk >/dev/null || apt-get install -y wrk >/dev/null 2>&1 || sudo apt-get install -y wrk >/dev/null 2>&1 || echo "wrk could not be installed: every window will be sealgate-bench's own"
+	./target/release/sealgate-bench --sustain $(SUSTAIN) --connections 32 --witnesses 1
 
 ## Formatting, and clippy on every target (the linted build below), as CI runs them.
 lint: fmt-check build

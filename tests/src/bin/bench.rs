@@ -26,6 +26,11 @@
 //! The load generator runs on the same cores as the server, so the figures understate
 //! what a dedicated server would do; the output says so.
 //!
+//! 7. `--sustain SECONDS` instead holds one level (one `--connections` value, one
+//!    `--witnesses` value) for that long on a log that keeps growing, reported per
+//!    `--window` (see the `sustain` module; `make bench-sustained` runs 300 s at 32
+//!    connections against `sealgate sim` as `make run` starts it, with its witness).
+//!
 //! Exit status: 0, or 1 when setup fails or the log check reports MISMATCH. Failed
 //! requests are reported but do not change the exit status.
 
@@ -44,6 +49,9 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
+
+#[path = "bench/sustain.rs"]
+mod sustain;
 
 const WARMUP: Duration = Duration::from_secs(1);
 const SIGN_SECONDS: f64 = 3.0;
@@ -72,6 +80,16 @@ struct Args {
     /// Local witnesses of each `sealgate sim` started, one run each (ignored with --url).
     #[arg(long, value_delimiter = ',', default_value = "0,1")]
     witnesses: Vec<u32>,
+    /// Hold one level this many seconds on a growing log and report it per window
+    /// (needs one --connections value and, without --url, one --witnesses value).
+    #[arg(long, default_value_t = 0)]
+    sustain: u64,
+    /// Seconds per reported window with --sustain.
+    #[arg(long, default_value_t = 20)]
+    window: u64,
+    /// Where --sustain writes its figures as JSON.
+    #[arg(long, default_value = "target/bench-sustained.json")]
+    out: std::path::PathBuf,
 }
 
 /// Sends `signal` to every process in group `pgid`.
@@ -423,8 +441,8 @@ impl Level {
     }
 }
 
-async fn run_level(target: Arc<Target>, connections: usize, seconds: u64) -> Level {
-    let window_start = Instant::now() + WARMUP;
+async fn run_level(target: Arc<Target>, connections: usize, seconds: u64, warmup: Duration) -> Level {
+    let window_start = Instant::now() + warmup;
     let end = window_start + Duration::from_secs(seconds);
     let tasks: Vec<_> = (0..connections)
         .map(|_| tokio::spawn(connection(target.clone(), window_start, end)))
@@ -470,6 +488,14 @@ struct Measured {
 fn run(args: Args) -> Result<bool, String> {
     if args.seconds == 0 || args.connections.is_empty() || args.connections.contains(&0) {
         return Err("--seconds and every --connections level must be positive".into());
+    }
+    if args.sustain > 0 && (args.connections.len() != 1 || (args.url.is_none() && args.witnesses.len() != 1)) {
+        return Err(
+            "--sustain holds one level on one server: give one --connections value and one --witnesses value".into(),
+        );
+    }
+    if args.sustain > 0 && args.window == 0 {
+        return Err("--window must be positive".into());
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -551,11 +577,32 @@ fn run(args: Args) -> Result<bool, String> {
             }
         };
 
+        if args.sustain > 0 {
+            let server = sim.as_ref().map(|s| sustain::Server {
+                host_pid: s.child.id(),
+                wal: s.dir.path().join("state").join("sealgate.db-wal"),
+            });
+            println!(
+                "sustained: {} s at {} connections, {} s windows",
+                args.sustain, args.connections[0], args.window
+            );
+            sustain::run(
+                &rt,
+                &url,
+                &key,
+                server,
+                args.connections[0],
+                args.sustain,
+                args.window,
+                &args.out,
+            )?;
+            return Ok(true);
+        }
         let log_before = log_size(&api)?;
         let target = Arc::new(Target::new(&url, &key)?);
         let mut levels = Vec::new();
         for &n in &args.connections {
-            levels.push(rt.block_on(run_level(target.clone(), n, args.seconds)));
+            levels.push(rt.block_on(run_level(target.clone(), n, args.seconds, WARMUP)));
             std::thread::sleep(Duration::from_millis(300));
         }
         let log_after = log_size(&api)?;
