@@ -390,7 +390,7 @@ mod tests {
     fn db() -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
-        drop(Db::open(&path, Box::new(|_| {})).unwrap());
+        drop(Db::open(&path, std::sync::Arc::new(crate::db::NoHook)).unwrap());
         let c = Connection::open(&path).unwrap();
         (dir, c)
     }

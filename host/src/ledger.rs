@@ -30,7 +30,7 @@ use crate::kms_seal::{KmsSeal, UnsealError};
 use crate::witness::cosigning::{Cosigning, ProofSource, WitnessStatus};
 use rusqlite::params;
 use sealgate_shared::leaf::{self, KIND_TOKEN_ISSUED};
-use sealgate_shared::merkle::proof::TreeStore;
+use sealgate_shared::merkle::tiles::{TileId, TileStore, TileTree};
 use sealgate_shared::merkle::{self, Hash};
 use sealgate_shared::note::VerifierKey;
 use sealgate_shared::protocol::*;
@@ -84,23 +84,30 @@ fn rw<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The committed prefix of the log, shared with the writer thread.
+/// The committed prefix of the log, shared with the writer thread. The tree keeps its
+/// full tiles in the database (`db::tiles`): they ride along in the group commit after
+/// the one that filled them, and until then stay in memory.
 pub struct TreeState {
-    tree: RwLock<TreeStore>,
+    tree: RwLock<TileTree>,
+    store: Arc<dyn TileStore>,
     ahead: Mutex<BTreeMap<u64, Hash>>,
     size: watch::Sender<u64>,
+    /// Tiles written by the transaction now committing.
+    writing: Mutex<Vec<TileId>>,
 }
 
 impl TreeState {
-    fn new() -> Arc<Self> {
+    fn new(store: Arc<dyn TileStore>) -> Arc<Self> {
         Arc::new(Self {
-            tree: RwLock::new(TreeStore::new()),
+            tree: RwLock::new(TileTree::new(store.clone())),
+            store,
             ahead: Mutex::new(BTreeMap::new()),
             size: watch::channel(0).0,
+            writing: Mutex::new(Vec::new()),
         })
     }
 
-    /// Called by the writer thread after each commit.
+    /// Adds committed leaves; those past a hole wait in `ahead`.
     fn committed(&self, leaves: &[(u64, Hash)]) {
         let mut ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
         ahead.extend(leaves.iter().copied());
@@ -120,6 +127,30 @@ impl TreeState {
 
     fn has_gap(&self) -> bool {
         !self.ahead.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+    }
+
+    fn writing(&self) -> std::sync::MutexGuard<'_, Vec<TileId>> {
+        self.writing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl crate::db::CommitHook for TreeState {
+    fn ride_along(&self, conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+        let tiles = ro(&self.tree).unstored();
+        self.writing().clear();
+        for (id, hashes) in &tiles {
+            crate::db::tiles::write(conn, *id, hashes)?;
+        }
+        *self.writing() = tiles.into_iter().map(|(id, _)| id).collect();
+        Ok(())
+    }
+
+    fn committed(&self, leaves: &[(u64, Hash)]) {
+        let stored = std::mem::take(&mut *self.writing());
+        if !stored.is_empty() {
+            rw(&self.tree).stored(&stored);
+        }
+        TreeState::committed(self, leaves);
     }
 }
 
@@ -200,9 +231,8 @@ impl Ledger {
         enclave: Arc<EnclaveClient>,
         config: EnclaveConfig,
     ) -> Result<Arc<Self>, SyncError> {
-        let state = TreeState::new();
-        let cb_state = state.clone();
-        let db = Db::open(db_path, Box::new(move |leaves| cb_state.committed(leaves)))?;
+        let state = TreeState::new(Arc::new(crate::db::tiles::DbTiles::new(db_path)));
+        let db = Db::open(db_path, state.clone())?;
         let ledger = Arc::new(Self {
             db,
             enclave,
@@ -225,19 +255,24 @@ impl Ledger {
         Ok(ledger)
     }
 
-    /// Rebuilds the Merkle tree from the stored leaf bytes (hashing them afresh: the
-    /// database is not trusted to hold the right hashes) and the latest checkpoint.
+    /// Rebuilds the Merkle tree and reads the latest checkpoint. The tree resumes from
+    /// the stored tiles and hashes afresh only the leaves after them, so a restart does
+    /// not re-read the log. The tiles are the host's own (the database is not trusted):
+    /// the resumed tree must give the stored checkpoint's root, or it is rebuilt from
+    /// every leaf's bytes, as it always was before tiles.
     fn load(&self) -> Result<(), SyncError> {
-        let leaves = self.db.read_blocking(|c| {
-            let mut st = c.prepare("SELECT idx, bytes FROM leaves ORDER BY idx")?;
-            let rows = st.query_map([], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, merkle::leaf_hash(&r.get::<_, Vec<u8>>(1)?)))
-            })?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-        })?;
-        // Rows past a hole stay aside (`ahead`) until sync: concurrent commits land out
-        // of order, so a crash can leave a hole the enclave can still fill (`Unacked`).
-        self.state.committed(&leaves);
+        let full = self.db.read_blocking(crate::db::tiles::full_leaf_tiles)?;
+        let resumed = match TileTree::resume(self.state.store.clone(), full) {
+            Ok(tree) => Some(tree),
+            Err(e) => {
+                tracing::warn!("the stored tiles do not resume the tree ({e}); rebuilding it from the leaves");
+                None
+            }
+        };
+        let from = resumed.as_ref().map_or(0, TileTree::len);
+        *rw(&self.state.tree) = resumed.unwrap_or_else(|| TileTree::new(self.state.store.clone()));
+        self.state.size.send_replace(from);
+        self.load_leaves_from(from)?;
         let cp = self.db.read_blocking(|c| {
             c.query_row(
                 "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1",
@@ -258,15 +293,52 @@ impl Ledger {
                 }
             })
         })?;
+        if from > 0 && !self.tree_matches(cp.as_ref()) {
+            tracing::warn!(
+                "the stored tiles do not give the stored checkpoint's root; rebuilding the tree from the leaves"
+            );
+            *rw(&self.state.tree) = TileTree::new(self.state.store.clone());
+            self.state.size.send_replace(0);
+            self.state.clear_ahead();
+            self.load_leaves_from(0)?;
+        }
         *rw(&self.checkpoint) = cp;
         Ok(())
+    }
+
+    /// Hashes the stored leaves from `from` on into the tree (rows past a hole stay
+    /// aside in `ahead` until sync: concurrent commits land out of order, so a crash
+    /// can leave a hole the enclave can still fill with `Unacked`).
+    fn load_leaves_from(&self, from: u64) -> Result<(), SyncError> {
+        let leaves = self.db.read_blocking(move |c| {
+            let mut st = c.prepare("SELECT idx, bytes FROM leaves WHERE idx >= ?1 ORDER BY idx")?;
+            let rows = st.query_map([from as i64], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, merkle::leaf_hash(&r.get::<_, Vec<u8>>(1)?)))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        self.state.committed(&leaves);
+        Ok(())
+    }
+
+    /// Whether the tree gives `cp`'s root at `cp`'s size (no checkpoint, or one beyond
+    /// the tree, is for the sync to judge).
+    fn tree_matches(&self, cp: Option<&StoredCheckpoint>) -> bool {
+        let Some(cp) = cp else { return true };
+        let opened = sealgate_shared::note::split_note(&cp.note)
+            .ok()
+            .and_then(|(body, _)| sealgate_shared::note::Checkpoint::parse_body(body).ok());
+        match opened {
+            Some(c) if c.size <= self.committed_size() => self.tree().root(c.size).is_ok_and(|r| r == c.root),
+            _ => true,
+        }
     }
 
     pub fn committed_size(&self) -> u64 {
         *self.state.size.borrow()
     }
 
-    pub fn tree(&self) -> std::sync::RwLockReadGuard<'_, TreeStore> {
+    pub fn tree(&self) -> std::sync::RwLockReadGuard<'_, TileTree> {
         ro(&self.state.tree)
     }
 

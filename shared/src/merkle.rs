@@ -9,6 +9,7 @@
 use sha2::{Digest, Sha256};
 
 pub mod proof;
+pub mod tiles;
 
 pub type Hash = [u8; 32];
 
@@ -50,6 +51,9 @@ pub enum MerkleError {
     EmptyTreeConsistency,
     #[error("hash must be 32 bytes, got {0}")]
     HashLength(usize),
+    /// A stored tile the tree needs is not in the store (or not 256 hashes).
+    #[error("tile {level}/{index} is missing from the store")]
+    MissingTile { level: u8, index: u64 },
 }
 
 /// Converts a byte slice from the wire into a hash.

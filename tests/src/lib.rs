@@ -167,6 +167,23 @@ impl Api {
         Self::json(self.get_text(path, key))
     }
 
+    /// GET returning the status, the `Content-Type` and the raw bytes.
+    pub fn get_bytes(&self, path: &str) -> (u16, String, Vec<u8>) {
+        match self.agent.get(format!("{}{path}", self.url)).call() {
+            Ok(mut r) => {
+                let ct = r
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                let body = r.body_mut().read_to_vec().unwrap_or_default();
+                (r.status().as_u16(), ct, body)
+            }
+            Err(e) => (0, String::new(), format!("transport error: {e}").into_bytes()),
+        }
+    }
+
     pub fn post(&self, path: &str, key: Option<&str>, body: &Value) -> (u16, Value) {
         let mut req = self.agent.post(format!("{}{path}", self.url));
         if let Some(k) = key {

@@ -52,6 +52,8 @@ const MATRIX: &[(&str, &str, Scope)] = &[
     ("GET", "/v1/audit/proof/inclusion", Public),
     ("GET", "/v1/audit/proof/consistency", Public),
     ("GET", "/v1/audit/tokens/{jti}", Public),
+    ("GET", "/checkpoint", Public),
+    ("GET", "/tile/{level}/{*rest}", Public),
     ("POST", "/v1/tokens", Caller),
     ("POST", "/v1/admin/keys/rotate", Operator),
     ("POST", "/v1/admin/operator-key/rotate", Operator),

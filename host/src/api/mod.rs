@@ -9,6 +9,7 @@ pub mod oidc;
 mod ops;
 pub mod request_id;
 mod tenancy;
+mod tiles;
 
 use crate::error::ApiError;
 use crate::App;
@@ -70,6 +71,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/audit/proof/inclusion", get(audit::inclusion))
         .route("/v1/audit/proof/consistency", get(audit::consistency))
         .route("/v1/audit/tokens/{jti}", get(audit::token))
+        // The same log as C2SP tlog-tiles serves it.
+        .route("/checkpoint", get(audit::checkpoint))
+        .route("/tile/{level}/{*rest}", get(tiles::tile))
         .merge(crate::grants::routes())
         .merge(crate::byo::routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint; see /v1/openapi.json".into()) })

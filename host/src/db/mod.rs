@@ -6,7 +6,9 @@
 //! durable-before-released stays cheap (DESIGN §8). Reads use a small pool of
 //! connections on the blocking thread pool and never wait for the writer (WAL).
 
+pub mod check;
 mod schema;
+pub mod tiles;
 mod writer;
 
 pub use writer::{Apply, PendingLeaf};
@@ -30,8 +32,27 @@ pub enum DbError {
     Join(String),
 }
 
-/// Called by the writer after each commit with the leaves it made durable.
-pub type OnCommit = Box<dyn Fn(&[(u64, Hash)]) + Send>;
+/// What the writer calls around each group commit.
+pub trait CommitHook: Send + Sync {
+    /// Inside the transaction, after the batch's own writes: rows derived from earlier
+    /// commits that ride along for free (the tree's newly full tiles). A failure here
+    /// is rolled back alone and logged; it never fails the batch.
+    fn ride_along(&self, conn: &Connection) -> rusqlite::Result<()>;
+    /// After the commit, with the leaves it made durable.
+    fn committed(&self, leaves: &[(u64, Hash)]);
+}
+
+/// A hook that does nothing (tests that only need the schema).
+pub struct NoHook;
+
+impl CommitHook for NoHook {
+    fn ride_along(&self, _: &Connection) -> rusqlite::Result<()> {
+        Ok(())
+    }
+    fn committed(&self, _: &[(u64, Hash)]) {}
+}
+
+pub type OnCommit = Arc<dyn CommitHook>;
 
 #[derive(Clone)]
 pub struct Db {
@@ -209,7 +230,7 @@ mod tests {
             restart_at_frames: 256,
             restart_patience: Duration::from_millis(20),
         };
-        let db = Db::open_with(&path, Box::new(|_| {}), policy).unwrap();
+        let db = Db::open_with(&path, Arc::new(NoHook), policy).unwrap();
         let wal = dir.path().join("t.db-wal");
         let (mut next, mut longest) = (0u64, 0u64);
         for _ in 0..400 {

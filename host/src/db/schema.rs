@@ -9,6 +9,14 @@ CREATE TABLE IF NOT EXISTS leaves (
     mac   BLOB NOT NULL,             -- the enclave's MAC, needed to restore it
     workspace_id TEXT                -- whose leaf (leaf::workspace_of); NULL = operator-level
 );
+-- The Merkle tree's full hash tiles (C2SP tlog-tiles): `level` L holds hashes of tree
+-- level 8·L, 256 per tile, end to end. Derived from `leaves`; a lost tile is rebuilt.
+CREATE TABLE IF NOT EXISTS tiles (
+    level  INTEGER NOT NULL,
+    idx    INTEGER NOT NULL,
+    hashes BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
 -- Leaves stranded past a hole that died with the enclave (never released; kept for forensics).
 CREATE TABLE IF NOT EXISTS orphaned_leaves (
     idx         INTEGER PRIMARY KEY,

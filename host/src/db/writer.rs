@@ -89,9 +89,9 @@ fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, on_commit: On
                 Err(_) => break,
             }
         }
-        match commit_batch(&mut conn, &mut batch) {
+        match commit_batch(&mut conn, &mut batch, &*on_commit) {
             Ok((committed, outcomes)) => {
-                on_commit(&committed);
+                on_commit.committed(&committed);
                 for (job, outcome) in batch.into_iter().zip(outcomes) {
                     let _ = job.done.send(outcome);
                 }
@@ -112,7 +112,11 @@ type Outcomes = Vec<Result<(), super::DbError>>;
 
 /// One transaction for the whole batch. Leaves always go in; each job's `apply` runs
 /// in its own savepoint so one failing admin write cannot undo anyone's leaves.
-fn commit_batch(conn: &mut Connection, batch: &mut [Job]) -> rusqlite::Result<(Vec<(u64, Hash)>, Outcomes)> {
+fn commit_batch(
+    conn: &mut Connection,
+    batch: &mut [Job],
+    hook: &dyn super::CommitHook,
+) -> rusqlite::Result<(Vec<(u64, Hash)>, Outcomes)> {
     let mut tx = conn.transaction()?;
     let mut committed = Vec::new();
     let mut outcomes = Vec::with_capacity(batch.len());
@@ -145,6 +149,13 @@ fn commit_batch(conn: &mut Connection, batch: &mut [Job]) -> rusqlite::Result<(V
             }
         };
         outcomes.push(outcome);
+    }
+    {
+        let sp = tx.savepoint()?;
+        match hook.ride_along(&sp) {
+            Ok(()) => sp.commit()?,
+            Err(e) => tracing::warn!("writing the tree's tiles failed (retried with the next commit): {e}"),
+        }
     }
     tx.commit()?;
     Ok((committed, outcomes))

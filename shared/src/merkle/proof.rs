@@ -7,13 +7,15 @@
 
 use super::{node_hash, Hash, MerkleError};
 
-/// Anything that can give the Merkle tree hash of leaves `[lo, hi)`, `lo < hi`.
+/// Anything that can give the Merkle tree hash of leaves `[lo, hi)`, `lo < hi`. A store
+/// that reads from disk may fail ([`MerkleError::MissingTile`]); the in-memory one never
+/// does.
 pub trait SubtreeHashes {
-    fn subtree(&self, lo: u64, hi: u64) -> Hash;
+    fn subtree(&self, lo: u64, hi: u64) -> Result<Hash, MerkleError>;
 }
 
 /// Largest power of two strictly less than `n` (`n > 1`).
-fn split_point(n: u64) -> u64 {
+pub(crate) fn split_point(n: u64) -> u64 {
     debug_assert!(n > 1);
     1u64 << (63 - (n - 1).leading_zeros())
 }
@@ -24,23 +26,24 @@ pub fn inclusion<S: SubtreeHashes + ?Sized>(src: &S, index: u64, size: u64) -> R
         return Err(MerkleError::IndexOutOfRange { index, size });
     }
     let mut out = Vec::new();
-    path(src, index, 0, size, &mut out);
+    path(src, index, 0, size, &mut out)?;
     Ok(out)
 }
 
-fn path<S: SubtreeHashes + ?Sized>(src: &S, m: u64, lo: u64, hi: u64, out: &mut Vec<Hash>) {
+fn path<S: SubtreeHashes + ?Sized>(src: &S, m: u64, lo: u64, hi: u64, out: &mut Vec<Hash>) -> Result<(), MerkleError> {
     let n = hi - lo;
     if n == 1 {
-        return;
+        return Ok(());
     }
     let k = split_point(n);
     if m - lo < k {
-        path(src, m, lo, lo + k, out);
-        out.push(src.subtree(lo + k, hi));
+        path(src, m, lo, lo + k, out)?;
+        out.push(src.subtree(lo + k, hi)?);
     } else {
-        path(src, m, lo + k, hi, out);
-        out.push(src.subtree(lo, lo + k));
+        path(src, m, lo + k, hi, out)?;
+        out.push(src.subtree(lo, lo + k)?);
     }
+    Ok(())
 }
 
 /// The consistency proof from the tree of `size1` leaves to the tree of `size2`.
@@ -50,27 +53,35 @@ pub fn consistency<S: SubtreeHashes + ?Sized>(src: &S, size1: u64, size2: u64) -
     }
     let mut out = Vec::new();
     if size1 > 0 && size1 < size2 {
-        subproof(src, size1, 0, size2, true, &mut out);
+        subproof(src, size1, 0, size2, true, &mut out)?;
     }
     Ok(out)
 }
 
-fn subproof<S: SubtreeHashes + ?Sized>(src: &S, m: u64, lo: u64, hi: u64, whole: bool, out: &mut Vec<Hash>) {
+fn subproof<S: SubtreeHashes + ?Sized>(
+    src: &S,
+    m: u64,
+    lo: u64,
+    hi: u64,
+    whole: bool,
+    out: &mut Vec<Hash>,
+) -> Result<(), MerkleError> {
     let n = hi - lo;
     if m == n {
         if !whole {
-            out.push(src.subtree(lo, hi));
+            out.push(src.subtree(lo, hi)?);
         }
-        return;
+        return Ok(());
     }
     let k = split_point(n);
     if m <= k {
-        subproof(src, m, lo, lo + k, whole, out);
-        out.push(src.subtree(lo + k, hi));
+        subproof(src, m, lo, lo + k, whole, out)?;
+        out.push(src.subtree(lo + k, hi)?);
     } else {
-        subproof(src, m - k, lo + k, hi, false, out);
-        out.push(src.subtree(lo, lo + k));
+        subproof(src, m - k, lo + k, hi, false, out)?;
+        out.push(src.subtree(lo, lo + k)?);
     }
+    Ok(())
 }
 
 /// Every perfect node of a growing tree, level by level: `levels[h][i]` is the root of
@@ -139,11 +150,10 @@ impl TreeStore {
     /// The root of the first `size` leaves.
     pub fn root(&self, size: u64) -> Result<Hash, MerkleError> {
         self.check_size(size)?;
-        Ok(if size == 0 {
-            super::empty_root()
-        } else {
-            self.subtree(0, size)
-        })
+        if size == 0 {
+            return Ok(super::empty_root());
+        }
+        self.subtree(0, size)
     }
 
     /// The compact range (frontier) of the first `size` leaves, largest subtree first.
@@ -162,15 +172,15 @@ impl TreeStore {
 }
 
 impl SubtreeHashes for TreeStore {
-    fn subtree(&self, lo: u64, hi: u64) -> Hash {
+    fn subtree(&self, lo: u64, hi: u64) -> Result<Hash, MerkleError> {
         let n = hi - lo;
         if n.is_power_of_two() && lo.is_multiple_of(n) {
             let h = n.trailing_zeros() as usize;
             if let Some(hash) = self.levels.get(h).and_then(|l| l.get((lo >> h) as usize)) {
-                return *hash;
+                return Ok(*hash);
             }
         }
         let k = split_point(n);
-        node_hash(&self.subtree(lo, lo + k), &self.subtree(lo + k, hi))
+        Ok(node_hash(&self.subtree(lo, lo + k)?, &self.subtree(lo + k, hi)?))
     }
 }
