@@ -137,6 +137,38 @@ pub trait LogSource {
     fn inclusion_proof(&self, index: u64, size: u64) -> Result<InclusionProof, FetchError>;
     /// `GET /v1/audit/proof/consistency?from=A&to=B`.
     fn consistency_proof(&self, from: u64, to: u64) -> Result<ConsistencyProof, FetchError>;
+    /// Every leaf hash of the tree of `size` leaves from its C2SP `tlog-tiles` level-0
+    /// tiles (`GET /tile/0/…`, fetched in parallel), or `None` when the source serves
+    /// no tiles (the caller then pages through [`LogSource::hashes`]).
+    fn leaf_tiles(&self, _size: u64) -> Option<Result<Vec<Hash>, FetchError>> {
+        None
+    }
+}
+
+/// Parallel tile fetches.
+const TILE_FETCHERS: u64 = 8;
+
+/// `N` as `tlog-tiles` writes it: zero-padded 3-digit elements, `x` before all but the last.
+pub fn tile_path(level: u8, index: u64, width: Option<u16>) -> String {
+    let digits = index.to_string();
+    let padded = format!("{index:0>w$}", w = digits.len().div_ceil(3) * 3);
+    let parts: Vec<&str> = (0..padded.len() / 3).map(|i| &padded[i * 3..i * 3 + 3]).collect();
+    let n = parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            if i + 1 < parts.len() {
+                format!("x{p}")
+            } else {
+                p.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/");
+    match width {
+        Some(w) => format!("/tile/{level}/{n}.p/{w}"),
+        None => format!("/tile/{level}/{n}"),
+    }
 }
 
 #[derive(Deserialize)]
@@ -389,7 +421,73 @@ impl HttpSource {
     }
 }
 
+impl HttpSource {
+    /// Level-0 tile `index`, full or of `width` hashes.
+    fn leaf_tile(&self, index: u64, width: Option<u16>) -> Result<Vec<Hash>, FetchError> {
+        let path = tile_path(0, index, width);
+        let body = self.get(&format!("tile {path}"), &path, 8192)?;
+        let want = usize::from(width.unwrap_or(256)) * 32;
+        if body.len() != want {
+            return Err(malformed(
+                &format!("tile {path}"),
+                format!("{} bytes, not {want}", body.len()),
+            ));
+        }
+        Ok(body
+            .chunks_exact(32)
+            .map(|c| c.try_into().unwrap_or([0u8; 32]))
+            .collect())
+    }
+}
+
 impl LogSource for HttpSource {
+    fn leaf_tiles(&self, size: u64) -> Option<Result<Vec<Hash>, FetchError>> {
+        let full = size / 256;
+        let partial = (size % 256) as u16;
+        // A host without tiles answers the first one with 404: page through hashes.
+        let first = if full > 0 {
+            self.leaf_tile(0, None)
+        } else if partial > 0 {
+            self.leaf_tile(0, Some(partial))
+        } else {
+            return Some(Ok(Vec::new()));
+        };
+        let first = match first {
+            Err(FetchError::NotFound { .. }) => return None,
+            other => other,
+        };
+        let run = || -> Result<Vec<Hash>, FetchError> {
+            let mut tiles: Vec<Vec<Hash>> = vec![first?];
+            let rest: Vec<u64> = (1..full).collect();
+            let chunk = rest.len().div_ceil(TILE_FETCHERS as usize).max(1);
+            let fetched: Vec<Result<Vec<Vec<Hash>>, FetchError>> = std::thread::scope(|s| {
+                let handles: Vec<_> = rest
+                    .chunks(chunk)
+                    .map(|c| s.spawn(move || c.iter().map(|&i| self.leaf_tile(i, None)).collect()))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(FetchError::Transport {
+                                what: "tiles".into(),
+                                reason: "a fetching thread panicked".into(),
+                            })
+                        })
+                    })
+                    .collect()
+            });
+            for part in fetched {
+                tiles.extend(part?);
+            }
+            if full > 0 && partial > 0 {
+                tiles.push(self.leaf_tile(full, Some(partial))?);
+            }
+            Ok(tiles.concat())
+        };
+        Some(run())
+    }
+
     fn key(&self) -> Result<String, FetchError> {
         self.get_text("verifier key", "/v1/audit/key")
     }
@@ -637,5 +735,18 @@ mod tests {
         );
         let page = decode_hashes_page("h", format!(r#"{{"start":0,"end":1,"hashes":["{hash}"]}}"#).as_bytes()).unwrap();
         assert_eq!(page.hashes, vec![[7u8; 32]]);
+    }
+}
+
+#[cfg(test)]
+mod tile_path_tests {
+    use super::tile_path;
+
+    #[test]
+    fn writes_tile_paths_as_the_spec_does() {
+        assert_eq!(tile_path(0, 0, None), "/tile/0/000");
+        assert_eq!(tile_path(0, 1_234_067, None), "/tile/0/x001/x234/067");
+        assert_eq!(tile_path(1, 5, Some(17)), "/tile/1/005.p/17");
+        assert_eq!(tile_path(0, 1000, None), "/tile/0/x001/000");
     }
 }

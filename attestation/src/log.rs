@@ -499,6 +499,23 @@ fn scan_hashes(
     kept: &mut BTreeMap<u64, Hash>,
 ) -> Result<(CompactRange, u64), LogError> {
     let mut range = CompactRange::new();
+    if let Some(tiles) = src.leaf_tiles(cp.size) {
+        let hashes = tiles?;
+        if hashes.len() as u64 != cp.size {
+            return Err(LogError::Fetch(crate::fetch::FetchError::Malformed {
+                what: "tiles".into(),
+                reason: format!("{} leaf hashes for a tree of {}", hashes.len(), cp.size),
+            }));
+        }
+        for (position, hash) in hashes.into_iter().enumerate() {
+            range.append(hash);
+            if keep.contains(&(position as u64)) {
+                kept.insert(position as u64, hash);
+            }
+        }
+        // Pages: one per tile.
+        return Ok((range, cp.size.div_ceil(256)));
+    }
     let mut pages = 0u64;
     let mut start = 0u64;
     while start < cp.size {
