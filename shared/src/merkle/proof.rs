@@ -84,6 +84,23 @@ fn subproof<S: SubtreeHashes + ?Sized>(
     Ok(())
 }
 
+/// Checks that a tree of `len` leaves has a tree of `size` (shared by the stores).
+pub(crate) fn check_size(len: u64, size: u64) -> Result<(), MerkleError> {
+    if size > len {
+        return Err(MerkleError::IndexOutOfRange { index: size, size: len });
+    }
+    Ok(())
+}
+
+/// The root of the first `size` of `len` leaves of `src`.
+pub(crate) fn root_of<S: SubtreeHashes + ?Sized>(src: &S, len: u64, size: u64) -> Result<Hash, MerkleError> {
+    check_size(len, size)?;
+    if size == 0 {
+        return Ok(super::empty_root());
+    }
+    src.subtree(0, size)
+}
+
 /// Every perfect node of a growing tree, level by level: `levels[h][i]` is the root of
 /// leaves `[i·2^h, (i+1)·2^h)`. Costs two hashes of memory per leaf.
 #[derive(Debug, Default, Clone)]
@@ -127,38 +144,24 @@ impl TreeStore {
 
     /// Inclusion proof of leaf `index` in the tree of the first `size` leaves.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, MerkleError> {
-        self.check_size(size)?;
+        check_size(self.len(), size)?;
         inclusion(self, index, size)
     }
 
     /// Consistency proof between the trees of the first `size1` and `size2` leaves.
     pub fn consistency_proof(&self, size1: u64, size2: u64) -> Result<Vec<Hash>, MerkleError> {
-        self.check_size(size2)?;
+        check_size(self.len(), size2)?;
         consistency(self, size1, size2)
-    }
-
-    fn check_size(&self, size: u64) -> Result<(), MerkleError> {
-        if size > self.len() {
-            return Err(MerkleError::IndexOutOfRange {
-                index: size,
-                size: self.len(),
-            });
-        }
-        Ok(())
     }
 
     /// The root of the first `size` leaves.
     pub fn root(&self, size: u64) -> Result<Hash, MerkleError> {
-        self.check_size(size)?;
-        if size == 0 {
-            return Ok(super::empty_root());
-        }
-        self.subtree(0, size)
+        root_of(self, self.len(), size)
     }
 
     /// The compact range (frontier) of the first `size` leaves, largest subtree first.
     pub fn frontier(&self, size: u64) -> Result<Vec<Hash>, MerkleError> {
-        self.check_size(size)?;
+        check_size(self.len(), size)?;
         let mut out = Vec::new();
         let mut lo = 0u64;
         for h in (0..64).rev() {

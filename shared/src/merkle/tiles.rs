@@ -254,37 +254,23 @@ impl TileTree {
         self.node(0, index).ok()
     }
 
-    fn check_size(&self, size: u64) -> Result<(), MerkleError> {
-        if size > self.size {
-            return Err(MerkleError::IndexOutOfRange {
-                index: size,
-                size: self.size,
-            });
-        }
-        Ok(())
-    }
-
     pub fn root(&self, size: u64) -> Result<Hash, MerkleError> {
-        self.check_size(size)?;
-        if size == 0 {
-            return Ok(super::empty_root());
-        }
-        self.subtree(0, size)
+        proof::root_of(self, self.size, size)
     }
 
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, MerkleError> {
-        self.check_size(size)?;
+        proof::check_size(self.size, size)?;
         proof::inclusion(self, index, size)
     }
 
     pub fn consistency_proof(&self, size1: u64, size2: u64) -> Result<Vec<Hash>, MerkleError> {
-        self.check_size(size2)?;
+        proof::check_size(self.size, size2)?;
         proof::consistency(self, size1, size2)
     }
 
     /// The compact range of the first `size` leaves, largest subtree first.
     pub fn frontier(&self, size: u64) -> Result<Vec<Hash>, MerkleError> {
-        self.check_size(size)?;
+        proof::check_size(self.size, size)?;
         let mut out = Vec::new();
         let mut lo = 0u64;
         for h in (0..64u32).rev() {
