@@ -30,7 +30,7 @@ bench: release
 ## Figures: the table, and target/bench-sustained.json.
 SUSTAIN ?= 300
 bench-sustained: release
-	@command -v wrk >/dev/null || apt-get install -y wrk >/dev/null 2>&1 || sudo apt-get install -y wrk >/dev/null 2>&1 || echo "wrk could not be installed: every window will be sealgate-bench's own"
+	@command -v wrk >/dev/null || apt-get install -y wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y wrk) >/dev/null 2>&1 || echo "wrk could not be installed: every window will be sealgate-bench's own"
 	./target/release/sealgate-bench --sustain $(SUSTAIN) --connections 32 --witnesses 1
 
 ## Formatting, and clippy on every target (the linted build below), as CI runs them.
