@@ -69,18 +69,10 @@ pub enum TokenProblem {
     NotInLog,
     #[error("host answered the lookup with jti {0:?}")]
     WrongRecord(String),
-    #[error("leaf is not a valid envelope: {0}")]
-    BadLeaf(String),
-    #[error("leaf version is {0}, expected {LEAF_VERSION}")]
-    WrongVersion(u32),
-    #[error("host says index {record}, but the leaf says index {leaf}")]
-    IndexMismatch { record: u64, leaf: u64 },
-    #[error("leaf kind is {0:?}, expected \"token.issued\"")]
-    WrongKind(String),
-    #[error("leaf is for jti {0:?}")]
-    WrongJti(String),
-    #[error("leaf records token_sha256 {logged}, but this JWT hashes to {actual}")]
-    HashMismatch { logged: String, actual: String },
+    /// The leaf served is not this token's `token.issued` leaf (the check
+    /// `sealgate_shared::leaf::token_issued_for` makes for every proof of a token).
+    #[error(transparent)]
+    Leaf(#[from] leaf::TokenLeafError),
     #[error(
         "leaf index {index} is not covered by the checkpoint (size {size}); retry once a newer checkpoint is signed"
     )]
@@ -91,21 +83,6 @@ pub enum TokenProblem {
     DiffersFromLog(u64),
     #[error("log entry {0} was not read (the log scan stopped early), so the leaf cannot be matched with it")]
     LogEntryUnread(u64),
-}
-
-impl From<leaf::TokenLeafError> for TokenProblem {
-    fn from(e: leaf::TokenLeafError) -> Self {
-        use leaf::TokenLeafError as E;
-        match e {
-            E::BadLeaf(m) => TokenProblem::BadLeaf(m),
-            E::WrongVersion(v) => TokenProblem::WrongVersion(v),
-            E::IndexMismatch { record, leaf } => TokenProblem::IndexMismatch { record, leaf },
-            E::WrongKind(k) => TokenProblem::WrongKind(k),
-            E::WrongJti(j) => TokenProblem::WrongJti(j),
-            E::HashMismatch { logged, actual } => TokenProblem::HashMismatch { logged, actual },
-            other => TokenProblem::BadLeaf(other.to_string()),
-        }
-    }
 }
 
 /// A failed check. Each variant belongs to one [`FailureClass`], hence one exit code.

@@ -7,6 +7,7 @@ use common::{make_jwt, reindex, sign_checkpoint, signing_key, verifier_key, Fixt
 use sealgate_attestation::jwt::Token;
 use sealgate_attestation::log::{verify_log, LogError, LogOptions, LogReport, Scan, TokenProblem};
 use sealgate_attestation::report::{render_json, render_text};
+use sealgate_shared::leaf::TokenLeafError;
 use sealgate_shared::merkle::MerkleError;
 use sealgate_shared::note::{Checkpoint, NoteError};
 
@@ -462,7 +463,7 @@ fn a_different_jwt_with_a_logged_jti_fails() {
     assert!(matches!(
         failure(&report),
         LogError::Token {
-            problem: TokenProblem::HashMismatch { .. },
+            problem: TokenProblem::Leaf(TokenLeafError::HashMismatch { .. }),
             ..
         }
     ));
@@ -491,7 +492,7 @@ fn token_leaf_of_the_wrong_kind_or_jti_fails() {
     assert!(matches!(
         failure(&report),
         LogError::Token {
-            problem: TokenProblem::WrongKind(_),
+            problem: TokenProblem::Leaf(TokenLeafError::WrongKind(_)),
             ..
         }
     ));
@@ -515,7 +516,7 @@ fn token_leaf_of_the_wrong_kind_or_jti_fails() {
     assert!(matches!(
         failure(&report),
         LogError::Token {
-            problem: TokenProblem::WrongJti(_),
+            problem: TokenProblem::Leaf(TokenLeafError::WrongJti(_)),
             ..
         }
     ));
@@ -535,7 +536,7 @@ fn token_leaf_of_the_wrong_kind_or_jti_fails() {
     assert!(matches!(
         failure(&report),
         LogError::Token {
-            problem: TokenProblem::IndexMismatch { .. },
+            problem: TokenProblem::Leaf(TokenLeafError::IndexMismatch { .. }),
             ..
         }
     ));
