@@ -2,7 +2,8 @@
 //! spec rebuilds the checkpoint's root from `/checkpoint` and `/tile/…`; the tiles match
 //! the hashes `/v1/audit/hashes` serves; bad paths, tiles the log does not have yet and
 //! entry bundles (tenant-private) are refused with typed errors. And the host restarts
-//! from its stored tiles: the same root after a restart, and tiles still served.
+//! from its stored tiles: the same root after a restart, and tiles still served, but
+//! not from a spoilt one.
 
 mod common;
 
@@ -127,4 +128,22 @@ fn a_tiles_client_rebuilds_the_checkpoint_and_a_restart_resumes_from_tiles() {
         .query_row("SELECT count(*) FROM tiles WHERE level = 0", [], |r| r.get(0))
         .unwrap();
     assert_eq!(stored as u64, size / 256, "every full leaf tile is stored");
+
+    // The host's own tiles are not trusted either: a spoilt one does not give the
+    // stored checkpoint's root, so the restart rebuilds the tree from the leaves and
+    // serves the right hashes (without that check it would serve the spoilt tile).
+    d.stop_host();
+    db.execute(
+        "UPDATE tiles SET hashes = zeroblob(8192) WHERE level = 0 AND idx = 0",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    d.start_host();
+    let api = d.api();
+    assert_eq!(
+        leaf_hashes_from_tiles(&api, size),
+        leaves,
+        "a spoilt tile is never served"
+    );
 }
