@@ -270,8 +270,7 @@ impl Ledger {
             }
         };
         let from = resumed.as_ref().map_or(0, TileTree::len);
-        *rw(&self.state.tree) = resumed.unwrap_or_else(|| TileTree::new(self.state.store.clone()));
-        self.state.size.send_replace(from);
+        self.reset_tree(resumed.unwrap_or_else(|| TileTree::new(self.state.store.clone())));
         self.load_leaves_from(from)?;
         let cp = self.db.read_blocking(|c| {
             c.query_row(
@@ -297,13 +296,19 @@ impl Ledger {
             tracing::warn!(
                 "the stored tiles do not give the stored checkpoint's root; rebuilding the tree from the leaves"
             );
-            *rw(&self.state.tree) = TileTree::new(self.state.store.clone());
-            self.state.size.send_replace(0);
-            self.state.clear_ahead();
+            self.reset_tree(TileTree::new(self.state.store.clone()));
             self.load_leaves_from(0)?;
         }
         *rw(&self.checkpoint) = cp;
         Ok(())
+    }
+
+    /// Starts the committed prefix over from `tree` (nothing aside, its size served).
+    fn reset_tree(&self, tree: TileTree) {
+        let size = tree.len();
+        *rw(&self.state.tree) = tree;
+        self.state.clear_ahead();
+        self.state.size.send_replace(size);
     }
 
     /// Hashes the stored leaves from `from` on into the tree (rows past a hole stay
@@ -325,10 +330,7 @@ impl Ledger {
     /// the tree, is for the sync to judge).
     fn tree_matches(&self, cp: Option<&StoredCheckpoint>) -> bool {
         let Some(cp) = cp else { return true };
-        let opened = sealgate_shared::note::split_note(&cp.note)
-            .ok()
-            .and_then(|(body, _)| sealgate_shared::note::Checkpoint::parse_body(body).ok());
-        match opened {
+        match sealgate_shared::note::Checkpoint::unverified(&cp.note).ok() {
             Some(c) if c.size <= self.committed_size() => self.tree().root(c.size).is_ok_and(|r| r == c.root),
             _ => true,
         }

@@ -97,10 +97,7 @@ pub fn check_log(path: &Path) -> Result<CheckReport, super::DbError> {
         .optional()?
     };
     if let Some(note) = newest {
-        let body = sealgate_shared::note::split_note(&note)
-            .ok()
-            .and_then(|(body, _)| sealgate_shared::note::Checkpoint::parse_body(body).ok());
-        report.checkpoint = Some(match body {
+        report.checkpoint = Some(match sealgate_shared::note::Checkpoint::unverified(&note).ok() {
             Some(cp) => (cp.size, tree.root(cp.size).is_ok_and(|r| r == cp.root)),
             None => (0, false),
         });
