@@ -145,6 +145,10 @@ impl crate::db::CommitHook for TreeState {
         Ok(())
     }
 
+    fn has_ride_along(&self) -> bool {
+        ro(&self.tree).has_unstored()
+    }
+
     fn committed(&self, leaves: &[(u64, Hash)]) {
         let stored = std::mem::take(&mut *self.writing());
         if !stored.is_empty() {

@@ -38,6 +38,9 @@ pub trait CommitHook: Send + Sync {
     /// commits that ride along for free (the tree's newly full tiles). A failure here
     /// is rolled back alone and logged; it never fails the batch.
     fn ride_along(&self, conn: &Connection) -> rusqlite::Result<()>;
+    /// Whether there is anything to ride along (most commits have nothing: asked first,
+    /// so those pay no savepoint).
+    fn has_ride_along(&self) -> bool;
     /// After the commit, with the leaves it made durable.
     fn committed(&self, leaves: &[(u64, Hash)]);
 }
@@ -48,6 +51,9 @@ pub struct NoHook;
 impl CommitHook for NoHook {
     fn ride_along(&self, _: &Connection) -> rusqlite::Result<()> {
         Ok(())
+    }
+    fn has_ride_along(&self) -> bool {
+        false
     }
     fn committed(&self, _: &[(u64, Hash)]) {}
 }

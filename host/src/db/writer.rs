@@ -150,7 +150,7 @@ fn commit_batch(
         };
         outcomes.push(outcome);
     }
-    {
+    if hook.has_ride_along() {
         let sp = tx.savepoint()?;
         match hook.ride_along(&sp) {
             Ok(()) => sp.commit()?,

@@ -169,6 +169,11 @@ impl TileTree {
         self.unstored.iter().map(|(id, t)| (*id, t.clone())).collect()
     }
 
+    /// Whether any full tile waits for the store.
+    pub fn has_unstored(&self) -> bool {
+        !self.unstored.is_empty()
+    }
+
     /// The store now holds these tiles: they leave memory (through the cache).
     pub fn stored(&mut self, ids: &[TileId]) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
