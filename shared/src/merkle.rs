@@ -97,8 +97,25 @@ impl CompactRange {
     /// Appends one leaf (given by its leaf hash): merges equal-sized subtrees the way
     /// binary addition carries.
     pub fn append(&mut self, leaf_hash: Hash) {
-        let mut h = leaf_hash;
-        let mut n = self.size;
+        let appended = self.append_subtree(0, leaf_hash);
+        debug_assert!(appended, "a single leaf always fits");
+    }
+
+    /// Appends a perfect subtree of `2^height` leaves, given by its root, exactly as
+    /// appending its leaves one by one would (so a caller can hash subtrees apart, in
+    /// parallel, and join them here). A subtree starts only where one of its size can:
+    /// unless the range's size is a multiple of `2^height`, nothing changes and this
+    /// returns `false`.
+    #[must_use]
+    pub fn append_subtree(&mut self, height: u32, root: Hash) -> bool {
+        let Some(leaves) = 1u64.checked_shl(height).filter(|_| height < 64) else {
+            return false;
+        };
+        if !self.size.is_multiple_of(leaves) || self.size.checked_add(leaves).is_none() {
+            return false;
+        }
+        let mut h = root;
+        let mut n = self.size >> height;
         while n & 1 == 1 {
             // A set low bit means a subtree of this height is waiting on the right edge.
             let left = self.hashes.pop().expect("popcount invariant");
@@ -106,7 +123,8 @@ impl CompactRange {
             n >>= 1;
         }
         self.hashes.push(h);
-        self.size += 1;
+        self.size += leaves;
+        true
     }
 
     /// The RFC 9162 root of the tree this range covers.

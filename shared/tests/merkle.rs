@@ -117,6 +117,28 @@ proptest! {
         prop_assert_eq!(rebuilt.root(), naive_mth(&d2));
     }
 
+    /// Subtrees joined with `append_subtree` give the range of appending every leaf,
+    /// and a subtree that would not start at a multiple of its size is refused.
+    #[test]
+    fn subtrees_join_like_their_leaves(chunks in 0usize..12, height in 0u32..5, tail in 0usize..20) {
+        let w = 1usize << height;
+        let d = leaves(chunks * w + tail);
+        let mut joined = CompactRange::new();
+        for c in d[..chunks * w].chunks(w) {
+            let mut sub = CompactRange::new();
+            c.iter().for_each(|l| sub.append(merkle::leaf_hash(l)));
+            prop_assert!(joined.append_subtree(height, sub.root()));
+        }
+        d[chunks * w..].iter().for_each(|l| joined.append(merkle::leaf_hash(l)));
+        prop_assert_eq!(joined.root(), naive_mth(&d));
+        prop_assert_eq!(joined.size(), d.len() as u64);
+        if height > 0 && !(d.len() as u64).is_multiple_of(w as u64) {
+            let before = joined.clone();
+            prop_assert!(!joined.append_subtree(height, [7; 32]), "an unaligned subtree is refused");
+            prop_assert_eq!(joined, before, "and changes nothing");
+        }
+    }
+
     #[test]
     fn inclusion_proofs_match_naive_and_verify((n, m) in (1usize..200).prop_flat_map(|n| (Just(n), 0..n)), size_cut in 0usize..50) {
         let d = leaves(n + size_cut);

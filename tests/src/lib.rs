@@ -168,8 +168,12 @@ impl Api {
     }
 
     /// GET returning the status, the `Content-Type` and the raw bytes.
-    pub fn get_bytes(&self, path: &str) -> (u16, String, Vec<u8>) {
-        match self.agent.get(format!("{}{path}", self.url)).call() {
+    pub fn get_bytes(&self, path: &str, key: Option<&str>) -> (u16, String, Vec<u8>) {
+        let mut req = self.agent.get(format!("{}{path}", self.url));
+        if let Some(k) = key {
+            req = req.header("Authorization", format!("Bearer {k}"));
+        }
+        match req.call() {
             Ok(mut r) => {
                 let ct = r
                     .headers()

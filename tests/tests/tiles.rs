@@ -1,15 +1,16 @@
 //! The log as C2SP `tlog-tiles` serves it (issue 13): a client that knows only the
 //! spec rebuilds the checkpoint's root from `/checkpoint` and `/tile/…`; the tiles match
-//! the hashes `/v1/audit/hashes` serves; bad paths, tiles the log does not have yet and
-//! entry bundles (tenant-private) are refused with typed errors. And the host restarts
-//! from its stored tiles: the same root after a restart, and tiles still served, but
-//! not from a spoilt one.
+//! the hashes `/v1/audit/hashes` serves; bad paths and tiles the log does not have yet
+//! are refused with typed errors; entry bundles hash to the level-0 tiles and go only
+//! to a key that may read every leaf in them. And the host restarts from its stored
+//! tiles: the same root after a restart, and tiles still served, but not from a
+//! spoilt one.
 
 mod common;
 
 use common::*;
 use sealgate_shared::merkle::proof::{SubtreeHashes, TreeStore};
-use sealgate_shared::merkle::Hash;
+use sealgate_shared::merkle::{self, Hash};
 use sealgate_tests::{Api, Deployment};
 use std::time::Duration;
 
@@ -38,18 +39,96 @@ fn hashes(bytes: &[u8]) -> Vec<Hash> {
 fn leaf_hashes_from_tiles(api: &Api, size: u64) -> Vec<Hash> {
     let mut out = Vec::new();
     for n in 0..size / 256 {
-        let (status, ct, body) = api.get_bytes(&format!("/tile/0/{}", tile_index(n)));
+        let (status, ct, body) = api.get_bytes(&format!("/tile/0/{}", tile_index(n)), None);
         assert_eq!((status, ct.as_str()), (200, "application/octet-stream"));
         assert_eq!(body.len(), 8192, "a full tile is 256 hashes");
         out.extend(hashes(&body));
     }
     if !size.is_multiple_of(256) {
         let path = format!("/tile/0/{}.p/{}", tile_index(size / 256), size % 256);
-        let (status, _, body) = api.get_bytes(&path);
+        let (status, _, body) = api.get_bytes(&path, None);
         assert_eq!(status, 200, "{path}");
         out.extend(hashes(&body));
     }
     out
+}
+
+/// An entry bundle's entries: each a big-endian u16 length, then that many bytes.
+fn bundle_entries(mut body: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while !body.is_empty() {
+        assert!(body.len() >= 2, "a truncated length");
+        let n = usize::from(u16::from_be_bytes([body[0], body[1]]));
+        assert!(body.len() >= 2 + n, "a truncated entry");
+        out.push(body[2..2 + n].to_vec());
+        body = &body[2 + n..];
+    }
+    out
+}
+
+/// Entry bundles are leaf contents: served only to a key that may read every leaf in
+/// one, and then they hash to the level-0 tile of the same name. Bundle 0 holds the
+/// operator's leaves (genesis, the workspaces' creation); bundle 1 only `t`'s mints.
+fn entry_bundles_follow_the_leaf_read_rule(d: &Deployment, t: &sealgate_tests::Tenant, api: &Api, leaves: &[Hash]) {
+    let size = leaves.len() as u64;
+    let operator = d.admin_key();
+    let admin_of = |ws: &str| {
+        let (s, v) = api.post(
+            &format!("/v1/workspaces/{ws}/keys"),
+            Some(&operator),
+            &serde_json::json!({ "role": "admin" }),
+        );
+        assert_eq!(s, 201, "{v}");
+        v["key"].as_str().expect("key").to_string()
+    };
+    let t_admin = admin_of(&t.workspace);
+    let other = d.new_tenant();
+    let other_admin = admin_of(&other.workspace);
+    let bundle = |path: &str, key: &str| {
+        let (status, ct, body) = api.get_bytes(path, Some(key));
+        assert_eq!(
+            (status, ct.as_str()),
+            (200, "application/octet-stream"),
+            "{path}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        let hashes: Vec<Hash> = bundle_entries(&body).iter().map(|e| merkle::leaf_hash(e)).collect();
+        hashes
+    };
+    // The operator reads every bundle, full and partial; each hashes to its tile.
+    assert_eq!(bundle("/tile/entries/000", &operator), leaves[..256]);
+    assert_eq!(bundle("/tile/entries/001", &operator), leaves[256..512]);
+    let w = size % 256;
+    assert_eq!(bundle(&format!("/tile/entries/002.p/{w}"), &operator), leaves[512..]);
+    assert_eq!(bundle("/tile/entries/002.p/1", &operator), leaves[512..513]);
+    // The workspace's own admin reads the bundle of only its leaves, not one with the
+    // operator's, and another workspace's admin reads neither.
+    assert_eq!(bundle("/tile/entries/001", &t_admin), leaves[256..512]);
+    for (path, key) in [
+        ("/tile/entries/000", &t_admin),
+        ("/tile/entries/001", &other_admin),
+        ("/tile/entries/000", &other_admin),
+    ] {
+        let (status, body) = api.get(path, Some(key));
+        assert_error((status, body.clone()), 403, "TILE_ENTRIES_PRIVATE");
+        assert!(
+            !body.to_string().contains(&t.agent),
+            "a refusal shows nothing of the bundle: {body}"
+        );
+    }
+    assert_error(api.get("/tile/entries/001", None), 401, "UNAUTHENTICATED");
+    assert_error(api.get("/tile/entries/001", Some(&t.agent_key)), 403, "FORBIDDEN");
+    assert_error(api.get("/tile/entries/003", Some(&operator)), 404, "TILE_NOT_FOUND");
+    // (The log has grown by the keys and the workspace made above, but not to 768.)
+    assert_error(
+        api.get("/tile/entries/002.p/255", Some(&operator)),
+        404,
+        "TILE_NOT_FOUND",
+    );
+    assert_error(api.get("/tile/entries/5", Some(&operator)), 400, "INVALID_TILE_PATH");
+    // A hash tile stays public even beside a bad Authorization.
+    let (status, _, _) = api.get_bytes("/tile/0/000", Some("not-a-key"));
+    assert_eq!(status, 200, "hash tiles ignore Authorization");
 }
 
 #[test]
@@ -91,7 +170,7 @@ fn a_tiles_client_rebuilds_the_checkpoint_and_a_restart_resumes_from_tiles() {
         "the tiles give the checkpoint's root"
     );
     // Level 1: each hash is the root of a full level-0 tile.
-    let (status, _, l1) = api.get_bytes(&format!("/tile/1/000.p/{}", size / 256));
+    let (status, _, l1) = api.get_bytes(&format!("/tile/1/000.p/{}", size / 256), None);
     assert_eq!(status, 200);
     let l1 = hashes(&l1);
     assert_eq!(l1[1], tree.subtree(256, 512).unwrap());
@@ -113,7 +192,6 @@ fn a_tiles_client_rebuilds_the_checkpoint_and_a_restart_resumes_from_tiles() {
         "TILE_NOT_FOUND",
     );
     assert_error(api.get("/tile/3/000.p/1", None), 404, "TILE_NOT_FOUND");
-    assert_error(api.get("/tile/entries/000", None), 404, "TILE_ENTRIES_PRIVATE");
 
     // A restart resumes the tree from the stored tiles: same root, same tiles.
     d.stop_host();
@@ -146,4 +224,6 @@ fn a_tiles_client_rebuilds_the_checkpoint_and_a_restart_resumes_from_tiles() {
         leaves,
         "a spoilt tile is never served"
     );
+    // Last, as it writes leaves (keys, a workspace) that the checks above do not expect.
+    entry_bundles_follow_the_leaf_read_rule(&d, &t, &api, &leaves);
 }

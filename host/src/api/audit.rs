@@ -105,7 +105,7 @@ pub async fn hashes(State(app): State<Arc<App>>, QueryParams(q): QueryParams<Ran
 }
 
 /// Whose leaves a key may read in full (DESIGN §5).
-enum Readable {
+pub(super) enum Readable {
     /// The operator key: the operator's auditor, every leaf.
     All,
     /// An `auditor` or `admin` key: its workspace's leaves.
@@ -113,7 +113,7 @@ enum Readable {
 }
 
 impl Readable {
-    fn of(p: &Principal) -> Result<Self, ApiError> {
+    pub(super) fn of(p: &Principal) -> Result<Self, ApiError> {
         match (p.role, p.workspace_id.as_deref()) {
             (Role::Operator, _) => Ok(Readable::All),
             (Role::Auditor | Role::Admin, Some(ws)) => Ok(Readable::Workspace(ws.to_string())),
@@ -125,7 +125,7 @@ impl Readable {
         }
     }
 
-    fn allows(&self, leaf_workspace: Option<&str>) -> bool {
+    pub(super) fn allows(&self, leaf_workspace: Option<&str>) -> bool {
         match self {
             Readable::All => true,
             Readable::Workspace(ws) => leaf_workspace == Some(ws.as_str()),
@@ -174,7 +174,8 @@ impl FromRequestParts<Arc<App>> for Caller {
     }
 }
 
-const CONTENTS_NEED_KEY: &str = "audit leaf contents are readable only with an auditor or admin key of their \
+pub(super) const CONTENTS_NEED_KEY: &str =
+    "audit leaf contents are readable only with an auditor or admin key of their \
      workspace (Authorization: Bearer sg_…); anyone can verify the log from /v1/audit/hashes, \
      /v1/audit/checkpoint and the proofs";
 

@@ -1,14 +1,24 @@
 //! The log as C2SP `tlog-tiles` serves it, so existing transparency-log clients can
-//! read it: `GET /tile/<L>/<N>[.p/<W>]` (hash tiles, public like `/v1/audit/hashes`)
-//! and `GET /checkpoint`. Entry bundles (`/tile/entries/…`) are not served: one bundle
-//! mixes the leaves of every workspace, and a leaf's contents are readable only by its
-//! own workspace (`/v1/audit/entries` applies that rule per leaf).
+//! read it: `GET /tile/<L>/<N>[.p/<W>]` (hash tiles, public like `/v1/audit/hashes`),
+//! `GET /tile/entries/<N>[.p/<W>]` (entry bundles) and `GET /checkpoint`.
+//!
+//! An entry bundle is leaf *contents*, so it follows `/v1/audit/entries`' read rule
+//! ([`audit::Readable`]), applied to the bundle as a whole: it is served only to a key
+//! that may read every leaf in it. A bundle cannot be served with some entries left
+//! out (its bytes are what a client hashes against the level-0 tile), so the operator
+//! key reads every bundle, a workspace's `auditor` or `admin` key reads the bundles
+//! that hold only its own workspace's leaves, and everyone else reads the hashes.
+//! Bundles are not stored a second time: the `leaves` table holds each entry's bytes
+//! in index order, which is exactly a bundle's content.
 
+use super::audit::{self, Caller, Readable};
 use crate::error::ApiError;
 use crate::App;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
+use rusqlite::params;
+use sealgate_shared::merkle::tiles::WIDTH;
 use std::sync::Arc;
 
 /// A tile path's parts: level, index, width (`None`: full).
@@ -28,8 +38,7 @@ fn decimal(s: &str) -> Option<u64> {
 }
 
 /// `<N>[.p/<W>]`: zero-padded 3-digit elements, all but the last prefixed with `x`.
-fn parse(level: &str, rest: &str) -> Option<TilePath> {
-    let level = decimal(level).filter(|l| *l <= 63)? as u8;
+fn parse_index(rest: &str) -> Option<(u64, Option<u16>)> {
     let mut parts: Vec<&str> = rest.split('/').collect();
     let mut width = None;
     if parts.len() >= 2 && parts[parts.len() - 2].ends_with(".p") {
@@ -54,40 +63,49 @@ fn parse(level: &str, rest: &str) -> Option<TilePath> {
     if parts.len() > 1 && parts[0] == "x000" {
         return None;
     }
+    Some((index, width))
+}
+
+/// `<L>/<N>[.p/<W>]` of a hash tile.
+fn parse(level: &str, rest: &str) -> Option<TilePath> {
+    let level = decimal(level).filter(|l| *l <= 63)? as u8;
+    let (index, width) = parse_index(rest)?;
     Some(TilePath { level, index, width })
 }
 
+const PATH_RULE: &str = "expected /tile/<L>/<N>[.p/<W>] or /tile/entries/<N>[.p/<W>] as C2SP tlog-tiles writes \
+     them: L 0-63, N in zero-padded 3-digit elements with x before all but the last (1234067 is x001/x234/067), \
+     W 1-255";
+
+fn bad_path() -> ApiError {
+    ApiError::bad_code("INVALID_TILE_PATH", PATH_RULE)
+}
+
+fn not_found(what: &str) -> ApiError {
+    ApiError::coded(
+        StatusCode::NOT_FOUND,
+        "TILE_NOT_FOUND",
+        format!("the log has no {what} yet"),
+    )
+}
+
+/// `GET /tile/{level}/{*rest}`. `caller` matters only for entry bundles; a hash tile
+/// is public, so a malformed `Authorization` does not stop one being served.
 pub async fn tile(
     State(app): State<Arc<App>>,
+    caller: Result<Caller, ApiError>,
     Path((level, rest)): Path<(String, String)>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     if level == "entries" {
-        return Err(ApiError::coded(
-            StatusCode::NOT_FOUND,
-            "TILE_ENTRIES_PRIVATE",
-            "entry bundles are not served: a bundle would mix every workspace's leaves; read leaf contents \
-             with /v1/audit/entries, which shows each caller the leaves of its own workspace",
-        ));
+        return entries(&app, caller?, &rest).await.map(IntoResponse::into_response);
     }
-    let p = parse(&level, &rest).ok_or_else(|| {
-        ApiError::bad_code(
-            "INVALID_TILE_PATH",
-            "expected /tile/<L>/<N>[.p/<W>] as C2SP tlog-tiles writes it: L 0-63, N in zero-padded 3-digit \
-             elements with x before all but the last (1234067 is x001/x234/067), W 1-255",
-        )
-    })?;
+    let p = parse(&level, &rest).ok_or_else(bad_path)?;
     let hashes = app
         .ledger
         .tree()
         .tile(p.level, p.index, p.width)
         .map_err(|e| ApiError::Internal(format!("reading tile {level}/{rest}: {e}")))?
-        .ok_or_else(|| {
-            ApiError::coded(
-                StatusCode::NOT_FOUND,
-                "TILE_NOT_FOUND",
-                format!("the log has no tile {level}/{rest} yet"),
-            )
-        })?;
+        .ok_or_else(|| not_found(&format!("tile {level}/{rest}")))?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream"),
@@ -95,6 +113,91 @@ pub async fn tile(
             (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
         ],
         hashes.concat(),
+    )
+        .into_response())
+}
+
+/// Entry bundle `rest`: each leaf's bytes as a big-endian `u16` length and the bytes,
+/// in index order, for the leaves `[N·256, N·256 + W)` of the committed tree.
+async fn entries(app: &App, caller: Caller, rest: &str) -> Result<impl IntoResponse, ApiError> {
+    let readable = match caller {
+        Caller::Key(p) => Readable::of(&p)?,
+        Caller::Anonymous | Caller::Token(_) => {
+            return Err(ApiError::Unauthenticated(format!(
+                "entry bundles are leaf contents; {}",
+                audit::CONTENTS_NEED_KEY
+            )))
+        }
+    };
+    let (index, width) = parse_index(rest).ok_or_else(bad_path)?;
+    let width = u64::from(width.unwrap_or(WIDTH as u16));
+    let first = index
+        .checked_mul(WIDTH as u64)
+        .ok_or_else(|| not_found(&format!("entry bundle {rest}")))?;
+    // The tree is what the hash tiles are cut from, so a bundle exists exactly when the
+    // level-0 tile of the same name does.
+    let size = app.ledger.tree().len();
+    if first.checked_add(width).is_none_or(|end| end > size) {
+        return Err(not_found(&format!("entry bundle {rest}")));
+    }
+    let (lo, hi) = (first as i64, (first + width) as i64);
+    let rows = app
+        .ledger
+        .db
+        .read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT idx, bytes, workspace_id FROM leaves WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
+            )?;
+            let rows = st.query_map(params![lo, hi], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .await?;
+    // Whether the key may read the bundle is decided before anything else about its
+    // rows is said, so a refusal tells nothing about which workspaces are in it.
+    if let Some((idx, _, _)) = rows.iter().find(|(_, _, ws)| !readable.allows(ws.as_deref())) {
+        return Err(ApiError::coded(
+            StatusCode::FORBIDDEN,
+            "TILE_ENTRIES_PRIVATE",
+            format!(
+                "entry bundle {rest} holds leaves this key may not read (leaf {idx} is not its workspace's): a \
+                 bundle is served only to a key that may read every leaf in it; read the rest with \
+                 /v1/audit/entries, which shows each caller the leaves it may read, and the hashes with /tile/0/{rest}"
+            ),
+        ));
+    }
+    let contiguous = rows.len() as u64 == width && rows.iter().zip(lo..).all(|((idx, _, _), want)| *idx == want);
+    if !contiguous {
+        return Err(ApiError::Internal(format!(
+            "the database holds {} of the {width} leaves of entry bundle {rest}",
+            rows.len()
+        )));
+    }
+    let mut body = Vec::with_capacity(rows.iter().map(|(_, b, _)| 2 + b.len()).sum());
+    for (idx, bytes, _) in &rows {
+        // Leaves are bounded far below this (`leaf::MAX_HOST_EVENT_BYTES` plus the envelope).
+        let len = u16::try_from(bytes.len()).map_err(|_| {
+            ApiError::Internal(format!(
+                "leaf {idx} is {} bytes, too long for an entry bundle",
+                bytes.len()
+            ))
+        })?;
+        body.extend_from_slice(&len.to_be_bytes());
+        body.extend_from_slice(bytes);
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            // Immutable like a hash tile, but for this key's eyes only.
+            (header::CACHE_CONTROL, "private, max-age=31536000, immutable"),
+            (header::VARY, "Authorization"),
+        ],
+        body,
     ))
 }
 
