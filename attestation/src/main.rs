@@ -14,7 +14,7 @@
 //!                         [--max-age SECS] [--json]
 //! ```
 //!
-//! Three ways to read the log, one per kind of auditor (DESIGN §5):
+//! Three ways to read the log, one per kind of auditor (ARCHITECTURE §5):
 //! - anonymous (no `--key`): the public leaf hashes recompute the checkpoint's root;
 //!   nothing about the leaves' contents is read;
 //! - `--key sg_…` (an `auditor` or `admin` key of a workspace, or the operator key):

@@ -14,7 +14,7 @@
 //!    ([`verify_history`]): smaller is `checkpoint.rollback`, the same size with
 //!    another root or a failing consistency proof `checkpoint.fork` — which is also how
 //!    an enclave restored from a truncated log shows (the findings say so);
-//! 3. cosignatures, through the [`witness`] seam (none are configured yet);
+//! 3. cosignatures ([`witness`]): a quorum of the attested witnesses must have cosigned;
 //! 4. with `--key` (the operator key: these leaves are operator-level), the new
 //!    entries are read once each, folded onto the range kept from the last round and
 //!    checked to give the signed root; `enclave.boot`/`enclave.genesis` leaves must

@@ -1,5 +1,5 @@
 //! Building and signing a JWT. The enclave composes every byte of the header and
-//! claims itself; nothing the host sends is copied in without validation (DESIGN §2.1).
+//! claims itself; nothing the host sends is copied in without validation (ARCHITECTURE §2.1).
 
 use crate::signer::{Es256, SignError};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;

@@ -4,7 +4,7 @@
 //! it. This module keeps the two in step:
 //!
 //! - [`Ledger::commit`] stores leaves through the group-commit writer; the client gets
-//!   its token only after that returns (DESIGN §2.3).
+//!   its token only after that returns (ARCHITECTURE §2.3).
 //! - Leaves can commit out of order (concurrent mints), so [`TreeState`] tracks the
 //!   contiguous committed prefix; only that prefix enters the Merkle [`TreeStore`] and
 //!   is acknowledged to the enclave, which answers each `Ack` with a checkpoint signed

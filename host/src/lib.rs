@@ -1,6 +1,6 @@
 //! The untrusted half of sealgate: the REST API, SQLite, and the client of the enclave.
 //!
-//! The host is assumed compromised in the threat model (DESIGN §2), so it holds no
+//! The host is assumed compromised in the threat model (ARCHITECTURE §2), so it holds no
 //! private key and cannot produce a token or a checkpoint; what it can do wrong (drop,
 //! reorder or invent log entries) an auditor catches with `sealgate-verify`.
 #![forbid(unsafe_code)]

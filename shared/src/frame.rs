@@ -8,7 +8,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// Frames larger than this are refused (DESIGN §4).
+/// Frames larger than this are refused (ARCHITECTURE §4).
 pub const MAX_FRAME: usize = 1 << 20;
 
 /// Size of the length prefix.

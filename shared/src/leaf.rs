@@ -10,7 +10,7 @@
 //!
 //! `origin` is `enclave` for what the enclave itself did and `host` for events the host
 //! alone witnessed (an STS call, an approval): the enclave stamps index and time on
-//! those but cannot vouch for their content (DESIGN §2.5).
+//! those but cannot vouch for their content (ARCHITECTURE §2.5).
 
 use serde::{Deserialize, Serialize};
 
@@ -120,7 +120,7 @@ pub fn token_issued_for(bytes: &[u8], index: u64, jti: &str, jwt: &str) -> Resul
 }
 
 /// The workspace a stored leaf belongs to, which decides who may read its contents
-/// (DESIGN §5): the `workspace_id` of its `data` (every host event about a workspace
+/// (ARCHITECTURE §5): the `workspace_id` of its `data` (every host event about a workspace
 /// carries one), else, for a `token.issued` leaf, the workspace in its subject
 /// (`ws:<ws>:…`). `None` for operator-level events (genesis, key rotation, bootstrap)
 /// and for anything that is not a leaf: only the operator reads those.

@@ -28,6 +28,6 @@ pub mod state_lock;
 /// 6: witnesses in the configuration, tokens held until `Witnessed` releases them.
 pub const PROTOCOL_VERSION: u32 = 6;
 
-/// Token lifetime bounds the enclave enforces, in seconds (DESIGN §2.1).
+/// Token lifetime bounds the enclave enforces, in seconds (ARCHITECTURE §2.1).
 pub const TTL_MIN_SECONDS: u64 = 60;
 pub const TTL_MAX_SECONDS: u64 = 3600;

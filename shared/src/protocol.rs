@@ -2,7 +2,7 @@
 //! response echoes it, so one connection carries many requests at once.
 //!
 //! The operation set is deliberately small and has no "sign these bytes": the enclave
-//! builds every token and every leaf itself from validated fields (DESIGN §2.1, §2.2).
+//! builds every token and every leaf itself from validated fields (ARCHITECTURE §2.1, §2.2).
 //!
 //! Compatibility: host and enclave ship together, and a change to these types bumps
 //! [`crate::PROTOCOL_VERSION`] instead of being negotiated. `Hello` refuses another
@@ -69,7 +69,7 @@ impl std::fmt::Display for EnclaveConfig {
     }
 }
 
-/// How the enclave keeps its private keys across restarts (DESIGN §2.4).
+/// How the enclave keeps its private keys across restarts (ARCHITECTURE §2.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Sealing {

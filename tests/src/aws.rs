@@ -1,5 +1,5 @@
-//! The local AWS emulator: moto in server mode (see `../shared/AWS-EMULATOR.md`,
-//! outside the repository), and SDK clients for test code that creates or inspects
+//! The local AWS emulator: moto in server mode (what it checks:
+//! `docs/TESTING.md` §4), and SDK clients for test code that creates or inspects
 //! resources in it directly.
 //!
 //! moto is installed into `<workspace>/.venv` by `make moto` (which `make test` runs).

@@ -1,6 +1,6 @@
 //! A KMS test double for the `Recipient` (attested enclave) flow.
 //!
-//! Why a double and not the emulator: moto (see `../shared/AWS-EMULATOR.md`) accepts the
+//! Why a double and not the emulator: moto (see `docs/TESTING.md` §4) accepts the
 //! `Recipient` parameter of `GenerateDataKey` / `Decrypt` and ignores it — it returns the
 //! plaintext data key and no `CiphertextForRecipient` — so nothing local checks an
 //! attestation document against a key policy or encrypts to the enclave's key. This

@@ -137,7 +137,7 @@ impl Api {
         self
     }
 
-    /// The operator key, for the audit helpers that read leaf contents (DESIGN §5).
+    /// The operator key, for the audit helpers that read leaf contents (ARCHITECTURE §5).
     pub fn operator_key(&self) -> Option<String> {
         let path = self.operator_key_file.as_ref()?;
         std::fs::read_to_string(path).ok().map(|k| k.trim().to_string())

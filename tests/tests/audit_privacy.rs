@@ -1,7 +1,7 @@
 //! Issue 9, hole 4: the public log showed every tenant's data. Integrity stays public —
 //! checkpoint, leaf hashes (`/v1/audit/hashes`), proofs — but a leaf's contents go only
 //! to an auditor or admin key of its workspace, the operator, and a token's holder for
-//! its own leaf (DESIGN §5). Every test here talks to a real deployment.
+//! its own leaf (ARCHITECTURE §5). Every test here talks to a real deployment.
 
 mod common;
 

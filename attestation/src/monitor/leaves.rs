@@ -1,5 +1,5 @@
 //! The leaves the monitor reads for what they say about keys and restarts (with
-//! `--key`: their contents are operator-level, DESIGN §5), and the checks on them.
+//! `--key`: their contents are operator-level, ARCHITECTURE §5), and the checks on them.
 //!
 //! - `enclave.genesis` (index 0) and `enclave.boot` (every restart, appended right
 //!   after a `Restore`) record the enclave's mode, token key id, checkpoint key and

@@ -1,4 +1,4 @@
-//! The audit log over HTTP (DESIGN §5).
+//! The audit log over HTTP (ARCHITECTURE §5).
 //!
 //! Integrity is public: anyone reads the checkpoint, its verifier key, every leaf hash
 //! (`/v1/audit/hashes`) and the proofs, which is all a root or an inclusion needs.
@@ -104,7 +104,7 @@ pub async fn hashes(State(app): State<Arc<App>>, QueryParams(q): QueryParams<Ran
     Ok(Json(json!({ "start": q.start, "end": end, "hashes": hashes })))
 }
 
-/// Whose leaves a key may read in full (DESIGN §5).
+/// Whose leaves a key may read in full (ARCHITECTURE §5).
 pub(super) enum Readable {
     /// The operator key: the operator's auditor, every leaf.
     All,

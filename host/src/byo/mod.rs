@@ -1,4 +1,4 @@
-//! BYO storage (DESIGN §7): customer buckets reached through a cross-account role that
+//! BYO storage (ARCHITECTURE §7): customer buckets reached through a cross-account role that
 //! sealgate assumes with an External ID it mints, probed, and audited call by call.
 //!
 //! - `features`: the operator's per-workspace switch (402 `BYO_NOT_ENABLED` without it)

@@ -3,7 +3,7 @@
 //! Every write goes through [`Db::commit`], which hands a job to the writer thread.
 //! The writer takes everything queued, runs it in one transaction and one fsync, and
 //! only then answers each job. Under load many mints share one fsync, which is how
-//! durable-before-released stays cheap (DESIGN §8). Reads use a small pool of
+//! durable-before-released (ARCHITECTURE §2.3) stays cheap (§8). Reads use a small pool of
 //! connections on the blocking thread pool and never wait for the writer (WAL).
 
 pub mod check;

@@ -257,7 +257,7 @@ fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<
     Ok(false)
 }
 
-/// `leaves.workspace_id` (who may read a leaf's contents, DESIGN §5): added, and filled
+/// `leaves.workspace_id` (who may read a leaf's contents, ARCHITECTURE §5): added, and filled
 /// from each stored leaf's bytes, in one transaction.
 fn backfill_leaf_workspaces(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch("BEGIN IMMEDIATE; ALTER TABLE leaves ADD COLUMN workspace_id TEXT;")?;

@@ -1,4 +1,4 @@
-//! AWS access grants (DESIGN §7): policy ceilings per workspace and account, agent
+//! AWS access grants (ARCHITECTURE §7): policy ceilings per workspace and account, agent
 //! requests decided by those ceilings or by approvers, and just-in-time STS credentials.
 //!
 //! - [`policy`] and [`pattern`]: the ceiling, the request, and the pure decision.

@@ -148,7 +148,7 @@ pub struct Logs {
 }
 
 impl Logs {
-    /// The origin of each log is its key's name (DESIGN §5: key name = origin).
+    /// The origin of each log is its key's name (ARCHITECTURE §5: key name = origin).
     pub fn new(keys: impl IntoIterator<Item = VerifierKey>) -> Self {
         let mut by_origin: HashMap<String, Vec<VerifierKey>> = HashMap::new();
         for k in keys {

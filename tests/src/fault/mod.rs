@@ -1,5 +1,5 @@
 //! The fault layer: an HTTP/1.1 reverse proxy in front of moto that does what no local
-//! emulator does (see `../shared/AWS-EMULATOR.md`, outside the repository).
+//! emulator does (see `docs/TESTING.md` §4–§5).
 //!
 //! - It injects AWS errors in each service's real wire shape (query XML for STS/IAM,
 //!   REST XML for S3, JSON for KMS), a number of times or forever, then passes through,
