@@ -179,6 +179,33 @@ pub(super) const CONTENTS_NEED_KEY: &str =
      workspace (Authorization: Bearer sg_…); anyone can verify the log from /v1/audit/hashes, \
      /v1/audit/checkpoint and the proofs";
 
+/// A stored leaf: its index, its bytes as stored and the workspace it belongs to.
+pub(super) type StoredLeaf = (u64, Vec<u8>, Option<String>);
+
+/// The stored leaves `[start, end)` in index order: what the database holds, which a
+/// caller compares with what it expects (gaps are the caller's to judge).
+pub(super) async fn stored_leaves(app: &App, start: u64, end: u64) -> Result<Vec<StoredLeaf>, ApiError> {
+    let (start, end) = (start as i64, end as i64);
+    let rows = app
+        .ledger
+        .db
+        .read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT idx, bytes, workspace_id FROM leaves WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
+            )?;
+            let rows = st.query_map(params![start, end], |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .await?;
+    Ok(rows)
+}
+
 /// `GET /v1/audit/entries`: leaves `[start, end)` as stored, one entry per stored leaf,
 /// each `{index, hash, leaf?}`. `leaf` (base64 bytes) is present only for the leaves
 /// the key may read; the others are placeholders with their hash, so the page still
@@ -202,24 +229,7 @@ pub async fn entries(
     q.check()?;
     // No check against the log size: the host serves exactly what its database holds
     // (even in integrity-failure mode), and the auditor decides what that means.
-    let (start, end) = (q.start as i64, q.end as i64);
-    let rows = app
-        .ledger
-        .db
-        .read(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT idx, bytes, workspace_id FROM leaves WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
-            )?;
-            let rows = st.query_map(params![start, end], |r| {
-                Ok((
-                    r.get::<_, i64>(0)? as u64,
-                    r.get::<_, Vec<u8>>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                ))
-            })?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .await?;
+    let rows = stored_leaves(&app, q.start, q.end).await?;
     // `end` is one past the last entry served (`start` when there is none), not what
     // was asked: the answer's `[start, end)` always names exactly its entries.
     let end = rows.last().map_or(q.start, |(index, _, _)| index + 1);

@@ -17,7 +17,6 @@ use crate::App;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use rusqlite::params;
 use sealgate_shared::merkle::tiles::WIDTH;
 use std::sync::Arc;
 
@@ -140,24 +139,7 @@ async fn entries(app: &App, caller: Caller, rest: &str) -> Result<impl IntoRespo
     if first.checked_add(width).is_none_or(|end| end > size) {
         return Err(not_found(&format!("entry bundle {rest}")));
     }
-    let (lo, hi) = (first as i64, (first + width) as i64);
-    let rows = app
-        .ledger
-        .db
-        .read(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT idx, bytes, workspace_id FROM leaves WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
-            )?;
-            let rows = st.query_map(params![lo, hi], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, Vec<u8>>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                ))
-            })?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .await?;
+    let rows = audit::stored_leaves(app, first, first + width).await?;
     // Whether the key may read the bundle is decided before anything else about its
     // rows is said, so a refusal tells nothing about which workspaces are in it.
     if let Some((idx, _, _)) = rows.iter().find(|(_, _, ws)| !readable.allows(ws.as_deref())) {
@@ -171,7 +153,7 @@ async fn entries(app: &App, caller: Caller, rest: &str) -> Result<impl IntoRespo
             ),
         ));
     }
-    let contiguous = rows.len() as u64 == width && rows.iter().zip(lo..).all(|((idx, _, _), want)| *idx == want);
+    let contiguous = rows.len() as u64 == width && rows.iter().zip(first..).all(|((idx, _, _), want)| *idx == want);
     if !contiguous {
         return Err(ApiError::Internal(format!(
             "the database holds {} of the {width} leaves of entry bundle {rest}",
