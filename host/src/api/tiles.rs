@@ -140,8 +140,9 @@ async fn entries(app: &App, caller: Caller, rest: &str) -> Result<impl IntoRespo
         return Err(not_found(&format!("entry bundle {rest}")));
     }
     let rows = audit::stored_leaves(app, first, first + width).await?;
-    // Whether the key may read the bundle is decided before anything else about its
-    // rows is said, so a refusal tells nothing about which workspaces are in it.
+    // Decided on the rows alone, before anything is served. The refusal names the first
+    // leaf the key may not read, which is no more than `/v1/audit/entries` shows (a
+    // placeholder with only its hash); it never names whose leaf it is.
     if let Some((idx, _, _)) = rows.iter().find(|(_, _, ws)| !readable.allows(ws.as_deref())) {
         return Err(ApiError::coded(
             StatusCode::FORBIDDEN,
